@@ -1,0 +1,113 @@
+"""A classifier bundle on disk: `manifest.json` + `weights.npz` (+ split and reports).
+
+Weights are stored as one numpy array per model variable, in float16 by default, so a bundle saved
+under one Keras backend loads under the other. Loading checks every head's size against the
+manifest's labels and refuses a mismatch: labels drifting from the model silently shift every answer.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from .model import build_model
+from .taxonomy import TASKS, Taxonomy
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "weights.npz"
+
+
+class BundleError(ValueError):
+    """The bundle on disk cannot be used with this code (missing files, shape or label mismatch)."""
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: keras.Model, path: Path, dtype: str = "float16") -> None:
+    arrays = {}
+    for i, variable in enumerate(model.weights):
+        value = keras.ops.convert_to_numpy(variable)
+        if np.issubdtype(value.dtype, np.floating):
+            value = value.astype(dtype)
+        arrays[f"{i:04d}:{variable.path}"] = value
+    np.savez(path, **arrays)
+
+
+def load_weights(model: keras.Model, path: Path, taxonomy: Taxonomy | None = None) -> None:
+    with np.load(path) as archive:
+        stored = [archive[key] for key in sorted(archive.files)]
+        names = sorted(archive.files)
+    if taxonomy is not None:
+        check_heads(names, stored, taxonomy)
+    if len(stored) != len(model.weights):
+        raise BundleError(f"{path}: {len(stored)} arrays for a model with {len(model.weights)} variables")
+    for name, value, variable in zip(names, stored, model.weights):
+        if tuple(value.shape) != tuple(variable.shape):
+            raise BundleError(f"{path}: {name} has shape {value.shape}, model expects {tuple(variable.shape)}")
+        variable.assign(value.astype(variable.dtype))
+
+
+def check_heads(names: list[str], arrays: list[np.ndarray], taxonomy: Taxonomy) -> None:
+    """Each task head's bias length must equal the manifest's label count for that task."""
+    for task in TASKS:
+        bias = [a for n, a in zip(names, arrays) if n.split(":", 1)[1] == f"{task}/bias"]
+        if not bias:
+            raise BundleError(f"weights have no output head for task {task!r}")
+        if len(bias[0]) != taxonomy.num_classes(task):
+            raise BundleError(
+                f"task {task!r}: the weights' head has {len(bias[0])} outputs but the manifest lists "
+                f"{taxonomy.num_classes(task)} labels; refusing a bundle whose labels do not match its model")
+
+
+def write_bundle(folder: Path, model: keras.Model, taxonomy: Taxonomy, config: dict, extra: dict,
+                 dtype: str = "float16") -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    save_weights(model, folder / WEIGHTS, dtype=dtype)
+    weights_sha = sha256_file(folder / WEIGHTS)
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "kind": "classifier",
+        "name": folder.name,
+        # The version changes whenever the weights do; stored analyses record it.
+        "version": weights_sha[:12],
+        "model": config,
+        "taxonomy": taxonomy.to_dict(),
+        "weights": {"file": WEIGHTS, "dtype": dtype, "sha256": weights_sha},
+        **extra,
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{folder}: no {MANIFEST}; not a classifier bundle")
+    manifest = json.loads(path.read_text())
+    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("kind") != "classifier":
+        raise BundleError(f"{path}: unsupported bundle (format {manifest.get('format_version')}, kind {manifest.get('kind')})")
+    return manifest
+
+
+def load_bundle(folder: str | Path, verify_sha256: bool = True) -> tuple[keras.Model, Taxonomy, dict]:
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    weights = folder / manifest["weights"]["file"]
+    if verify_sha256 and sha256_file(weights) != manifest["weights"]["sha256"]:
+        raise BundleError(f"{weights}: sha256 does not match the manifest (corrupt or replaced file)")
+    taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
+    config = manifest["model"]
+    model = build_model(taxonomy, input_size=tuple(config["input_size"]), width=config["width"],
+                        head_units=config["head_units"])
+    load_weights(model, weights, taxonomy)
+    return model, taxonomy, manifest

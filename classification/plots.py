@@ -1,0 +1,42 @@
+"""Figures a person would rather look at than read: training curves and confusion matrices."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def training_curves(history: dict[str, list[float]], path: Path) -> None:
+    accuracy_keys = sorted(k for k in history if k.endswith("accuracy") and not k.startswith("val_"))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    axes[0].plot(history.get("loss", []), label="train")
+    axes[0].plot(history.get("val_loss", []), label="validation")
+    axes[0].set(title="total loss", xlabel="epoch")
+    axes[0].legend()
+    for key in accuracy_keys:
+        line, = axes[1].plot(history[key], linestyle="--", alpha=0.6)
+        axes[1].plot(history.get(f"val_{key}", []), color=line.get_color(), label=key.replace("_accuracy", ""))
+    axes[1].set(title="accuracy (dashed: train, solid: validation)", xlabel="epoch", ylim=(0, 1))
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def confusion_matrix_png(matrix: np.ndarray, labels: tuple[str, ...], title: str, path: Path) -> None:
+    rows = matrix.sum(axis=1, keepdims=True)
+    normalised = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
+    size = max(6, 0.28 * len(labels))
+    fig, ax = plt.subplots(figsize=(size + 2, size))
+    image = ax.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set(title=f"{title} (rows: true, normalised)", xlabel="predicted", ylabel="true")
+    fig.colorbar(image, ax=ax, fraction=0.04)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,30 @@
+"""Process-wide setup that must happen before Keras picks its backend.
+
+torch must be imported before TensorFlow: the reverse order loads two LLVM copies and crashes the
+process. TensorFlow must not reserve the whole GPU, so that the torch detector fits beside it.
+"""
+from __future__ import annotations
+
+import os
+
+import torch  # noqa: F401  (import order matters, see above)
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+
+import keras  # noqa: E402
+
+
+def backend() -> str:
+    return keras.backend.backend()
+
+
+def gpu_available() -> bool:
+    if backend() == "torch":
+        return torch.cuda.is_available()
+    if backend() == "tensorflow":
+        import tensorflow as tf  # backend configuration only; model code stays backend-agnostic
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    return False

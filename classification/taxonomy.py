@@ -1,0 +1,71 @@
+"""Label sets for the seven tasks and the category hierarchy, built from a catalogue's records."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Iterable, Mapping
+
+CATEGORY_TASKS = ("gender", "masterCategory", "subCategory", "articleType")
+STYLE_TASKS = ("baseColour", "season", "usage")
+TASKS = CATEGORY_TASKS + STYLE_TASKS
+# The three levels decoded jointly: the answer is always one of the observed paths.
+HIERARCHY_LEVELS = ("masterCategory", "subCategory", "articleType")
+# The two models the bundle serves; each is a named, versioned group of outputs of one network.
+MODEL_GROUPS = {"category": CATEGORY_TASKS, "style": STYLE_TASKS}
+
+
+@dataclasses.dataclass(frozen=True)
+class Taxonomy:
+    labels: Mapping[str, tuple[str, ...]]
+    # Every (masterCategory, subCategory, articleType) triple seen in the data. Not a strict tree:
+    # one articleType may sit under two parents (e.g. Socks under Apparel and Accessories).
+    paths: tuple[tuple[str, str, str], ...]
+
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, str | None]]) -> "Taxonomy":
+        records = list(records)
+        labels = {
+            task: tuple(sorted({r[task] for r in records if r.get(task)})) for task in TASKS
+        }
+        paths = Counter(
+            tuple(r[level] for level in HIERARCHY_LEVELS)
+            for r in records
+            if all(r.get(level) for level in HIERARCHY_LEVELS)
+        )
+        return cls(labels=labels, paths=tuple(sorted(paths)))
+
+    def index(self, task: str, label: str | None) -> int:
+        """Class index of `label`, or -1 when it is missing or unknown to this taxonomy."""
+        if not label:
+            return -1
+        try:
+            return self._lookup[task][label]
+        except KeyError:
+            return -1
+
+    @property
+    def _lookup(self) -> dict[str, dict[str, int]]:
+        cache = self.__dict__.get("_lookup_cache")
+        if cache is None:
+            cache = {t: {name: i for i, name in enumerate(names)} for t, names in self.labels.items()}
+            object.__setattr__(self, "_lookup_cache", cache)
+        return cache
+
+    def path_indices(self) -> list[tuple[int, int, int]]:
+        return [
+            tuple(self.index(level, name) for level, name in zip(HIERARCHY_LEVELS, path))
+            for path in self.paths
+        ]
+
+    def num_classes(self, task: str) -> int:
+        return len(self.labels[task])
+
+    def to_dict(self) -> dict:
+        return {"labels": {t: list(v) for t, v in self.labels.items()}, "paths": [list(p) for p in self.paths]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Taxonomy":
+        return cls(
+            labels={t: tuple(v) for t, v in data["labels"].items()},
+            paths=tuple(tuple(p) for p in data["paths"]),
+        )

@@ -1,0 +1,115 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classification import evaluate
+from classification.bundle import BundleError, load_bundle
+from classification.catalogue import load_rgb, read_catalogue
+from classification.inference import Classifier
+from classification.taxonomy import TASKS
+
+from .catalogue_factory import make_catalogue
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_training_writes_a_complete_bundle(trained_bundle):
+    bundle, manifest = trained_bundle["bundle"], trained_bundle["manifest"]
+    for name in ("weights.npz", "split.json", "training_curve.png", "evaluation/report.md",
+                 "evaluation/confusion_masterCategory.png", "evaluation/confusion_subCategory.png"):
+        assert (bundle / name).is_file(), name
+    assert manifest["weights"]["dtype"] == "float16"
+    assert set(manifest["metrics"]["tasks"]) == set(TASKS)
+    assert manifest["training"]["command"].startswith("python -m classification.train")
+    assert (trained_bundle["run_dir"] / "checkpoint.keras").is_file()
+
+
+def test_reloaded_bundle_predicts_what_the_trained_model_predicted(trained_bundle, tiny_catalogue):
+    import keras
+
+    images = [load_rgb(r.image_path) for r in read_catalogue(tiny_catalogue).records[:8]]
+    trained = keras.saving.load_model(trained_bundle["run_dir"] / "checkpoint.keras")
+    reference = Classifier(trained_bundle["run_dir"] / "bundle-float32")
+    batch = np.stack([np.asarray(i) for i in images])
+    direct = trained(batch, training=False)
+    reloaded = reference.predict_proba(images)
+    for task in TASKS:
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(direct[task]), reloaded[task], atol=1e-5)
+    # The float16 bundle stays within rounding of the float32 one.
+    shipped = Classifier(trained_bundle["bundle"]).predict_proba(images)
+    for task in TASKS:
+        np.testing.assert_allclose(shipped[task], reloaded[task], atol=5e-3)
+
+
+def test_predict_handles_any_size_and_decodes_a_valid_path(trained_bundle):
+    classifier = Classifier(trained_bundle["bundle"])
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in [(10, 300), (500, 40), (80, 60)]]
+    results = classifier.predict(images)
+    assert len(results) == 3 and classifier.predict([]) == []
+    for result in results:
+        path = tuple(result[level]["label"] for level in ("masterCategory", "subCategory", "articleType"))
+        assert path in classifier.taxonomy.paths
+        assert len(result["usage"]["top3"]) <= 3 and 0 <= result["gender"]["confidence"] <= 1
+
+
+def test_label_count_mismatch_is_refused(trained_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_bundle["bundle"], broken)
+    manifest = json.loads((broken / "manifest.json").read_text())
+    manifest["taxonomy"]["labels"]["articleType"].append("Spacesuits")
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="articleType.*outputs but the manifest lists"):
+        load_bundle(broken)
+
+
+def test_corrupt_weights_are_refused(trained_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_bundle["bundle"], broken)
+    with open(broken / "weights.npz", "ab") as handle:
+        handle.write(b"junk")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(broken)
+
+
+def test_evaluation_on_a_folder_never_seen(trained_bundle, tmp_path, capsys):
+    unseen = make_catalogue(tmp_path / "unseen", n=10, seed=5, extra_rows=[])
+    # One product of a type the model has never heard of: it must count as an error, not crash.
+    rows = (unseen / "styles.csv").read_text().splitlines()
+    rows.append("2000,Men,Apparel,Topwear,Kurtas,Red,Summer,2012,Ethnic,New kind")
+    shutil.copy(unseen / "images" / "1000.jpg", unseen / "images" / "2000.jpg")
+    (unseen / "styles.csv").write_text("\n".join(rows) + "\n")
+    report = evaluate.main(["--bundle", str(trained_bundle["bundle"]), "--data", str(unseen), "--out", str(tmp_path / "r")])
+    assert report["images"] == 11
+    assert report["tasks"]["articleType"]["unknown_labels"] == 1
+    assert 0 <= report["tasks"]["masterCategory"]["accuracy"] <= 1
+    assert (tmp_path / "r" / "report.md").read_text().startswith("# Evaluation")
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["tasks"]["usage"]["support"] == 11
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_bundle_saved_under_one_backend_loads_under_the_other(trained_bundle, tiny_catalogue):
+    import keras
+
+    other = "torch" if keras.backend.backend() == "tensorflow" else "tensorflow"
+    paths = [str(r.image_path) for r in read_catalogue(tiny_catalogue).records[:6]]
+    script = (
+        "import json, sys\n"
+        "from classification.catalogue import load_rgb\n"
+        "from classification.inference import Classifier\n"
+        "c = Classifier(sys.argv[1])\n"
+        "p = c.predict_proba([load_rgb(x) for x in sys.argv[2:]])\n"
+        "print(json.dumps({t: v.tolist() for t, v in p.items()}))\n")
+    env = {**os.environ, "KERAS_BACKEND": other}
+    out = subprocess.run([sys.executable, "-c", script, str(trained_bundle["bundle"]), *paths], env=env, cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    theirs = json.loads(out.stdout.strip().splitlines()[-1])
+    ours = Classifier(trained_bundle["bundle"]).predict_proba([load_rgb(p) for p in paths])
+    for task in TASKS:
+        np.testing.assert_allclose(np.asarray(theirs[task]), ours[task], atol=1e-4)

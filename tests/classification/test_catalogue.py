@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from classification.catalogue import load_rgb, read_catalogue, split_ids
+from classification.taxonomy import Taxonomy
+
+from .catalogue_factory import make_catalogue
+
+
+@pytest.mark.parametrize("kaggle_dialect", [False, True])
+def test_reads_both_csv_dialects(tmp_path, kaggle_dialect):
+    catalogue = read_catalogue(make_catalogue(tmp_path, n=12, kaggle_dialect=kaggle_dialect))
+    assert len(catalogue.records) == 12
+    first = catalogue.records[0]
+    assert first["articleType"] == "Tshirts" and first["usage"] == "Casual"
+    if kaggle_dialect:
+        assert first.name.count(",") == 2  # unquoted commas joined back into the product name
+
+
+def test_missing_images_empty_and_na_values(tmp_path):
+    root = make_catalogue(tmp_path, n=6, extra_rows=[
+        ["9999", "Men", "Apparel", "Topwear", "Shirts", "Blue", "Fall", "2011", "Casual", "no image file"],
+        ["1003", "", "Apparel", "Topwear", "Tshirts", "NA", "", "2011", "NA", "duplicate id, empty values"],
+    ])
+    catalogue = read_catalogue(root)
+    assert catalogue.missing_images == ["9999"]
+    record = catalogue.records[-1]
+    assert record["gender"] is None and record["baseColour"] is None and record["season"] is None
+    assert record["usage"] is None and record["articleType"] == "Tshirts"
+
+
+def test_rejects_a_file_that_is_not_a_styles_csv(tmp_path):
+    (tmp_path / "styles.csv").write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="unexpected header"):
+        read_catalogue(tmp_path)
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16"])
+def test_any_image_mode_loads_as_rgb(tmp_path, mode):
+    path = tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png")
+    base = Image.new("RGB", (20, 10), (200, 40, 40))
+    image = base.convert(mode) if mode != "I;16" else Image.fromarray(np.full((10, 20), 40000, np.uint16))
+    image.save(path)
+    array = load_rgb(path)
+    assert array.shape == (10, 20, 3) and array.dtype == np.uint8
+
+
+def test_split_is_reproducible_disjoint_and_stratified(tmp_path):
+    records = read_catalogue(make_catalogue(tmp_path, n=120)).records
+    first, second = split_ids(records, seed=3), split_ids(records, seed=3)
+    assert first == second
+    assert split_ids(records, seed=4) != first
+    sets = [set(first[k]) for k in ("train", "val", "test")]
+    assert sum(map(len, sets)) == len(records) and not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    by_id = {r.id: r for r in records}
+    test_articles = {by_id[i]["articleType"] for i in first["test"]}
+    assert test_articles == {r["articleType"] for r in records}  # every class with enough items is in test
+
+
+def test_taxonomy_keeps_the_non_tree_hierarchy(tmp_path):
+    taxonomy = Taxonomy.from_records(read_catalogue(make_catalogue(tmp_path, n=12)).records)
+    assert ("Accessories", "Socks", "Socks") in taxonomy.paths and ("Apparel", "Socks", "Socks") in taxonomy.paths
+    assert Taxonomy.from_dict(taxonomy.to_dict()) == taxonomy
+    assert taxonomy.index("articleType", "Spaceship") == -1

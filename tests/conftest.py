@@ -1,0 +1,6 @@
+"""Shared fixtures. torch is imported first: TensorFlow before torch crashes the process."""
+import os
+
+import torch  # noqa: F401
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
