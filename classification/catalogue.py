@@ -97,7 +97,7 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
         array = np.asarray(image, dtype=np.float32)
         scale = 65535.0 if array.max() > 255 else 255.0
         image = Image.fromarray(np.clip(array / scale * 255.0, 0, 255).astype(np.uint8))
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def split_ids(records: list[CatalogueRecord], seed: int = 1234, val_fraction: float = 0.1,

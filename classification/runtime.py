@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 import torch  # noqa: F401  (import order matters, see above)
+import torchvision  # noqa: F401  (it loads triton/LLVM via torch._dynamo: also before TensorFlow)
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -2,5 +2,6 @@
 import os
 
 import torch  # noqa: F401
+import torchvision  # noqa: F401
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")

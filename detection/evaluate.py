@@ -1,0 +1,117 @@
+"""COCO evaluation of a detector bundle (box AP, AP50, AP75, mask AP, per category) with pycocotools.
+
+    python -m detection.evaluate --bundle models/ccp-maskrcnn-mobilenet --dataset ccp \
+        --data ../shared/datasets/clothing-co-parsing --split val
+
+Writes metrics.json, report.md and a PNG sheet of predictions drawn on a few images into --out.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+from tqdm import tqdm
+
+from classification.catalogue import load_rgb
+
+from .inference import Detector
+from .plots import prediction_sheet
+from .records import READERS, DetectionRecord, encode_mask, to_coco
+
+
+def coco_results(detector: Detector, records: Sequence[DetectionRecord]) -> tuple[list[dict], list]:
+    results, samples = [], []
+    class_id = {name: i + 1 for i, name in enumerate(detector.classes)}
+    for record in tqdm(records, desc="evaluating", leave=False):
+        image = load_rgb(record.image_path)
+        detections = detector.detect([image])[0]
+        if len(samples) < 6:
+            samples.append((image, detections))
+        for d in detections:
+            x1, y1, x2, y2 = d.box
+            results.append({"image_id": record.image_id, "category_id": class_id[d.label], "score": d.score,
+                            "bbox": [x1, y1, x2 - x1, y2 - y1], "segmentation": encode_mask(d.mask)})
+    return results, samples
+
+
+def coco_eval(ground_truth: dict, results: list[dict]) -> dict:
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = ground_truth
+        gt.createIndex()
+    metrics = {}
+    for iou_type, prefix in (("bbox", "box"), ("segm", "mask")):
+        if not results:
+            metrics.update({f"{prefix}_AP": 0.0, f"{prefix}_AP50": 0.0, f"{prefix}_AP75": 0.0})
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            dt = gt.loadRes([dict(r) for r in results])
+            evaluator = COCOeval(gt, dt, iou_type)
+            evaluator.evaluate()
+            evaluator.accumulate()
+            evaluator.summarize()
+        stats = evaluator.stats
+        metrics.update({f"{prefix}_AP": float(stats[0]), f"{prefix}_AP50": float(stats[1]), f"{prefix}_AP75": float(stats[2])})
+        if iou_type == "bbox":
+            # precision: [iou, recall, category, area, max_dets]; area "all", 100 detections.
+            precision = evaluator.eval["precision"][:, :, :, 0, -1]
+            per_category = {}
+            for k, cat_id in enumerate(evaluator.params.catIds):
+                p = precision[:, :, k]
+                per_category[gt.cats[cat_id]["name"]] = float(p[p > -1].mean()) if (p > -1).any() else None
+            metrics["box_AP_per_category"] = per_category
+    return metrics
+
+
+def evaluate(detector: Detector, records: Sequence[DetectionRecord], out_dir: Path | None = None) -> dict:
+    ground_truth = to_coco(records, detector.classes)
+    results, samples = coco_results(detector, records)
+    metrics = {"images": len(records), "instances": len(ground_truth["annotations"]), "detections": len(results),
+               **coco_eval(ground_truth, results)}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        lines = [f"# Detector evaluation: {len(records)} images, {metrics['instances']} instances", "",
+                 "| metric | value |", "|---|---:|"]
+        lines += [f"| {k} | {metrics[k]:.4f} |" for k in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75")]
+        lines += ["", "| category | box AP |", "|---|---:|"]
+        lines += [f"| {k} | {'n/a' if v is None else f'{v:.4f}'} |" for k, v in metrics.get("box_AP_per_category", {}).items()]
+        (out_dir / "report.md").write_text("\n".join(lines) + "\n")
+        prediction_sheet(samples, out_dir / "predictions.png")
+    return metrics
+
+
+def select(records: list[DetectionRecord], bundle: Path, split: str | None) -> list[DetectionRecord]:
+    if not split:
+        return records
+    ids = set(json.loads((bundle / "split.json").read_text())[split])
+    return [r for r in records if r.image_id in ids]
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--dataset", choices=sorted(READERS), required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", choices=["train", "val"], help="ids from the bundle's split.json")
+    parser.add_argument("--limit", type=int)
+    parser.add_argument("--min-size", type=int, help="override the bundle's input size (speed/accuracy trade)")
+    parser.add_argument("--score-threshold", type=float, default=0.05, help="low, as COCO AP expects")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    detector = Detector(args.bundle, score_threshold=args.score_threshold, min_size=args.min_size)
+    records = select(READERS[args.dataset][0](args.data), args.bundle, args.split)[: args.limit]
+    metrics = evaluate(detector, records, args.out or args.bundle / "evaluation")
+    print(json.dumps({k: v for k, v in metrics.items() if k != "box_AP_per_category"}, indent=1))
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

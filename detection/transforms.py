@@ -1,0 +1,39 @@
+"""Training augmentation with torchvision.transforms.v2, which moves boxes and masks with the pixels."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from .records import DetectionRecord
+
+
+def train_transforms(min_size: int) -> v2.Compose:
+    return v2.Compose([
+        v2.RandomHorizontalFlip(0.5),
+        # Scale jitter around the training size; the model's own transform resizes afterwards.
+        v2.RandomShortestSize(min_size=list(range(int(min_size * 0.75), int(min_size * 1.25) + 1, 32)),
+                              max_size=int(min_size * 2.5)),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+        v2.SanitizeBoundingBoxes(min_size=2),
+    ])
+
+
+def load_sample(record: DetectionRecord, image: np.ndarray, transforms: v2.Compose | None = None):
+    """(image float tensor CxHxW in [0, 1], target dict) as torchvision's detection models expect."""
+    instances = record.instances()
+    h, w = image.shape[:2]
+    boxes = torch.tensor([i.box for i in instances], dtype=torch.float32).reshape(-1, 4)
+    masks = torch.from_numpy(np.stack([i.mask for i in instances])) if instances else torch.zeros((0, h, w), dtype=torch.bool)
+    target = {
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+        "masks": tv_tensors.Mask(masks.to(torch.uint8)),
+        "labels": torch.tensor([i.category for i in instances], dtype=torch.int64),
+    }
+    tensor = tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1))
+    if transforms is not None:
+        tensor, target = transforms(tensor, target)
+    return v2.functional.to_dtype(tensor, torch.float32, scale=True).as_subclass(torch.Tensor), {
+        "boxes": target["boxes"].as_subclass(torch.Tensor), "masks": target["masks"].as_subclass(torch.Tensor),
+        "labels": target["labels"]}
