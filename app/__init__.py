@@ -1,0 +1,29 @@
+"""fashion-tagger's Flask service: create_app() composes config, database, pipeline and blueprints."""
+from __future__ import annotations
+
+import torch  # noqa: F401  (torch and torchvision before TensorFlow, always)
+import torchvision  # noqa: F401
+from flask import Flask
+
+from .config import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from . import api, cli, db, errors, logs, ops
+    from .pipeline import PipelineHolder
+
+    app = Flask(__name__)
+    settings = settings or Settings.from_env()
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.fetch_max_bytes + 1024 * 1024  # upload cap + form overhead
+    app.json.sort_keys = False
+    logs.configure(app)
+    errors.register(app)
+    db.init_app(app)
+    app.extensions["pipeline"] = PipelineHolder(settings)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(ops.bp)
+    cli.init_app(app)
+    if settings.preload_models:
+        app.extensions["pipeline"].load()
+    return app

@@ -1,0 +1,129 @@
+"""The /v1 API: analyse an image (URL or upload), read analyses, query the catalogue of items."""
+from __future__ import annotations
+
+import hashlib
+import time
+
+from flask import Blueprint, current_app, request
+
+from . import db
+from .errors import ApiError
+from .fetch import FetchedImage, decode, fetch
+from .metrics import FETCH_FAILURES
+from .store import analysis_json, find_analysis, get_analysis, latest_for_url, query_items, remember_source, save_analysis
+
+bp = Blueprint("v1", __name__, url_prefix="/v1")
+
+
+def _settings():
+    return current_app.config["SETTINGS"]
+
+
+def _flag(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value is None:
+        return False
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no", ""):
+        return value.lower() in ("true", "1", "yes")
+    raise ApiError("invalid_request", "refresh must be a boolean")
+
+
+def read_input() -> tuple[FetchedImage, bool, dict]:
+    """(the image bytes, refresh, timings) from a JSON body with image_url or a multipart upload."""
+    timings: dict = {}
+    settings = _settings()
+    if request.files:
+        upload = request.files.get("image")
+        if upload is None:
+            raise ApiError("invalid_request", "multipart uploads carry the file in the field 'image'")
+        data = upload.stream.read(settings.fetch_max_bytes + 1)
+        if len(data) > settings.fetch_max_bytes:
+            raise ApiError("too_large", f"the upload exceeds {settings.fetch_max_bytes} bytes")
+        return FetchedImage(data, None, upload.mimetype), _flag(request.form.get("refresh")), timings
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError("invalid_request", "send JSON {\"image_url\": ...} or a multipart upload with field 'image'")
+    unknown = set(body) - {"image_url", "refresh"}
+    if unknown:
+        raise ApiError("invalid_request", f"unknown fields: {', '.join(sorted(unknown))}")
+    if "image_url" not in body:
+        raise ApiError("invalid_request", "image_url is required")
+    refresh = _flag(body.get("refresh"))  # validated before any download
+    start = time.perf_counter()
+    try:
+        fetched = fetch(body["image_url"], settings)
+    except ApiError as error:
+        FETCH_FAILURES.labels(error.code).inc()
+        raise
+    timings["fetch"] = round((time.perf_counter() - start) * 1000, 2)
+    return fetched, refresh, timings
+
+
+def analyse(fetched: FetchedImage, refresh: bool, timings: dict) -> tuple[dict, bool]:
+    """The one code path from image bytes to a stored analysis (the API and the job workers use it)."""
+    pipeline = current_app.extensions["pipeline"].load()
+    session = db.session()
+    sha256 = hashlib.sha256(fetched.data).hexdigest()
+    if not refresh:
+        existing = find_analysis(session, sha256, pipeline.bundle_key)
+        if existing is not None:
+            remember_source(session, existing.image_id, fetched.url)
+            session.commit()
+            return analysis_json(existing), False
+    start = time.perf_counter()
+    image = decode(fetched.data, _settings())
+    timings["decode"] = round((time.perf_counter() - start) * 1000, 2)
+    items = pipeline.analyse(image, timings)
+    timings["total"] = round(sum(timings.values()), 2)
+    analysis, created = save_analysis(session, sha256=sha256, width=image.shape[1], height=image.shape[0],
+                                      url=fetched.url, bundle_key=pipeline.bundle_key, bundles=pipeline.bundles,
+                                      timings=timings, items=items, refresh=refresh)
+    return analysis_json(analysis), created
+
+
+@bp.post("/analyses")
+def create_analysis():
+    fetched, refresh, timings = read_input()
+    body, created = analyse(fetched, refresh, timings)
+    return body, (201 if created else 200), ({"Location": f"/v1/analyses/{body['id']}"} if created else {})
+
+
+@bp.get("/analyses/<int:analysis_id>")
+def read_analysis(analysis_id: int):
+    analysis = get_analysis(db.session(), analysis_id)
+    if analysis is None:
+        raise ApiError("not_found", f"no analysis {analysis_id}")
+    return analysis_json(analysis)
+
+
+@bp.get("/images")
+def read_image_by_url():
+    url = request.args.get("url")
+    if not url:
+        raise ApiError("invalid_request", "the url query parameter is required")
+    analysis = latest_for_url(db.session(), url)
+    if analysis is None:
+        raise ApiError("not_found", "this URL has not been analysed")
+    return analysis_json(analysis)
+
+
+@bp.get("/items")
+def list_items():
+    args = request.args
+    filters = {k: args[k] for k in ("gender", "masterCategory", "subCategory", "articleType", "usage", "season") if args.get(k)}
+    try:
+        min_confidence = float(args["min_confidence"]) if args.get("min_confidence") else None
+        limit = int(args.get("limit", _settings().items_page_size))
+    except ValueError:
+        raise ApiError("invalid_request", "min_confidence must be a number and limit an integer")
+    if not 1 <= limit <= 500:
+        raise ApiError("invalid_request", "limit must be between 1 and 500")
+    if min_confidence is not None and not 0 <= min_confidence <= 1:
+        raise ApiError("invalid_request", "min_confidence must be between 0 and 1")
+    kind = args.get("kind")
+    if kind not in (None, "", "product", "garment"):
+        raise ApiError("invalid_request", "kind must be product or garment")
+    items, next_cursor = query_items(db.session(), filters, args.get("colour"), min_confidence, kind or None,
+                                     args.get("cursor"), limit)
+    return {"items": items, "next_cursor": next_cursor}

@@ -1,0 +1,49 @@
+"""Measured dominant colours: pixels assigned to the nearest colour of a fixed named palette (in CIELAB),
+reported as the mean hex of the pixels per palette colour and its share of the pixels."""
+from __future__ import annotations
+
+import numpy as np
+
+PALETTE = {
+    "black": (20, 20, 20), "charcoal": (64, 64, 64), "grey": (128, 128, 128), "silver": (192, 192, 192),
+    "white": (245, 245, 245), "cream": (240, 228, 200), "beige": (210, 190, 150), "khaki": (170, 150, 100),
+    "brown": (110, 70, 40), "tan": (190, 140, 90), "maroon": (110, 20, 30), "red": (200, 30, 40),
+    "pink": (240, 150, 180), "magenta": (200, 40, 150), "orange": (240, 130, 30), "yellow": (240, 210, 50),
+    "mustard": (200, 160, 40), "olive": (110, 110, 40), "green": (40, 140, 60), "teal": (20, 128, 128),
+    "turquoise": (60, 200, 200), "sky blue": (130, 190, 235), "blue": (40, 80, 200), "navy": (25, 35, 90),
+    "purple": (110, 50, 140), "lavender": (190, 170, 220),
+}
+NAMES = tuple(PALETTE)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB uint8 (N, 3) -> CIELAB (N, 3), D65."""
+    c = rgb.astype(np.float64) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = c @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]).T
+    xyz /= np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+PALETTE_LAB = rgb_to_lab(np.array(list(PALETTE.values()), dtype=np.uint8))
+
+
+def dominant_colours(image: np.ndarray, mask: np.ndarray | None = None, top: int = 3, min_share: float = 0.05,
+                     max_pixels: int = 20_000, seed: int = 0) -> list[dict]:
+    pixels = image[mask] if mask is not None and mask.any() else image.reshape(-1, 3)
+    if len(pixels) > max_pixels:  # a fixed-seed sample keeps it fast and deterministic
+        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), max_pixels, replace=False)]
+    if not len(pixels):
+        return []
+    distances = ((rgb_to_lab(pixels)[:, None, :] - PALETTE_LAB[None]) ** 2).sum(axis=2)
+    nearest = distances.argmin(axis=1)
+    counts = np.bincount(nearest, minlength=len(NAMES))
+    colours = []
+    for index in np.argsort(-counts)[:top]:
+        share = counts[index] / len(pixels)
+        if share < min_share:
+            break
+        mean = pixels[nearest == index].mean(axis=0).round().astype(int)
+        colours.append({"hex": "#{:02x}{:02x}{:02x}".format(*mean), "name": NAMES[index], "share": round(float(share), 4)})
+    return colours

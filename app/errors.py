@@ -1,0 +1,55 @@
+"""Errors as application/problem+json (RFC 9457), each with a stable `code`."""
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+# code -> (HTTP status, title). Clients switch on `code`; it never changes meaning.
+CODES = {
+    "invalid_request": (400, "The request is malformed"),
+    "invalid_url": (400, "The image URL is not a valid http(s) URL"),
+    "blocked_address": (422, "The image URL points to an address that may not be fetched"),
+    "fetch_failed": (502, "The image could not be downloaded"),
+    "fetch_timeout": (504, "The image server did not answer in time"),
+    "too_large": (413, "The image file is larger than allowed"),
+    "unsupported_media_type": (415, "The file is not an image format this service reads"),
+    "not_an_image": (422, "The file could not be decoded as an image"),
+    "image_too_large": (413, "The image has more pixels than allowed"),
+    "model_unavailable": (503, "The models are not loaded"),
+    "not_found": (404, "No such resource"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "internal_error": (500, "Internal error"),
+}
+
+
+class ApiError(Exception):
+    def __init__(self, code: str, detail: str = "", **extra):
+        super().__init__(f"{code}: {detail}")
+        self.code, self.detail, self.extra = code, detail, extra
+        self.status, self.title = CODES[code]
+
+    def response(self):
+        body = {"type": f"https://fashion-tagger.dev/problems/{self.code}", "title": self.title,
+                "status": self.status, "code": self.code, "detail": self.detail or self.title, **self.extra}
+        response = jsonify(body)
+        response.status_code = self.status
+        response.mimetype = "application/problem+json"
+        return response
+
+
+def register(app: Flask) -> None:
+    app.register_error_handler(ApiError, lambda error: error.response())
+
+    def http_error(error: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.code or 500, "invalid_request")
+        if (error.code or 500) >= 500:
+            code = "internal_error"
+        return ApiError(code, error.description or "").response()
+
+    app.register_error_handler(HTTPException, http_error)
+
+    def unexpected(error: Exception):
+        app.logger.exception("unhandled error")
+        return ApiError("internal_error", "unexpected error; see the server log with this request id").response()
+
+    app.register_error_handler(Exception, unexpected)

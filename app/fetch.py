@@ -1,0 +1,196 @@
+"""Safe image download: the service's security boundary.
+
+Every address a URL's host resolves to is checked before any connection, and the connection goes to
+the checked address itself (the Host header and TLS SNI carry the name), so a DNS answer that changes
+between check and connect cannot reach a private network. Each redirect hop is checked again.
+Bodies are streamed under a byte cap and a total deadline, then sniffed and decoded with Pillow's
+pixel limit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import ipaddress
+import socket
+import time
+import warnings
+from typing import Iterable
+from urllib.parse import urljoin, urlsplit
+
+import numpy as np
+import urllib3
+from PIL import Image, UnidentifiedImageError
+
+from classification.catalogue import to_rgb_array
+
+from .config import Settings
+from .errors import ApiError
+
+# Leading bytes of the formats Pillow decodes for us; Content-Type is never trusted alone.
+SIGNATURES = {
+    b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF87a": "gif", b"GIF89a": "gif",
+    b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
+}
+REDIRECTS = {301, 302, 303, 307, 308}
+
+
+@dataclasses.dataclass
+class FetchedImage:
+    data: bytes
+    url: str | None
+    content_type: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def sniff(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return next((fmt for magic, fmt in SIGNATURES.items() if data.startswith(magic)), None)
+
+
+# ---- address policy ----------------------------------------------------------------------------------
+
+def address_allowed(address: str, settings: Settings) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if any(ip in network for network in settings.fetch_allow_private):
+        return True
+    if isinstance(ip, ipaddress.IPv6Address) and (ip.ipv4_mapped or ip.sixtofour or ip.teredo):
+        return False  # an IPv4 address wearing IPv6 clothes: refuse rather than reason about it
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified or ip.is_loopback
+                                 or ip.is_link_local or ip.is_private)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """All addresses of `host` (tests replace this to keep every packet on the machine)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+def checked_address(host: str, port: int, settings: Settings) -> str:
+    try:
+        addresses = resolve(host, port)
+    except (socket.gaierror, UnicodeError) as error:
+        raise ApiError("fetch_failed", f"cannot resolve {host!r}: {error}")
+    if not addresses:
+        raise ApiError("fetch_failed", f"{host!r} has no address")
+    blocked = [a for a in addresses if not address_allowed(a, settings)]
+    if blocked:
+        raise ApiError("blocked_address", f"{host!r} resolves to a non-public address ({blocked[0]})")
+    return addresses[0]
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    if not isinstance(url, str) or len(url) > 4096:
+        raise ApiError("invalid_url", "image_url must be a string of at most 4096 characters")
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as error:
+        raise ApiError("invalid_url", str(error))
+    if parts.scheme not in ("http", "https"):
+        raise ApiError("invalid_url", "only http and https URLs are fetched")
+    if not parts.hostname:
+        raise ApiError("invalid_url", "the URL has no host")
+    if parts.username or parts.password:
+        raise ApiError("invalid_url", "credentials in URLs are not accepted")
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), target
+
+
+# ---- transport -----------------------------------------------------------------------------------------
+
+def open_pool(scheme: str, address: str, port: int, host: str, settings: Settings) -> urllib3.HTTPConnectionPool:
+    """A connection pool pinned to the checked `address`; TLS still verifies the certificate for `host`."""
+    timeout = urllib3.Timeout(connect=settings.fetch_connect_timeout, read=settings.fetch_read_timeout)
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
+                                           server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
+    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+
+
+def _read_capped(response, settings: Settings, deadline: float) -> bytes:
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > settings.fetch_max_bytes:
+        raise ApiError("too_large", f"the server announced {int(declared)} bytes; the limit is {settings.fetch_max_bytes}")
+    body = io.BytesIO()
+    for chunk in response.stream(64 * 1024, decode_content=True):
+        body.write(chunk)
+        if body.tell() > settings.fetch_max_bytes:
+            raise ApiError("too_large", f"the body exceeds {settings.fetch_max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise ApiError("fetch_timeout", f"the download took longer than {settings.fetch_deadline:g} s")
+    return body.getvalue()
+
+
+def fetch(url: str, settings: Settings) -> FetchedImage:
+    deadline = time.monotonic() + settings.fetch_deadline
+    current = url
+    for hop in range(settings.fetch_max_redirects + 1):
+        scheme, host, port, target = parse_url(current)
+        address = checked_address(host, port, settings)
+        pool = open_pool(scheme, address, port, host, settings)
+        try:
+            response = pool.urlopen("GET", target, redirect=False, preload_content=False,
+                                    headers={"Host": host if port in (80, 443) else f"{host}:{port}",
+                                             "User-Agent": settings.user_agent, "Accept": "image/*"})
+            try:
+                if response.status in REDIRECTS:
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise ApiError("fetch_failed", f"redirect {response.status} without a Location")
+                    current = urljoin(current, location)
+                    continue
+                if response.status != 200:
+                    raise ApiError("fetch_failed", f"the image server answered HTTP {response.status}",
+                                   upstream_status=response.status)
+                data = _read_capped(response, settings, deadline)
+                return FetchedImage(data, url, response.headers.get("Content-Type"))
+            finally:
+                response.release_conn()
+        except ApiError:
+            raise
+        except (urllib3.exceptions.TimeoutError, socket.timeout) as error:
+            raise ApiError("fetch_timeout", f"no answer from {host} in time ({type(error).__name__})")
+        except urllib3.exceptions.HTTPError as error:
+            cause = getattr(error, "reason", None) or error
+            if isinstance(cause, (urllib3.exceptions.TimeoutError, socket.timeout)):
+                raise ApiError("fetch_timeout", f"no answer from {host} in time")
+            raise ApiError("fetch_failed", f"download from {host} failed: {type(cause).__name__}")
+        finally:
+            pool.close()
+    raise ApiError("fetch_failed", f"more than {settings.fetch_max_redirects} redirects")
+
+
+# ---- decoding ------------------------------------------------------------------------------------------
+
+def decode(data: bytes, settings: Settings) -> np.ndarray:
+    """Bytes -> HxWx3 uint8 RGB: sniffed, pixel-limited, EXIF-rotated, first frame of an animation."""
+    if not data:
+        raise ApiError("not_an_image", "the body is empty")
+    if sniff(data) is None:
+        raise ApiError("unsupported_media_type", "the content is not JPEG, PNG, GIF, WebP, BMP or TIFF")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > settings.max_image_pixels:
+                    raise ApiError("image_too_large", f"{width}x{height} pixels; the limit is {settings.max_image_pixels}")
+                image.seek(0)
+                image.load()
+                return to_rgb_array(image)
+        except ApiError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ApiError("image_too_large", str(error))
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+            raise ApiError("not_an_image", f"the image could not be decoded: {error}")
+
+
+def check_addresses(addresses: Iterable[str], settings: Settings) -> list[str]:
+    """The addresses among `addresses` that the policy refuses (used by the callback URL check too)."""
+    return [a for a in addresses if not address_allowed(a, settings)]

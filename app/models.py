@@ -1,0 +1,103 @@
+"""SQLAlchemy 2 models: images (by sha256), their source URLs, analyses (per model bundles), items."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageRecord(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    sources: Mapped[list["ImageSource"]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class ImageSource(Base):
+    """A URL an image was fetched from (one image may live at many URLs)."""
+    __tablename__ = "image_sources"
+    __table_args__ = (UniqueConstraint("url", "image_id", name="uq_image_sources_url_image"),
+                      Index("ix_image_sources_url_seen", "url", "last_seen_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    image: Mapped[ImageRecord] = relationship(back_populates="sources")
+
+
+class Analysis(Base):
+    __tablename__ = "analyses"
+    # One analysis per image and model bundles: the idempotency key of POST /v1/analyses.
+    __table_args__ = (UniqueConstraint("image_id", "bundle_key", name="uq_analyses_image_bundles"),
+                      {"sqlite_autoincrement": True})  # ids are never reused after a refresh
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
+    bundle_key: Mapped[str] = mapped_column(String(200))
+    bundles: Mapped[dict] = mapped_column(JSON)
+    timings_ms: Mapped[dict] = mapped_column(JSON)
+    source_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    image: Mapped[ImageRecord] = relationship()
+    items: Mapped[list["Item"]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
+                                               order_by="Item.position")
+
+
+class Item(Base):
+    """One tagged thing: the whole image (kind 'product') or one detected garment (kind 'garment')."""
+    __tablename__ = "items"
+    __table_args__ = (
+        Index("ix_items_article", "article_type", "id"),
+        Index("ix_items_sub", "sub_category", "id"),
+        Index("ix_items_master_gender", "master_category", "gender", "id"),
+        Index("ix_items_colour", "base_colour", "id"),
+        Index("ix_items_usage_season", "usage", "season", "id"),
+        Index("ix_items_dominant_colour", "dominant_colour", "id"),
+        {"sqlite_autoincrement": True},  # keyset cursors rely on ids only growing
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[int] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    box: Mapped[list | None] = mapped_column(JSON)
+    mask: Mapped[dict | None] = mapped_column(JSON)
+    detector_label: Mapped[str | None] = mapped_column(String(64))
+    detector_score: Mapped[float | None] = mapped_column(Float)
+    gender: Mapped[str] = mapped_column(String(32))
+    gender_confidence: Mapped[float] = mapped_column(Float)
+    master_category: Mapped[str] = mapped_column(String(64))
+    master_category_confidence: Mapped[float] = mapped_column(Float)
+    sub_category: Mapped[str] = mapped_column(String(64))
+    sub_category_confidence: Mapped[float] = mapped_column(Float)
+    article_type: Mapped[str] = mapped_column(String(64))
+    article_type_confidence: Mapped[float] = mapped_column(Float)
+    category_path_confidence: Mapped[float] = mapped_column(Float)
+    base_colour: Mapped[str] = mapped_column(String(64))
+    base_colour_confidence: Mapped[float] = mapped_column(Float)
+    season: Mapped[str] = mapped_column(String(32))
+    season_confidence: Mapped[float] = mapped_column(Float)
+    usage: Mapped[str] = mapped_column(String(32))
+    usage_confidence: Mapped[float] = mapped_column(Float)
+    top3: Mapped[dict] = mapped_column(JSON)
+    colours: Mapped[list] = mapped_column(JSON)
+    dominant_colour: Mapped[str | None] = mapped_column(String(32))
+    analysis: Mapped[Analysis] = relationship(back_populates="items")
+
+
+# API task name -> (value column, confidence column), in the order the API shows them.
+TASK_COLUMNS = {
+    "gender": ("gender", "gender_confidence"),
+    "masterCategory": ("master_category", "master_category_confidence"),
+    "subCategory": ("sub_category", "sub_category_confidence"),
+    "articleType": ("article_type", "article_type_confidence"),
+    "baseColour": ("base_colour", "base_colour_confidence"),
+    "season": ("season", "season_confidence"),
+    "usage": ("usage", "usage_confidence"),
+}

@@ -1,0 +1,91 @@
+"""The OpenAPI 3.1 description of the API and a plain HTML page that renders it for people."""
+from __future__ import annotations
+
+import html
+import json
+
+from .errors import CODES
+
+PROBLEM = {"description": "application/problem+json with a stable `code`",
+           "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+TASK_FILTERS = ["gender", "masterCategory", "subCategory", "articleType", "usage", "season", "colour"]
+
+
+def spec() -> dict:
+    analysis = {"$ref": "#/components/schemas/Analysis"}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fashion-tagger", "version": "1.0.0",
+                 "description": "Detects garments in product photos and tags each one."},
+        "paths": {
+            "/v1/analyses": {"post": {
+                "summary": "Analyse an image by URL or upload",
+                "requestBody": {"content": {
+                    "application/json": {"schema": {"type": "object", "required": ["image_url"], "properties": {
+                        "image_url": {"type": "string", "format": "uri"}, "refresh": {"type": "boolean"}}}},
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "image": {"type": "string", "format": "binary"}, "refresh": {"type": "boolean"}}}}}},
+                "responses": {"201": {"description": "analysed and stored", "content": {"application/json": {"schema": analysis}}},
+                              "200": {"description": "already analysed with these model bundles",
+                                      "content": {"application/json": {"schema": analysis}}},
+                              **{str(status): PROBLEM for status in sorted({s for s, _ in CODES.values()}) if status != 404}}}},
+            "/v1/analyses/{id}": {"get": {"summary": "One analysis", "parameters": [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "the analysis", "content": {"application/json": {"schema": analysis}}},
+                              "404": PROBLEM}}},
+            "/v1/images": {"get": {"summary": "Latest analysis of a URL", "parameters": [
+                {"name": "url", "in": "query", "required": True, "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "the analysis", "content": {"application/json": {"schema": analysis}}},
+                              "404": PROBLEM}}},
+            "/v1/items": {"get": {"summary": "Catalogue query over tagged items (keyset pagination)", "parameters": [
+                *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
+                {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
+            "/healthz": {"get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Database reachable and models loaded",
+                                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
+        },
+        "components": {"schemas": {
+            "Problem": {"type": "object", "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "detail": {"type": "string"}, "code": {"enum": sorted(CODES)}}},
+            "Tag": {"type": "object", "properties": {"label": {"type": "string"}, "confidence": {"type": "number"},
+                                                     "top3": {"type": "array"}}},
+            "Item": {"type": "object", "properties": {
+                "kind": {"enum": ["product", "garment"]}, "box": {"type": ["array", "null"]},
+                "mask": {"type": ["object", "null"], "description": "COCO RLE {size: [h, w], counts}"},
+                "detector": {"type": ["object", "null"]}, "category": {"type": "object"}, "style": {"type": "object"},
+                "colours": {"type": "array", "items": {"type": "object", "properties": {
+                    "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}}}},
+            "Analysis": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "image": {"type": "object"}, "bundles": {"type": "object"},
+                "timings_ms": {"type": "object"}, "created_at": {"type": "string"},
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
+        }},
+    }
+
+
+def _docs_page() -> str:
+    rows = []
+    for path, methods in spec()["paths"].items():
+        for method, operation in methods.items():
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+                        f"<td>{html.escape(operation['summary'])}</td></tr>")
+    codes = "".join(f"<tr><td><code>{c}</code></td><td>{s}</td><td>{html.escape(t)}</td></tr>" for c, (s, t) in CODES.items())
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>fashion-tagger API</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{padding:.2em .8em}"
+        "pre{background:#f4f4f4;padding:1em}</style></head><body><h1>fashion-tagger API</h1>"
+        "<p>Machine-readable description: <a href='/openapi.json'>/openapi.json</a>.</p>"
+        f"<h2>Endpoints</h2><table>{''.join(rows)}</table>"
+        "<h2>Example</h2><pre>curl -s -X POST localhost:8000/v1/analyses -H 'Content-Type: application/json' "
+        "-d '{\"image_url\": \"https://example.com/shirt.jpg\"}'</pre>"
+        f"<h2>Error codes</h2><table>{codes}</table>"
+        f"<script type='application/json' id='openapi'>{html.escape(json.dumps(spec()))}</script></body></html>")
+
+
+DOCS_PAGE = _docs_page()

@@ -1,0 +1,46 @@
+"""Operational endpoints: liveness, readiness, metrics, the OpenAPI document and its docs page."""
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+from sqlalchemy import text
+
+from .metrics import render
+from .openapi import DOCS_PAGE, spec
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return {"status": "ok"}
+
+
+@bp.get("/readyz")
+def readyz():
+    checks = {}
+    try:
+        with current_app.extensions["engine"].connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as error:  # noqa: BLE001 - reported, not raised
+        checks["database"] = f"error: {type(error).__name__}"
+    holder = current_app.extensions["pipeline"]
+    checks["models"] = "ok" if holder.ready else (f"error: {holder.error}" if holder.error else "loading")
+    ready = all(v == "ok" for v in checks.values())
+    return {"status": "ready" if ready else "not ready", "checks": checks}, (200 if ready else 503)
+
+
+@bp.get("/metrics")
+def metrics():
+    body, content_type = render()
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return spec()
+
+
+@bp.get("/docs")
+def docs():
+    return Response(DOCS_PAGE, mimetype="text/html")

@@ -1,0 +1,103 @@
+"""image -> detections -> crops (+ the whole image) -> ONE classifier batch -> colours.
+
+Models load once per process (after gunicorn forks) and are warmed up before readiness turns true.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from classification.inference import Classifier
+from detection.inference import Detector, crop_detection
+from detection.records import encode_mask
+
+from .colours import dominant_colours
+from .config import Settings
+from .errors import ApiError
+from .metrics import MODEL_SECONDS
+
+CATEGORY = ("gender", "masterCategory", "subCategory", "articleType")
+STYLE = ("baseColour", "season", "usage")
+
+
+@contextmanager
+def timed(timings: dict, stage: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        elapsed = time.perf_counter() - start
+        timings[stage] = round(elapsed * 1000, 2)
+        MODEL_SECONDS.labels(stage).observe(elapsed)
+
+
+class Pipeline:
+    def __init__(self, detector: Detector, classifier: Classifier):
+        self.detector, self.classifier = detector, classifier
+        self.bundles = {"detector": detector.version, "classifier": classifier.versions}
+        self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
+
+    @classmethod
+    def load(cls, settings: Settings) -> "Pipeline":
+        detector = Detector(settings.detector_bundle, device=settings.device, min_size=settings.detector_min_size,
+                            score_threshold=settings.detector_score_threshold)
+        return cls(detector, Classifier(settings.classifier_bundle))
+
+    def warm_up(self) -> None:
+        self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
+
+    def analyse(self, image: np.ndarray, timings: dict) -> list[dict]:
+        with timed(timings, "detect"):
+            detections = self.detector.detect([image])[0]
+        with timed(timings, "crop"):
+            crops = [image] + [crop_detection(image, d.box, mask=d.mask) for d in detections]
+        with timed(timings, "classify"):
+            tags = self.classifier.predict(crops)  # the whole image and every crop: one batch
+        with timed(timings, "colours"):
+            colours = [dominant_colours(image)] + [dominant_colours(image, d.mask) for d in detections]
+        items = []
+        for position, (tag, colour) in enumerate(zip(tags, colours)):
+            detection = detections[position - 1] if position else None
+            items.append({
+                "position": position,
+                "kind": "garment" if detection else "product",
+                "box": [round(v, 1) for v in detection.box] if detection else None,
+                "mask": encode_mask(detection.mask) if detection else None,
+                "detector": {"label": detection.label, "score": round(detection.score, 4)} if detection else None,
+                "category": {task: tag[task] for task in CATEGORY} | {"path_confidence": tag["category_path_confidence"]},
+                "style": {task: tag[task] for task in STYLE},
+                "colours": colour,
+            })
+        return items
+
+
+class PipelineHolder:
+    """Loads the pipeline once per process, on demand or eagerly; tells readiness."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pipeline: Pipeline | None = None
+        self._lock = threading.Lock()
+        self.error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self._pipeline is not None
+
+    def load(self) -> Pipeline:
+        with self._lock:
+            if self._pipeline is None:
+                try:
+                    pipeline = Pipeline.load(self.settings)
+                    pipeline.warm_up()
+                except Exception as error:  # noqa: BLE001 - reported by /readyz and model_unavailable
+                    self.error = f"{type(error).__name__}: {error}"
+                    raise ApiError("model_unavailable", f"the model bundles could not be loaded: {self.error}")
+                self._pipeline, self.error = pipeline, None
+            return self._pipeline
+
+    def set(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline

@@ -1,0 +1,160 @@
+"""Storage of analyses: one transaction per analysis, idempotent on (image sha256, model bundles)."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, selectinload
+
+from .errors import ApiError
+from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item
+
+
+def _insert(session: Session, model):
+    return (pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert)(model)
+
+
+def find_analysis(session: Session, sha256: str, bundle_key: str) -> Analysis | None:
+    return session.scalar(
+        select(Analysis).join(ImageRecord).where(ImageRecord.sha256 == sha256, Analysis.bundle_key == bundle_key)
+        .options(selectinload(Analysis.items), selectinload(Analysis.image)))
+
+
+def get_analysis(session: Session, analysis_id: int) -> Analysis | None:
+    return session.get(Analysis, analysis_id, options=[selectinload(Analysis.items), selectinload(Analysis.image)])
+
+
+def latest_for_url(session: Session, url: str) -> Analysis | None:
+    return session.scalar(
+        select(Analysis).join(ImageSource, ImageSource.image_id == Analysis.image_id).where(ImageSource.url == url)
+        .order_by(ImageSource.last_seen_at.desc(), Analysis.created_at.desc(), Analysis.id.desc()).limit(1)
+        .options(selectinload(Analysis.items), selectinload(Analysis.image)))
+
+
+def _upsert_image(session: Session, sha256: str, width: int, height: int) -> int:
+    session.execute(_insert(session, ImageRecord).values(sha256=sha256, width=width, height=height)
+                    .on_conflict_do_nothing(index_elements=["sha256"]))
+    return session.scalar(select(ImageRecord.id).where(ImageRecord.sha256 == sha256))
+
+
+def remember_source(session: Session, image_id: int, url: str | None) -> None:
+    if not url:
+        return
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    statement = _insert(session, ImageSource).values(image_id=image_id, url=url, last_seen_at=now)
+    session.execute(statement.on_conflict_do_update(index_elements=["url", "image_id"], set_={"last_seen_at": now}))
+
+
+def item_row(item: dict) -> Item:
+    tags = {**item["category"], **item["style"]}
+    columns = {}
+    for task, (value_column, confidence_column) in TASK_COLUMNS.items():
+        columns[value_column] = tags[task]["label"]
+        columns[confidence_column] = tags[task]["confidence"]
+    return Item(position=item["position"], kind=item["kind"], box=item["box"], mask=item["mask"],
+                detector_label=(item["detector"] or {}).get("label"), detector_score=(item["detector"] or {}).get("score"),
+                category_path_confidence=item["category"]["path_confidence"],
+                top3={task: tags[task]["top3"] for task in TASK_COLUMNS}, colours=item["colours"],
+                dominant_colour=item["colours"][0]["name"] if item["colours"] else None, **columns)
+
+
+def save_analysis(session: Session, *, sha256: str, width: int, height: int, url: str | None, bundle_key: str,
+                  bundles: dict, timings: dict, items: list[dict], refresh: bool) -> tuple[Analysis, bool]:
+    """Store everything in one transaction. Returns (analysis, created). A concurrent writer of the same
+    image and bundles wins the unique constraint; the loser returns the winner's analysis."""
+    try:
+        image_id = _upsert_image(session, sha256, width, height)
+        remember_source(session, image_id, url)
+        if refresh:
+            session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
+        analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
+                            source_url=url, items=[item_row(i) for i in items])
+        session.add(analysis)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        existing = find_analysis(session, sha256, bundle_key)
+        if existing is None:
+            raise
+        return existing, False
+    except Exception:
+        session.rollback()
+        raise
+    return get_analysis(session, analysis.id), True
+
+
+# ---- JSON -------------------------------------------------------------------------------------------------
+
+def item_json(item: Item) -> dict:
+    tag = {}
+    for task, (value_column, confidence_column) in TASK_COLUMNS.items():
+        tag[task] = {"label": getattr(item, value_column), "confidence": getattr(item, confidence_column),
+                     "top3": item.top3.get(task, [])}
+    return {
+        "id": item.id, "position": item.position, "kind": item.kind, "box": item.box, "mask": item.mask,
+        "detector": {"label": item.detector_label, "score": item.detector_score} if item.detector_label else None,
+        "category": {t: tag[t] for t in ("gender", "masterCategory", "subCategory", "articleType")}
+        | {"path_confidence": item.category_path_confidence},
+        "style": {t: tag[t] for t in ("baseColour", "season", "usage")},
+        "colours": item.colours,
+    }
+
+
+def analysis_json(analysis: Analysis) -> dict:
+    return {
+        "id": analysis.id,
+        "image": {"url": analysis.source_url, "sha256": analysis.image.sha256, "width": analysis.image.width,
+                  "height": analysis.image.height},
+        "bundles": analysis.bundles, "timings_ms": analysis.timings_ms,
+        "created_at": analysis.created_at.isoformat() + "Z" if analysis.created_at else None,
+        "items": [item_json(i) for i in analysis.items],
+    }
+
+
+# ---- catalogue query ----------------------------------------------------------------------------------------
+
+ITEM_FILTERS = {"gender": Item.gender, "masterCategory": Item.master_category, "subCategory": Item.sub_category,
+                "articleType": Item.article_type, "usage": Item.usage, "season": Item.season}
+
+
+def encode_cursor(item_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": item_id}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["after"]
+        if not isinstance(value, int):
+            raise ValueError
+        return value
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+        raise ApiError("invalid_request", "cursor is not one this service issued")
+
+
+def query_items(session: Session, filters: dict[str, str], colour: str | None, min_confidence: float | None,
+                kind: str | None, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    """Keyset pagination on item id: stable under inserts, no OFFSET scans."""
+    statement = select(Item).join(Analysis).options(selectinload(Item.analysis).selectinload(Analysis.image))
+    for name, value in filters.items():
+        statement = statement.where(ITEM_FILTERS[name] == value)
+        if min_confidence is not None:
+            statement = statement.where(getattr(Item, TASK_COLUMNS[name][1]) >= min_confidence)
+    if colour:
+        colour = colour.strip()
+        statement = statement.where((func.lower(Item.base_colour) == colour.lower()) | (Item.dominant_colour == colour.lower()))
+    if min_confidence is not None and not filters:
+        statement = statement.where(Item.article_type_confidence >= min_confidence)
+    if kind:
+        statement = statement.where(Item.kind == kind)
+    if cursor:
+        statement = statement.where(Item.id > decode_cursor(cursor))
+    rows = session.scalars(statement.order_by(Item.id).limit(limit + 1)).all()
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
+    return [item_json(i) | {"analysis_id": i.analysis_id, "image": {"sha256": i.analysis.image.sha256,
+                                                                   "url": i.analysis.source_url}} for i in page], next_cursor

@@ -1,0 +1,124 @@
+"""A local HTTP server (127.0.0.1 only) that serves good and hostile responses to the fetcher."""
+from __future__ import annotations
+
+import io
+import struct
+import threading
+import time
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from PIL import Image, ImageDraw
+
+
+def garment_photo(colour=(200, 30, 40), size=(300, 400), seed: int = 0) -> bytes:
+    image = Image.new("RGB", size, (245, 245, 245))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.rectangle((w * 0.25, h * 0.2, w * 0.75, h * 0.6), fill=colour)  # body of a top
+    draw.rectangle((w * 0.1, h * 0.2, w * 0.25, h * 0.35), fill=colour)  # sleeves
+    draw.rectangle((w * 0.75, h * 0.2, w * 0.9, h * 0.35), fill=colour)
+    draw.rectangle((w * 0.3, h * 0.62, w * 0.7, h * 0.95), fill=(30, 40, 90 + seed % 100))  # trousers
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    idat = zlib.compress(b"\x00" * (width + 1) * 4, 9)  # only a few rows: the header alone is the bomb
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+class Handler(BaseHTTPRequestHandler):
+    routes: dict = {}
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        self.server.hits.append(self.path)
+        route = self.routes.get(self.path.split("?")[0])
+        if route is None:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        route(self)
+
+
+def send(handler, body: bytes, content_type: str = "image/jpeg", status: int = 200, length: bool = True):
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    if length:
+        handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def redirect(location: str):
+    def route(handler):
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    return route
+
+
+def endless(handler):
+    """30 MB without a Content-Length: the cap must be enforced while streaming."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "image/jpeg")
+    handler.end_headers()
+    chunk = b"\xff\xd8\xff" + b"\x00" * (1024 * 1024 - 3)
+    try:
+        for _ in range(30):
+            handler.wfile.write(chunk)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def never_answers(handler):
+    time.sleep(5)
+
+
+class LocalServer:
+    def __init__(self):
+        self.photo = garment_photo()
+        routes = {
+            "/shirt.jpg": lambda h: send(h, self.photo),
+            "/blue.jpg": lambda h: send(h, garment_photo((30, 60, 200), seed=1)),
+            "/same-shirt.jpg": lambda h: send(h, self.photo),
+            "/redirect": redirect("/shirt.jpg"),
+            "/redirect-private": redirect("http://10.1.2.3/secret.jpg"),
+            "/redirect-metadata": redirect("http://169.254.169.254/latest/meta-data/"),
+            "/loop": redirect("/loop"),
+            "/big-declared": lambda h: send(h, b"\xff\xd8\xff" + b"\x00" * (30 * 1024 * 1024)),
+            "/big-streamed": endless,
+            "/slow": never_answers,
+            "/bomb.png": lambda h: send(h, png_bomb(), "image/png"),
+            "/truncated.jpg": lambda h: send(h, self.photo[: len(self.photo) // 3]),
+            "/page.html": lambda h: send(h, b"<html><body>not an image</body></html>", "image/jpeg"),
+            "/empty.jpg": lambda h: send(h, b""),
+            "/gone": lambda h: send(h, b"", status=410),
+        }
+        handler = type("RoutedHandler", (Handler,), {"routes": routes})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.httpd.hits = []
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()

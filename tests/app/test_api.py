@@ -1,0 +1,184 @@
+import io
+
+import pytest
+from sqlalchemy import func, select
+
+from app import db
+from app.models import Analysis, ImageRecord, Item
+
+from .servers import garment_photo
+
+
+def counts(app):
+    with app.app_context():
+        session = db.session()
+        return tuple(session.scalar(select(func.count()).select_from(m)) for m in (ImageRecord, Analysis, Item))
+
+
+def post_url(client, url, **extra):
+    return client.post("/v1/analyses", json={"image_url": url, **extra})
+
+
+def test_analyse_a_url(client, image_server, pipeline):
+    response = post_url(client, image_server.url("/shirt.jpg"))
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert response.headers["Location"] == f"/v1/analyses/{body['id']}"
+    assert body["image"] == {"url": image_server.url("/shirt.jpg"), "sha256": body["image"]["sha256"],
+                             "width": 300, "height": 400}
+    assert body["bundles"] == pipeline.bundles
+    assert {"fetch", "decode", "detect", "classify", "colours", "total"} <= set(body["timings_ms"])
+    product = body["items"][0]
+    assert product["kind"] == "product" and product["box"] is None
+    path = tuple(product["category"][k]["label"] for k in ("masterCategory", "subCategory", "articleType"))
+    assert path in pipeline.classifier.taxonomy.paths
+    for task in ("gender", "masterCategory", "subCategory", "articleType"):
+        assert 0 <= product["category"][task]["confidence"] <= 1 and len(product["category"][task]["top3"]) <= 3
+    for task in ("baseColour", "season", "usage"):
+        assert product["style"][task]["label"] in pipeline.classifier.taxonomy.labels[task]
+    assert product["colours"][0]["hex"].startswith("#") and sum(c["share"] for c in product["colours"]) <= 1.0001
+    for garment in body["items"][1:]:
+        assert garment["kind"] == "garment" and len(garment["box"]) == 4 and garment["mask"]["size"] == [400, 300]
+
+
+def test_same_image_twice_is_served_from_storage(client, image_server, pipeline, monkeypatch):
+    first = post_url(client, image_server.url("/shirt.jpg")).json
+    calls = []
+    monkeypatch.setattr(pipeline, "analyse", lambda *a, **k: calls.append(1))
+    again = post_url(client, image_server.url("/same-shirt.jpg"))  # same bytes, another URL
+    assert again.status_code == 200 and again.json["id"] == first["id"] and calls == []
+    # The second URL now finds the analysis too.
+    assert client.get("/v1/images", query_string={"url": image_server.url("/same-shirt.jpg")}).json["id"] == first["id"]
+
+
+def test_refresh_reanalyses(client, image_server, app):
+    first = post_url(client, image_server.url("/shirt.jpg")).json
+    refreshed = post_url(client, image_server.url("/shirt.jpg"), refresh=True)
+    assert refreshed.status_code == 201 and refreshed.json["id"] != first["id"]
+    assert counts(app)[:2] == (1, 1)
+    assert client.get(f"/v1/analyses/{first['id']}").status_code == 404
+
+
+def test_upload(client, app):
+    data = {"image": (io.BytesIO(garment_photo((30, 160, 60))), "green.jpg")}
+    response = client.post("/v1/analyses", data=data, content_type="multipart/form-data")
+    assert response.status_code == 201 and response.json["image"]["url"] is None
+    assert client.get(f"/v1/analyses/{response.json['id']}").json == response.json
+
+
+@pytest.mark.parametrize("path, code, status", [
+    ("/slow", "fetch_timeout", 504), ("/gone", "fetch_failed", 502), ("/big-streamed", "too_large", 413),
+    ("/bomb.png", "image_too_large", 413), ("/truncated.jpg", "not_an_image", 422),
+    ("/page.html", "unsupported_media_type", 415), ("/redirect-private", "blocked_address", 422),
+])
+def test_fetch_errors_are_problems_and_write_nothing(client, app, image_server, path, code, status):
+    response = post_url(client, image_server.url(path))
+    assert response.status_code == status and response.mimetype == "application/problem+json"
+    assert response.json["code"] == code and response.json["status"] == status
+    assert response.headers["X-Request-ID"]
+    assert counts(app) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("kwargs, code, status", [
+    ({"data": "not json", "content_type": "application/json"}, "invalid_request", 400),
+    ({"json": {"url": "x"}}, "invalid_request", 400),
+    ({"json": {"image_url": "ftp://x/y.jpg"}}, "invalid_url", 400),
+    ({"json": {"image_url": "http://127.0.0.1/x.jpg", "refresh": "maybe"}}, "invalid_request", 400),
+    ({"json": {"image_url": "http://10.0.0.1/x.jpg"}}, "blocked_address", 422),
+    ({"data": {"file": (io.BytesIO(b"x"), "x.jpg")}, "content_type": "multipart/form-data"}, "invalid_request", 400),
+])
+def test_bad_requests(client, app, kwargs, code, status):
+    response = client.post("/v1/analyses", **kwargs)
+    assert (response.status_code, response.json["code"]) == (status, code)
+    assert counts(app) == (0, 0, 0)
+
+
+def test_loopback_refused_when_not_allow_listed(settings, pipeline, image_server):
+    from app import create_app
+
+    app = create_app(settings.replace(fetch_allow_private=""))
+    app.extensions["pipeline"].set(pipeline)
+    response = app.test_client().post("/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")})
+    assert response.json["code"] == "blocked_address"
+
+
+def test_upload_over_the_cap(settings, pipeline):
+    from app import create_app
+
+    app = create_app(settings.replace(fetch_max_bytes=1000))
+    app.extensions["pipeline"].set(pipeline)
+    data = {"image": (io.BytesIO(garment_photo()), "big.jpg")}
+    response = app.test_client().post("/v1/analyses", data=data, content_type="multipart/form-data")
+    assert (response.status_code, response.json["code"]) == (413, "too_large")
+
+
+def test_models_unavailable(settings, tmp_path, image_server):
+    from app import create_app
+
+    app = create_app(settings.replace(classifier_bundle=tmp_path / "missing"))
+    client = app.test_client()
+    response = client.post("/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")})
+    assert (response.status_code, response.json["code"]) == (503, "model_unavailable")
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.json["checks"]["models"].startswith("error")
+    assert counts(app) == (0, 0, 0)
+
+
+def test_not_found_and_method_not_allowed(client):
+    assert client.get("/v1/analyses/999").json["code"] == "not_found"
+    assert client.get("/v1/images?url=http://nowhere/x.jpg").status_code == 404
+    assert client.get("/v1/images").json["code"] == "invalid_request"
+    assert client.delete("/v1/analyses/1").json["code"] == "method_not_allowed"
+
+
+def test_items_catalogue_query_filters_and_pages(client, image_server):
+    for path in ("/shirt.jpg", "/blue.jpg"):
+        post_url(client, image_server.url(path))
+    client.post("/v1/analyses", data={"image": (io.BytesIO(garment_photo((240, 210, 50), seed=3)), "y.jpg")},
+                content_type="multipart/form-data")
+    everything = client.get("/v1/items?limit=500").json["items"]
+    assert len(everything) >= 3
+    seen, cursor = [], None
+    while True:
+        page = client.get("/v1/items", query_string={"limit": 2, **({"cursor": cursor} if cursor else {})}).json
+        seen += [i["id"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [i["id"] for i in everything] and seen == sorted(seen)
+    sample = everything[0]
+    article = sample["category"]["articleType"]["label"]
+    filtered = client.get("/v1/items", query_string={"articleType": article, "kind": "product"}).json["items"]
+    assert filtered and all(i["category"]["articleType"]["label"] == article and i["kind"] == "product" for i in filtered)
+    gender = sample["category"]["gender"]["label"]
+    threshold = sample["category"]["gender"]["confidence"]
+    confident = client.get("/v1/items", query_string={"gender": gender, "min_confidence": threshold}).json["items"]
+    assert sample["id"] in [i["id"] for i in confident]
+    assert all(i["category"]["gender"]["confidence"] >= threshold for i in confident)
+    colour = sample["colours"][0]["name"]
+    assert sample["id"] in [i["id"] for i in client.get("/v1/items", query_string={"colour": colour}).json["items"]]
+    assert client.get("/v1/items?gender=Martian").json["items"] == []
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=x", "min_confidence=2", "cursor=garbage", "kind=shoe"])
+def test_items_bad_queries(client, query):
+    response = client.get(f"/v1/items?{query}")
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+
+
+def test_ops_endpoints(client, image_server):
+    assert client.get("/healthz").json == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["checks"] == {"database": "ok", "models": "ok"}
+    post_url(client, image_server.url("/gone"))
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'http_requests_total{method="GET",route="/readyz",status="200"}' in metrics
+    assert 'fetch_failures_total{code="fetch_failed"}' in metrics
+    assert "pipeline_stage_seconds_bucket" in metrics
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.1") and "/v1/items" in spec["paths"]
+    assert "fashion-tagger API" in client.get("/docs").get_data(as_text=True)
+
+
+def test_request_id_is_echoed(client):
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
