@@ -1,16 +1,16 @@
 """The /v1 API: analyse an image (URL or upload), read analyses, query the catalogue of items."""
 from __future__ import annotations
 
-import hashlib
 import time
 
 from flask import Blueprint, current_app, request
 
 from . import db
+from .analysis import analyse_images
 from .errors import ApiError
-from .fetch import FetchedImage, decode, fetch
+from .fetch import FetchedImage, fetch
 from .metrics import FETCH_FAILURES
-from .store import analysis_json, find_analysis, get_analysis, latest_for_url, query_items, remember_source, save_analysis
+from .store import analysis_json, get_analysis, latest_for_url, query_items
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -61,25 +61,11 @@ def read_input() -> tuple[FetchedImage, bool, dict]:
 
 
 def analyse(fetched: FetchedImage, refresh: bool, timings: dict) -> tuple[dict, bool]:
-    """The one code path from image bytes to a stored analysis (the API and the job workers use it)."""
     pipeline = current_app.extensions["pipeline"].load()
-    session = db.session()
-    sha256 = hashlib.sha256(fetched.data).hexdigest()
-    if not refresh:
-        existing = find_analysis(session, sha256, pipeline.bundle_key)
-        if existing is not None:
-            remember_source(session, existing.image_id, fetched.url)
-            session.commit()
-            return analysis_json(existing), False
-    start = time.perf_counter()
-    image = decode(fetched.data, _settings())
-    timings["decode"] = round((time.perf_counter() - start) * 1000, 2)
-    items = pipeline.analyse(image, timings)
-    timings["total"] = round(sum(timings.values()), 2)
-    analysis, created = save_analysis(session, sha256=sha256, width=image.shape[1], height=image.shape[0],
-                                      url=fetched.url, bundle_key=pipeline.bundle_key, bundles=pipeline.bundles,
-                                      timings=timings, items=items, refresh=refresh)
-    return analysis_json(analysis), created
+    outcome = analyse_images(db.session(), pipeline, _settings(), [fetched], refresh, [timings])[0]
+    if outcome.error:
+        raise outcome.error
+    return outcome.analysis, outcome.created
 
 
 @bp.post("/analyses")

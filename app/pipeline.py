@@ -50,28 +50,38 @@ class Pipeline:
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
 
     def analyse(self, image: np.ndarray, timings: dict) -> list[dict]:
+        return self.analyse_many([image], timings)[0]
+
+    def analyse_many(self, images: list[np.ndarray], timings: dict) -> list[list[dict]]:
+        """Items for each image. Every image's detections are cropped and classified, with the whole
+        images, in ONE classifier batch; `timings` gets each stage's time for the whole batch."""
         with timed(timings, "detect"):
-            detections = self.detector.detect([image])[0]
+            detections = self.detector.detect(images)
         with timed(timings, "crop"):
-            crops = [image] + [crop_detection(image, d.box, mask=d.mask) for d in detections]
+            crops = []
+            for image, found in zip(images, detections):
+                crops += [image] + [crop_detection(image, d.box, mask=d.mask) for d in found]
         with timed(timings, "classify"):
-            tags = self.classifier.predict(crops)  # the whole image and every crop: one batch
+            tags = iter(self.classifier.predict(crops))
+        results = []
         with timed(timings, "colours"):
-            colours = [dominant_colours(image)] + [dominant_colours(image, d.mask) for d in detections]
-        items = []
-        for position, (tag, colour) in enumerate(zip(tags, colours)):
-            detection = detections[position - 1] if position else None
-            items.append({
-                "position": position,
-                "kind": "garment" if detection else "product",
-                "box": [round(v, 1) for v in detection.box] if detection else None,
-                "mask": encode_mask(detection.mask) if detection else None,
-                "detector": {"label": detection.label, "score": round(detection.score, 4)} if detection else None,
-                "category": {task: tag[task] for task in CATEGORY} | {"path_confidence": tag["category_path_confidence"]},
-                "style": {task: tag[task] for task in STYLE},
-                "colours": colour,
-            })
-        return items
+            for image, found in zip(images, detections):
+                results.append([self._item(position, next(tags), image, detection)
+                                for position, detection in enumerate([None, *found])])
+        return results
+
+    @staticmethod
+    def _item(position: int, tag: dict, image: np.ndarray, detection) -> dict:
+        return {
+            "position": position,
+            "kind": "garment" if detection else "product",
+            "box": [round(v, 1) for v in detection.box] if detection else None,
+            "mask": encode_mask(detection.mask) if detection else None,
+            "detector": {"label": detection.label, "score": round(detection.score, 4)} if detection else None,
+            "category": {task: tag[task] for task in CATEGORY} | {"path_confidence": tag["category_path_confidence"]},
+            "style": {task: tag[task] for task in STYLE},
+            "colours": dominant_colours(image, detection.mask if detection else None),
+        }
 
 
 class PipelineHolder:

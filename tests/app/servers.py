@@ -56,7 +56,10 @@ def send(handler, body: bytes, content_type: str = "image/jpeg", status: int = 2
     if length:
         handler.send_header("Content-Length", str(len(body)))
     handler.end_headers()
-    handler.wfile.write(body)
+    try:
+        handler.wfile.write(body)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client hung up on purpose (byte cap)
 
 
 def redirect(location: str):

@@ -1,0 +1,61 @@
+"""The one code path from image bytes to stored analyses, used by POST /v1/analyses, the CLI and the
+job workers alike."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from sqlalchemy.orm import Session
+
+from .config import Settings
+from .errors import ApiError
+from .fetch import FetchedImage, decode
+from .pipeline import Pipeline
+from .store import analysis_json, find_analysis, remember_source, save_analysis
+
+
+@dataclasses.dataclass
+class Outcome:
+    analysis: dict | None = None
+    created: bool = False
+    error: ApiError | None = None
+
+
+def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inputs: list[FetchedImage],
+                   refresh: bool, timings: list[dict] | None = None) -> list[Outcome]:
+    """Analyse a batch of downloaded images; already-analysed ones (same bytes, same bundles) are read
+    back from storage with no model work unless `refresh`. Each image is stored in its own transaction."""
+    timings = timings if timings is not None else [{} for _ in inputs]
+    outcomes = [Outcome() for _ in inputs]
+    pending = []  # (index, sha256, decoded image)
+    for index, fetched in enumerate(inputs):
+        if not refresh:
+            existing = find_analysis(session, fetched.sha256, pipeline.bundle_key)
+            if existing is not None:
+                remember_source(session, existing.image_id, fetched.url)
+                session.commit()
+                outcomes[index] = Outcome(analysis_json(existing), False)
+                continue
+        start = time.perf_counter()
+        try:
+            image = decode(fetched.data, settings)
+        except ApiError as error:
+            outcomes[index] = Outcome(error=error)
+            continue
+        timings[index]["decode"] = round((time.perf_counter() - start) * 1000, 2)
+        pending.append((index, fetched.sha256, image))
+    if not pending:
+        return outcomes
+    stage_times: dict = {}
+    items = pipeline.analyse_many([image for _, _, image in pending], stage_times)
+    for (index, sha256, image), image_items in zip(pending, items):
+        stages = timings[index] | {k: round(v / len(pending), 2) for k, v in stage_times.items()}
+        stages["total"] = round(sum(stages.values()), 2)
+        if len(pending) > 1:
+            stages["batch_size"] = len(pending)
+        analysis, created = save_analysis(
+            session, sha256=sha256, width=image.shape[1], height=image.shape[0], url=inputs[index].url,
+            bundle_key=pipeline.bundle_key, bundles=pipeline.bundles, timings=stages, items=image_items,
+            refresh=refresh)
+        outcomes[index] = Outcome(analysis_json(analysis), created)
+    return outcomes

@@ -1,0 +1,64 @@
+"""The service as deployed: a real gunicorn with two workers on a free port."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.db import upgrade
+
+from .servers import garment_photo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(tmp_path, database_url):
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "FETCH_ALLOW_PRIVATE": "127.0.0.0/8", "WEB_CONCURRENCY": "2",
+           "BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    (tmp_path / "metrics").mkdir()
+    process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
+                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "w"))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
+                break
+        except (requests.ConnectionError, requests.Timeout):
+            pass
+        assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+        time.sleep(1)
+    else:
+        process.kill()
+        pytest.fail("gunicorn never became ready:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
+    yield base
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+
+
+def test_served_by_gunicorn(gunicorn, image_server):
+    created = requests.post(f"{gunicorn}/v1/analyses", files={"image": ("x.jpg", garment_photo((90, 20, 120)))}, timeout=60)
+    assert created.status_code == 201, created.text
+    by_url = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}, timeout=60)
+    assert by_url.status_code == 201, by_url.text
+    for _ in range(6):  # spread over both workers
+        assert requests.get(f"{gunicorn}/healthz", timeout=5).status_code == 200
+    assert requests.get(f"{gunicorn}/v1/analyses/{created.json()['id']}", timeout=5).json()["id"] == created.json()["id"]
+    metrics = requests.get(f"{gunicorn}/metrics", timeout=5).text
+    line = next(l for l in metrics.splitlines() if l.startswith('http_requests_total{method="GET",route="/healthz"'))
+    assert float(line.rsplit(" ", 1)[1]) == 6.0  # counted across workers, not per worker
+    problem = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": "http://10.0.0.1/x.jpg"}, timeout=10)
+    assert problem.headers["Content-Type"] == "application/problem+json" and problem.json()["code"] == "blocked_address"
