@@ -10,6 +10,9 @@ from .config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     from . import api, cli, db, errors, logs, ops
+    from .jobs import api as jobs_api
+    from .jobs import cli as jobs_cli
+    from .jobs.queue import make_queue
     from .pipeline import PipelineHolder
 
     app = Flask(__name__)
@@ -23,7 +26,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["pipeline"] = PipelineHolder(settings)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(jobs_api.bp)
+    app.extensions["job_queue"] = make_queue(app)
     cli.init_app(app)
+    jobs_cli.init_app(app)
     if settings.preload_models:
         app.extensions["pipeline"].load()
     return app

@@ -28,7 +28,13 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
     timings = timings if timings is not None else [{} for _ in inputs]
     outcomes = [Outcome() for _ in inputs]
     pending = []  # (index, sha256, decoded image)
+    first_of: dict[str, int] = {}  # identical bytes twice in one batch are analysed once
+    duplicates: list[tuple[int, int]] = []
     for index, fetched in enumerate(inputs):
+        if fetched.sha256 in first_of:
+            duplicates.append((index, first_of[fetched.sha256]))
+            continue
+        first_of[fetched.sha256] = index
         if not refresh:
             existing = find_analysis(session, fetched.sha256, pipeline.bundle_key)
             if existing is not None:
@@ -44,8 +50,18 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
             continue
         timings[index]["decode"] = round((time.perf_counter() - start) * 1000, 2)
         pending.append((index, fetched.sha256, image))
-    if not pending:
-        return outcomes
+    if pending:
+        _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh)
+    for index, original in duplicates:
+        outcomes[index] = dataclasses.replace(outcomes[original], created=False)
+        if outcomes[index].analysis and inputs[index].url:
+            remember_source(session, find_analysis(session, inputs[index].sha256, pipeline.bundle_key).image_id,
+                            inputs[index].url)
+            session.commit()
+    return outcomes
+
+
+def _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh) -> None:
     stage_times: dict = {}
     items = pipeline.analyse_many([image for _, _, image in pending], stage_times)
     for (index, sha256, image), image_items in zip(pending, items):
@@ -58,4 +74,3 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
             bundle_key=pipeline.bundle_key, bundles=pipeline.bundles, timings=stages, items=image_items,
             refresh=refresh)
         outcomes[index] = Outcome(analysis_json(analysis), created)
-    return outcomes

@@ -38,6 +38,18 @@ class Settings:
     preload_models: bool = False  # gunicorn loads them after fork (gunicorn.conf.py)
     log_level: str = "INFO"
     items_page_size: int = 50
+    # Batch jobs (app/jobs). No broker: an in-process queue (see README for what it gives up).
+    broker_url: str | None = None
+    job_queue: str = "fashion-tagger"
+    job_max_urls: int = 10_000
+    job_batch_size: int = 8
+    job_max_attempts: int = 3
+    job_retry_backoff: float = 2.0  # seconds before the first retry; doubles each attempt
+    job_visibility_timeout: int = 300  # seconds before a killed worker's task is delivered again
+    embedded_job_threads: int = 1
+    webhook_secret: str = "change-me"
+    webhook_max_attempts: int = 4
+    webhook_backoff: float = 1.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -60,6 +72,17 @@ class Settings:
             max_image_pixels=int(env.get("MAX_IMAGE_PIXELS", defaults.max_image_pixels)),
             preload_models=_bool(env.get("PRELOAD_MODELS"), defaults.preload_models),
             log_level=env.get("LOG_LEVEL", defaults.log_level),
+            broker_url=env.get("BROKER_URL") or None,
+            job_queue=env.get("JOB_QUEUE", defaults.job_queue),
+            job_max_urls=int(env.get("JOB_MAX_URLS", defaults.job_max_urls)),
+            job_batch_size=int(env.get("JOB_BATCH_SIZE", defaults.job_batch_size)),
+            job_max_attempts=int(env.get("JOB_MAX_ATTEMPTS", defaults.job_max_attempts)),
+            job_retry_backoff=float(env.get("JOB_RETRY_BACKOFF", defaults.job_retry_backoff)),
+            job_visibility_timeout=int(env.get("JOB_VISIBILITY_TIMEOUT", defaults.job_visibility_timeout)),
+            embedded_job_threads=int(env.get("EMBEDDED_JOB_THREADS", defaults.embedded_job_threads)),
+            webhook_secret=env.get("WEBHOOK_SECRET", defaults.webhook_secret),
+            webhook_max_attempts=int(env.get("WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts)),
+            webhook_backoff=float(env.get("WEBHOOK_BACKOFF", defaults.webhook_backoff)),
         )
 
     def replace(self, **changes) -> "Settings":

@@ -101,3 +101,38 @@ TASK_COLUMNS = {
     "season": ("season", "season_confidence"),
     "usage": ("usage", "usage_confidence"),
 }
+
+
+class Job(Base):
+    """A batch ingestion: many URLs, processed by queue workers, optionally reported to a webhook."""
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # queued, running, done, cancelled
+    refresh: Mapped[bool] = mapped_column(default=False)
+    callback_url: Mapped[str | None] = mapped_column(Text)
+    callback_state: Mapped[str | None] = mapped_column(String(16))  # delivered, failed
+    callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column()
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    urls: Mapped[list["JobUrl"]] = relationship(back_populates="job", cascade="all, delete-orphan",
+                                                order_by="JobUrl.position")
+
+
+class JobUrl(Base):
+    """One URL of a job and its outcome: an analysis id, or an error code."""
+    __tablename__ = "job_urls"
+    __table_args__ = (UniqueConstraint("job_id", "position", name="uq_job_urls_position"),
+                      Index("ix_job_urls_job_state", "job_id", "state"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # queued, running, done, skipped, failed, cancelled
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    analysis_id: Mapped[int | None] = mapped_column(ForeignKey("analyses.id", ondelete="SET NULL"))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_detail: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(128))
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+    job: Mapped[Job] = relationship(back_populates="urls")

@@ -39,6 +39,8 @@ class Pipeline:
         self.detector, self.classifier = detector, classifier
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
+        # One model call at a time per process: request threads and embedded job threads share the models.
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: Settings) -> "Pipeline":
@@ -55,6 +57,10 @@ class Pipeline:
     def analyse_many(self, images: list[np.ndarray], timings: dict) -> list[list[dict]]:
         """Items for each image. Every image's detections are cropped and classified, with the whole
         images, in ONE classifier batch; `timings` gets each stage's time for the whole batch."""
+        with self._lock:
+            return self._analyse_many(images, timings)
+
+    def _analyse_many(self, images: list[np.ndarray], timings: dict) -> list[list[dict]]:
         with timed(timings, "detect"):
             detections = self.detector.detect(images)
         with timed(timings, "crop"):

@@ -39,9 +39,19 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # keep test output quiet
         pass
 
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.posts.append((self.path, dict(self.headers), body))
+        status = self.server.post_statuses.pop(0) if self.server.post_statuses else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def do_GET(self):
         self.server.hits.append(self.path)
-        route = self.routes.get(self.path.split("?")[0])
+        path = self.path.split("?")[0]
+        route = self.routes.get(path) or next((r for prefix, r in self.routes.items()
+                                                if prefix.endswith("/") and path.startswith(prefix)), None)
         if route is None:
             self.send_response(404)
             self.send_header("Content-Length", "0")
@@ -88,9 +98,30 @@ def never_answers(handler):
     time.sleep(5)
 
 
+def numbered_photo(handler):
+    """/img/<n>.jpg: a distinct photo per n, after an optional ?delay=seconds."""
+    name = handler.path.split("?")[0].rsplit("/", 1)[-1]
+    if "delay=" in handler.path:
+        time.sleep(float(handler.path.split("delay=")[1].split("&")[0]))
+    n = int(name.split(".")[0])
+    send(handler, garment_photo(((n * 37) % 255, (n * 91) % 255, (n * 53) % 255), seed=n))
+
+
 class LocalServer:
     def __init__(self):
         self.photo = garment_photo()
+        self.flaky_failures: dict[str, int] = {}
+
+        def flaky(handler):
+            """503 for the first N requests of each ?key=, then the photo."""
+            key = handler.path.split("key=")[-1]
+            remaining = self.flaky_failures.get(key, 0)
+            if remaining:
+                self.flaky_failures[key] = remaining - 1
+                send(handler, b"busy", "text/plain", status=503)
+            else:
+                send(handler, garment_photo((10, 150, 150), seed=hash(key) % 97))
+
         routes = {
             "/shirt.jpg": lambda h: send(h, self.photo),
             "/blue.jpg": lambda h: send(h, garment_photo((30, 60, 200), seed=1)),
@@ -107,11 +138,17 @@ class LocalServer:
             "/page.html": lambda h: send(h, b"<html><body>not an image</body></html>", "image/jpeg"),
             "/empty.jpg": lambda h: send(h, b""),
             "/gone": lambda h: send(h, b"", status=410),
+            "/unavailable": lambda h: send(h, b"down", "text/plain", status=503),
+            "/flaky": flaky,
+            "/img/": numbered_photo,
+            "/hook": lambda h: send(h, b""),
         }
         handler = type("RoutedHandler", (Handler,), {"routes": routes})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.httpd.hits = []
+        self.httpd.posts = []  # (path, headers, body) of every POST (webhooks)
+        self.httpd.post_statuses = []  # statuses to answer the next POSTs with, then 200
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

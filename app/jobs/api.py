@@ -1,0 +1,76 @@
+"""/v1/jobs: submit a list of URLs, watch it, cancel it."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, request
+
+from .. import db
+from ..errors import ApiError
+from ..models import Job
+from . import service
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+@bp.post("")
+def create():
+    settings = current_app.config["SETTINGS"]
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("image_urls"), list) or not body["image_urls"]:
+        raise ApiError("invalid_request", "send JSON {\"image_urls\": [...], \"callback_url\": ..., \"refresh\": false}")
+    unknown = set(body) - {"image_urls", "callback_url", "refresh"}
+    if unknown:
+        raise ApiError("invalid_request", f"unknown fields: {', '.join(sorted(unknown))}")
+    if len(body["image_urls"]) > settings.job_max_urls:
+        raise ApiError("invalid_request", f"{len(body['image_urls'])} URLs; a job takes at most {settings.job_max_urls}: "
+                       "split the list into several jobs", max_urls=settings.job_max_urls)
+    if not isinstance(body.get("refresh", False), bool):
+        raise ApiError("invalid_request", "refresh must be a boolean")
+    callback = body.get("callback_url")
+    if callback is not None and not isinstance(callback, str):
+        raise ApiError("invalid_request", "callback_url must be a string")
+    return submit(body["image_urls"], callback, body.get("refresh", False))
+
+
+def submit(urls: list, callback_url: str | None, refresh: bool):
+    session = db.session()
+    settings = current_app.config["SETTINGS"]
+    job, queued = service.create_job(session, urls, callback_url, refresh, settings)
+    queue = current_app.extensions["job_queue"]
+    for batch in service.batches(queued, settings.job_batch_size):
+        queue.submit(job.id, batch)
+    if not queued:  # nothing to do: every URL was malformed
+        job.state = "running"
+        session.commit()
+        service._finish_if_complete(current_app._get_current_object(), session, job.id)
+    return service.summary(session, session.get(Job, job.id)), 202, {"Location": f"/v1/jobs/{job.id}"}
+
+
+def _job(job_id: str) -> Job:
+    job = db.session().get(Job, job_id)
+    if job is None:
+        raise ApiError("not_found", f"no job {job_id}")
+    return job
+
+
+@bp.get("/<job_id>")
+def status(job_id: str):
+    session = db.session()
+    job = _job(job_id)
+    try:
+        after = int(request.args.get("after", -1))
+        limit = int(request.args.get("limit", 100))
+    except ValueError:
+        raise ApiError("invalid_request", "after and limit must be integers")
+    if not 1 <= limit <= 1000:
+        raise ApiError("invalid_request", "limit must be between 1 and 1000")
+    page, next_after = service.outcomes(session, job_id, after, limit)
+    return service.summary(session, job) | {"outcomes": page, "next_after": next_after}
+
+
+@bp.delete("/<job_id>")
+def cancel(job_id: str):
+    session = db.session()
+    _job(job_id)
+    service.cancel(session, job_id)
+    db.session().expire_all()
+    return service.summary(session, _job(job_id))

@@ -1,0 +1,84 @@
+"""`flask ingest FILE` and `flask jobs status ID` for operators."""
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import click
+from flask import Flask
+from tqdm import tqdm
+
+URL_COLUMNS = ("url", "image_url", "imageurl", "link", "image")
+
+
+def read_urls(path: Path) -> list[str]:
+    """One URL per line, or a CSV with a url/image_url/link column."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        column = next((c for c in reader.fieldnames or [] if c.strip().lower() in URL_COLUMNS), None)
+        if column is None:
+            raise click.ClickException(f"{path}: no URL column (one of {', '.join(URL_COLUMNS)})")
+        return [row[column].strip() for row in reader if row[column] and row[column].strip()]
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def print_summary(summary: dict) -> None:
+    click.echo(f"\njob {summary['id']}: {summary['state']} in {summary['elapsed_s']:.1f} s")
+    click.echo(f"{'outcome':<12}{'urls':>8}")
+    for state, count in summary["counts"].items():
+        click.echo(f"{state:<12}{count:>8}")
+    for code, count in sorted(summary["errors"].items(), key=lambda kv: -kv[1]):
+        click.echo(f"  failed: {code:<24}{count:>6}")
+
+
+def init_app(app: Flask) -> None:
+    from .. import db
+    from ..models import Job
+    from . import service
+    from .api import submit
+
+    @app.cli.command("ingest")
+    @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--callback-url")
+    @click.option("--refresh", is_flag=True)
+    @click.option("--wait/--no-wait", default=True, help="follow the job with a progress bar (always with no broker)")
+    def ingest(source: Path, callback_url, refresh, wait):
+        """Submit the URLs in SOURCE as jobs of at most JOB_MAX_URLS each."""
+        urls = read_urls(source)
+        limit = app.config["SETTINGS"].job_max_urls
+        embedded = not app.config["SETTINGS"].broker_url
+        with app.test_request_context():
+            ids = [submit(urls[i:i + limit], callback_url, refresh)[0]["id"] for i in range(0, len(urls), limit)]
+            click.echo(f"submitted {len(urls)} URLs as job(s) {', '.join(ids)}")
+            if not (wait or embedded):
+                return
+            session = db.session()
+            with tqdm(total=len(urls), desc="ingesting", unit="url") as bar:
+                while True:
+                    session.expire_all()
+                    summaries = [service.summary(session, session.get(Job, i)) for i in ids]
+                    finished = sum(s["total"] - s["counts"]["queued"] - s["counts"]["running"] for s in summaries)
+                    bar.update(finished - bar.n)
+                    if all(s["state"] in ("done", "cancelled") for s in summaries):
+                        break
+                    time.sleep(0.5)
+            for summary in summaries:
+                print_summary(summary)
+
+    @app.cli.group("jobs")
+    def jobs_group():
+        """Batch job commands."""
+
+    @jobs_group.command("status")
+    @click.argument("job_id")
+    def status(job_id):
+        with app.app_context():
+            session = db.session()
+            job = session.get(Job, job_id)
+            if job is None:
+                raise click.ClickException(f"no job {job_id}")
+            print_summary(service.summary(session, job))
+            click.echo(json.dumps(service.summary(session, job)["callback"]))

@@ -1,0 +1,68 @@
+"""Where job batches go: Celery on Redis in production, or an in-process thread pool when no broker
+is configured (the embedded default: no extra service, but no scale-out and no redelivery after a crash)."""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+from celery import Celery
+from flask import Flask
+
+from ..config import Settings
+
+log = logging.getLogger(__name__)
+TASK_NAME = "fashion_tagger.process_urls"
+
+
+def make_celery(settings: Settings) -> Celery:
+    celery = Celery("fashion_tagger", broker=settings.broker_url)
+    celery.conf.update(
+        task_acks_late=True,  # acknowledged after the work: a killed worker's task is delivered again
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=settings.job_queue,
+        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_serializer="json", accept_content=["json"], worker_hijack_root_logger=False,
+    )
+    return celery
+
+
+class CeleryQueue:
+    def __init__(self, settings: Settings):
+        self.celery = make_celery(settings)
+
+    def submit(self, job_id: str, url_ids: list[int], delay: float = 0) -> None:
+        self.celery.send_task(TASK_NAME, args=(job_id, url_ids), countdown=delay or None)
+
+
+class EmbeddedQueue:
+    """Runs batches on threads of this process."""
+
+    def __init__(self, app: Flask, threads: int):
+        self.app = app
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job")
+
+    def submit(self, job_id: str, url_ids: list[int], delay: float = 0) -> None:
+        if delay:
+            timer = threading.Timer(delay, self.submit, args=(job_id, url_ids))
+            timer.daemon = True
+            timer.start()
+            return
+        self.executor.submit(self._run, job_id, url_ids)
+
+    def _run(self, job_id: str, url_ids: list[int]) -> None:
+        from .service import process_urls
+
+        try:
+            with self.app.app_context():
+                for ids, delay in process_urls(self.app, job_id, url_ids, worker="embedded"):
+                    self.submit(job_id, ids, delay)
+        except Exception:  # noqa: BLE001 - a failed batch must not kill the pool thread
+            log.exception("job %s: batch failed", job_id)
+
+
+def make_queue(app: Flask):
+    settings = app.config["SETTINGS"]
+    return CeleryQueue(settings) if settings.broker_url else EmbeddedQueue(app, settings.embedded_job_threads)

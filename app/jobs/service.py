@@ -1,0 +1,180 @@
+"""Jobs: create, process a batch of a job's URLs, finish (once) with a webhook, report, cancel."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from ..analysis import analyse_images
+from ..errors import ApiError
+from ..fetch import fetch, parse_url
+from ..models import Job, JobUrl
+from ..store import find_analysis
+from . import webhook
+
+log = logging.getLogger(__name__)
+FINAL_URL_STATES = ("done", "skipped", "failed", "cancelled")
+URL_STATES = ("queued", "running", *FINAL_URL_STATES)
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def is_transient(error: ApiError) -> bool:
+    """Worth another try later: timeouts, server-side failures, models not loaded yet."""
+    if error.code in ("fetch_timeout", "model_unavailable"):
+        return True
+    return error.code == "fetch_failed" and error.extra.get("upstream_status", 500) >= 500
+
+
+def create_job(session: Session, urls: list, callback_url: str | None, refresh: bool, settings) -> tuple[Job, list[int]]:
+    """Store the job and its URLs; malformed URLs are recorded as failed at once. Returns the job and
+    the ids of the URLs to enqueue."""
+    if callback_url is not None:
+        webhook.validate_callback_url(callback_url, settings)
+    job = Job(id=uuid.uuid4().hex, state="queued", refresh=refresh, callback_url=callback_url, created_at=now())
+    for position, url in enumerate(urls):
+        row = JobUrl(position=position, url=url if isinstance(url, str) else repr(url), state="queued", attempts=0)
+        try:
+            parse_url(url)
+        except ApiError as error:
+            row.state, row.error_code, row.error_detail, row.updated_at = "failed", error.code, error.detail, now()
+        job.urls.append(row)
+    session.add(job)
+    session.commit()
+    return job, [row.id for row in job.urls if row.state == "queued"]
+
+
+def batches(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
+def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None = None) -> list[tuple[list[int], float]]:
+    """Download, analyse and record a batch of a job's URLs. Safe to run again for the same batch (a
+    redelivered task): only URLs not yet final are processed, and storage is idempotent.
+    Returns the retries to schedule as (url ids, delay in seconds)."""
+    settings = app.config["SETTINGS"]
+    worker = worker or socket.gethostname()
+    with app.extensions["sessionmaker"]() as session:
+        job = session.get(Job, job_id)
+        if job is None or job.state in ("cancelled", "done"):
+            return []
+        session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(state="running", started_at=now()))
+        rows = session.scalars(select(JobUrl).where(JobUrl.id.in_(url_ids), JobUrl.state.in_(("queued", "running")))
+                               .order_by(JobUrl.position)).all()
+        for row in rows:
+            row.state, row.worker, row.attempts, row.updated_at = "running", worker, row.attempts + 1, now()
+        session.commit()
+        retries: dict[float, list[int]] = {}
+        if rows:
+            _process_rows(app, session, job, rows, settings, retries)
+        _finish_if_complete(app, session, job_id)
+    return [(ids, delay) for delay, ids in retries.items()]
+
+
+def _download(url: str, settings):
+    try:
+        return fetch(url, settings)
+    except ApiError as error:
+        return error
+
+
+def _process_rows(app, session, job, rows, settings, retries) -> None:
+    with ThreadPoolExecutor(max_workers=min(8, len(rows))) as pool:  # overlap the network waits
+        downloads = list(pool.map(lambda row: _download(row.url, settings), rows))
+    fetched = [(row, d) for row, d in zip(rows, downloads) if not isinstance(d, ApiError)]
+    results: dict[int, tuple] = {row.id: (None, d) for row, d in zip(rows, downloads) if isinstance(d, ApiError)}
+    analysed_before: set[str] = set()
+    if fetched:
+        try:
+            pipeline = app.extensions["pipeline"].load()
+            analysed_before = {d.sha256 for _, d in fetched if find_analysis(session, d.sha256, pipeline.bundle_key)}
+            outcomes = analyse_images(session, pipeline, settings, [d for _, d in fetched], job.refresh)
+            results.update({row.id: (o, o.error) for (row, _), o in zip(fetched, outcomes)})
+        except ApiError as error:  # models unavailable: every fetched URL of the batch is retried
+            results.update({row.id: (None, error) for row, _ in fetched})
+    for row in rows:
+        outcome, error = results[row.id]
+        row.updated_at = now()
+        if error is None:
+            # Skipped: found in storage on a first attempt, so analysed before this job. Found on a later
+            # attempt, it was most likely stored by this job's earlier attempt that died: done.
+            sha256 = next(d.sha256 for r, d in fetched if r.id == row.id)
+            skipped = sha256 in analysed_before and row.attempts == 1 and not job.refresh
+            row.state = "skipped" if skipped else "done"
+            row.analysis_id, row.error_code, row.error_detail = outcome.analysis["id"], None, None
+        elif is_transient(error) and row.attempts < settings.job_max_attempts:
+            row.state, row.error_code, row.error_detail = "queued", error.code, error.detail
+            delay = settings.job_retry_backoff * 2 ** (row.attempts - 1)
+            retries.setdefault(delay, []).append(row.id)
+        else:
+            row.state, row.error_code, row.error_detail = "failed", error.code, error.detail
+    session.commit()
+
+
+def _finish_if_complete(app: Flask, session: Session, job_id: str) -> None:
+    open_urls = select(JobUrl.id).where(JobUrl.job_id == job_id, JobUrl.state.in_(("queued", "running"))).exists()
+    finished = session.execute(update(Job).where(Job.id == job_id, Job.state == "running", ~open_urls)
+                               .values(state="done", finished_at=now()))
+    session.commit()
+    if finished.rowcount == 1:  # exactly one worker wins this update, and only it sends the webhook
+        send_callback(app, session, job_id)
+
+
+def send_callback(app: Flask, session: Session, job_id: str) -> None:
+    job = session.get(Job, job_id)
+    if not job.callback_url:
+        return
+    delivered, attempts = webhook.deliver(job.callback_url, summary(session, job), app.config["SETTINGS"])
+    job.callback_state, job.callback_attempts = ("delivered" if delivered else "failed"), attempts
+    session.commit()
+
+
+def counts(session: Session, job_id: str) -> dict[str, int]:
+    rows = session.execute(select(JobUrl.state, func.count()).where(JobUrl.job_id == job_id).group_by(JobUrl.state))
+    found = dict(rows.all())
+    return {state: found.get(state, 0) for state in URL_STATES}
+
+
+def summary(session: Session, job: Job) -> dict:
+    tally = counts(session, job.id)
+    total = sum(tally.values())
+    finished = sum(tally[s] for s in FINAL_URL_STATES)
+    end = job.finished_at or now()
+    errors = dict(session.execute(select(JobUrl.error_code, func.count()).where(
+        JobUrl.job_id == job.id, JobUrl.state == "failed").group_by(JobUrl.error_code)).all())
+    return {
+        "id": job.id, "state": job.state, "total": total, "counts": tally,
+        "progress": round(finished / total, 4) if total else 1.0, "errors": errors,
+        "created_at": job.created_at.isoformat() + "Z",
+        "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        "elapsed_s": round((end - (job.started_at or job.created_at)).total_seconds(), 3),
+        "callback": {"url": job.callback_url, "state": job.callback_state, "attempts": job.callback_attempts}
+        if job.callback_url else None,
+    }
+
+
+def outcomes(session: Session, job_id: str, after: int, limit: int) -> tuple[list[dict], int | None]:
+    rows = session.scalars(select(JobUrl).where(JobUrl.job_id == job_id, JobUrl.position > after)
+                           .order_by(JobUrl.position).limit(limit + 1)).all()
+    page = [{"position": r.position, "url": r.url, "state": r.state, "analysis_id": r.analysis_id,
+             "error": {"code": r.error_code, "detail": r.error_detail} if r.error_code and r.state == "failed" else None,
+             "attempts": r.attempts} for r in rows[:limit]]
+    return page, (rows[limit - 1].position if len(rows) > limit else None)
+
+
+def cancel(session: Session, job_id: str) -> bool:
+    changed = session.execute(update(Job).where(Job.id == job_id, Job.state.in_(("queued", "running")))
+                              .values(state="cancelled", finished_at=now())).rowcount
+    session.execute(update(JobUrl).where(JobUrl.job_id == job_id, JobUrl.state == "queued")
+                    .values(state="cancelled", updated_at=now()))
+    session.commit()
+    return bool(changed)

@@ -1,0 +1,22 @@
+"""Celery worker entry point: `celery -A app.jobs.worker worker --pool=solo --queues fashion-tagger`.
+
+One worker process = one copy of the models; scale out by starting more (on more machines).
+"""
+import torch  # noqa: F401  (torch and torchvision before TensorFlow)
+import torchvision  # noqa: F401
+
+from app import create_app  # noqa: E402
+
+from .queue import TASK_NAME, make_celery  # noqa: E402
+from .service import process_urls  # noqa: E402
+
+flask_app = create_app()
+celery = make_celery(flask_app.config["SETTINGS"])
+queue = flask_app.extensions["job_queue"]
+
+
+@celery.task(name=TASK_NAME, bind=True)
+def process_urls_task(self, job_id: str, url_ids: list[int]) -> None:
+    with flask_app.app_context():
+        for ids, delay in process_urls(flask_app, job_id, url_ids, worker=self.request.hostname):
+            queue.submit(job_id, ids, delay)

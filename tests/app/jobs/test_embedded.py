@@ -1,0 +1,113 @@
+"""Jobs on the embedded queue (no broker): outcomes, retries, webhook, cancel, limits, CLI."""
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+
+from app.jobs.cli import read_urls
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.replace(job_retry_backoff=0.05, webhook_backoff=0.05, webhook_secret="s3cret", job_batch_size=3)
+
+
+def wait_for(client, job_id, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/jobs/{job_id}?limit=1000").json
+        if body["state"] in ("done", "cancelled") and body["counts"]["running"] == 0:
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job did not finish: {body}")
+
+
+def test_mixed_job_records_every_outcome(client, image_server):
+    image_server.flaky_failures["twice"] = 2
+    urls = [image_server.url("/shirt.jpg"), image_server.url("/same-shirt.jpg"), image_server.url("/page.html"),
+            "http://10.0.0.1/x.jpg", "ftp://nope/x.jpg", image_server.url("/img/7.jpg?delay=0.6"),
+            image_server.url("/flaky?key=twice"), image_server.url("/unavailable")]
+    created = client.post("/v1/jobs", json={"image_urls": urls})
+    assert created.status_code == 202 and created.headers["Location"] == f"/v1/jobs/{created.json['id']}"
+    job = wait_for(client, created.json["id"])
+    by_position = {o["position"]: o for o in job["outcomes"]}
+    assert [by_position[i]["state"] for i in range(8)] == ["done", "done", "failed", "failed", "failed", "done", "done", "failed"]
+    assert by_position[0]["analysis_id"] == by_position[1]["analysis_id"]  # same bytes: one analysis
+    assert by_position[2]["error"]["code"] == "unsupported_media_type" and by_position[2]["attempts"] == 1
+    assert by_position[3]["error"]["code"] == "blocked_address" and by_position[3]["attempts"] == 1
+    assert by_position[4]["error"]["code"] == "invalid_url" and by_position[4]["attempts"] == 0
+    assert by_position[6]["attempts"] == 3  # two 503s retried, then success
+    assert by_position[7]["error"]["code"] == "fetch_failed" and by_position[7]["attempts"] == 3  # retries stop
+    assert job["progress"] == 1.0 and sum(job["counts"].values()) == 8
+    assert job["errors"] == {"unsupported_media_type": 1, "blocked_address": 1, "invalid_url": 1, "fetch_failed": 1}
+    analysis = client.get(f"/v1/analyses/{by_position[5]['analysis_id']}").json
+    assert analysis["image"]["url"].endswith("/img/7.jpg?delay=0.6")
+
+
+def test_already_analysed_urls_are_skipped(client, image_server):
+    client.post("/v1/analyses", json={"image_url": image_server.url("/img/21.jpg")})
+    job = wait_for(client, client.post("/v1/jobs", json={"image_urls": [image_server.url("/img/21.jpg")]}).json["id"])
+    assert job["counts"]["skipped"] == 1 and job["outcomes"][0]["analysis_id"]
+
+
+def test_webhook_is_signed_retried_and_delivered_once(client, image_server):
+    image_server.httpd.posts.clear()
+    image_server.httpd.post_statuses[:] = [500]
+    job_id = client.post("/v1/jobs", json={"image_urls": [image_server.url("/img/3.jpg")],
+                                           "callback_url": image_server.url("/hook")}).json["id"]
+    job = wait_for(client, job_id)
+    deadline = time.monotonic() + 10
+    while client.get(f"/v1/jobs/{job_id}").json["callback"]["state"] is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    posts = [p for p in image_server.httpd.posts if p[0] == "/hook"]
+    assert len(posts) == 2  # the first answered 500, the retry 200; no more after that
+    path, headers, body = posts[-1]
+    expected = hmac.new(b"s3cret", headers["X-FashionTagger-Timestamp"].encode() + b"." + body, hashlib.sha256).hexdigest()
+    assert headers["X-FashionTagger-Signature"] == f"sha256={expected}"
+    summary = json.loads(body)
+    assert summary["id"] == job_id and summary["state"] == "done" and summary["counts"]["done"] == 1
+    assert client.get(f"/v1/jobs/{job_id}").json["callback"] == {"url": image_server.url("/hook"),
+                                                                 "state": "delivered", "attempts": 2}
+    assert job["state"] == "done"
+
+
+def test_callback_url_must_pass_the_address_checks(client, app):
+    response = client.post("/v1/jobs", json={"image_urls": ["http://127.0.0.1/x.jpg"],
+                                             "callback_url": "http://169.254.169.254/hook"})
+    assert (response.status_code, response.json["code"]) == (422, "blocked_address")
+    from app import db
+    from app.models import Job
+    with app.app_context():
+        assert db.session().query(Job).count() == 0
+
+
+def test_cancel(client, image_server):
+    urls = [image_server.url(f"/img/{n}.jpg?delay=0.5") for n in range(100, 112)]
+    job_id = client.post("/v1/jobs", json={"image_urls": urls}).json["id"]
+    cancelled = client.delete(f"/v1/jobs/{job_id}")
+    assert cancelled.status_code == 200 and cancelled.json["state"] == "cancelled"
+    job = wait_for(client, job_id)
+    assert job["state"] == "cancelled" and job["counts"]["cancelled"] > 0
+    assert job["counts"]["queued"] == 0 and job["counts"]["running"] == 0
+    assert client.delete("/v1/jobs/nope").status_code == 404
+
+
+@pytest.mark.parametrize("body", [{}, {"image_urls": []}, {"image_urls": "http://x"}, {"image_urls": ["x"], "refresh": "y"},
+                                  {"image_urls": ["x"], "extra": 1}, {"image_urls": ["x"] * 10_001}])
+def test_bad_job_requests(client, body):
+    response = client.post("/v1/jobs", json=body)
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+
+
+def test_ingest_cli_runs_a_job_and_prints_a_summary(app, image_server, tmp_path):
+    source = tmp_path / "urls.csv"
+    source.write_text("sku,image_url\n1," + image_server.url("/img/41.jpg") + "\n2," + image_server.url("/gone") + "\n")
+    assert read_urls(source) == [image_server.url("/img/41.jpg"), image_server.url("/gone")]
+    result = app.test_cli_runner().invoke(args=["ingest", str(source)])
+    assert result.exit_code == 0, result.output
+    assert "done" in result.output and "fetch_failed" in result.output
+    job_id = result.output.split("job(s) ")[1].split()[0]
+    status = app.test_cli_runner().invoke(args=["jobs", "status", job_id])
+    assert f"job {job_id}: done" in status.output
