@@ -5,6 +5,8 @@ One worker process = one copy of the models; scale out by starting more (on more
 import torch  # noqa: F401  (torch and torchvision before TensorFlow)
 import torchvision  # noqa: F401
 
+from celery import signals  # noqa: E402
+
 from app import create_app  # noqa: E402
 
 from .queue import TASK_NAME, make_celery  # noqa: E402
@@ -20,3 +22,10 @@ def process_urls_task(self, job_id: str, url_ids: list[int]) -> None:
     with flask_app.app_context():
         for ids, delay in process_urls(flask_app, job_id, url_ids, worker=self.request.hostname):
             queue.submit(job_id, ids, delay)
+
+
+@signals.worker_ready.connect
+def load_models(**_kwargs) -> None:
+    """Load and warm the models before the first task, so its latency is the pipeline's alone."""
+    flask_app.extensions["pipeline"].load()
+    flask_app.logger.info("models loaded")
