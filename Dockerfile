@@ -1,7 +1,7 @@
 # fashion-tagger API / worker image. The same Makefile targets as outside Docker.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHON=python3.11 KERAS_BACKEND=torch
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PYTHON=python3.11
 RUN apt-get update && apt-get install -y --no-install-recommends make gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /srv/fashion-tagger

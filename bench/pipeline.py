@@ -1,0 +1,184 @@
+"""End-to-end pipeline benchmark: fetch from a local server, detect, classify, colours, store.
+
+    .venv/bin/python bench/pipeline.py [--images 12] [--concurrency 1 2 4] [--requests 24] [--soak 1000]
+
+Images are Clothing Co-Parsing street photos (several garments each), served from 127.0.0.1. Each
+request posts {"refresh": true} so the models run every time. Also runs, in the same process on the
+same images, the naive path of the prototype this replaces (each crop and each task classified
+separately, batch size 1) and prints the throughput ratio. Writes bench/results/pipeline-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402,F401  (before TensorFlow)
+import torchvision  # noqa: E402,F401
+from tqdm import tqdm  # noqa: E402
+
+from app import create_app  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.db import upgrade  # noqa: E402
+from app.fetch import decode  # noqa: E402
+from detection.inference import crop_detection  # noqa: E402
+
+CCP_PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing" / "photos"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def serve(files: dict[str, bytes]) -> tuple[ThreadingHTTPServer, int]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            body = files.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def run_level(client, urls: list[str], concurrency: int, requests: int) -> dict:
+    latencies, stages = [], {}
+    detections = []
+
+    def one(i: int):
+        start = time.perf_counter()
+        response = client.post("/v1/analyses", json={"image_url": urls[i % len(urls)], "refresh": True})
+        elapsed = time.perf_counter() - start
+        assert response.status_code == 201, response.json
+        return elapsed, response.json
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for elapsed, body in tqdm(pool.map(one, range(requests)), total=requests, desc=f"concurrency {concurrency}", leave=False):
+            latencies.append(elapsed)
+            detections.append(len(body["items"]) - 1)
+            for stage, ms in body["timings_ms"].items():
+                stages.setdefault(stage, []).append(ms)
+    wall = time.perf_counter() - started
+    return {"concurrency": concurrency, "requests": requests, "images_per_s": requests / wall,
+            "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
+            "p99_ms": percentile(latencies, 99) * 1000, "mean_garments": statistics.mean(detections),
+            "stage_ms_mean": {k: statistics.mean(v) for k, v in stages.items()}}
+
+
+def naive_path(pipeline, images, settings) -> dict:
+    """The prototype: every crop, every task, one model call each (batch size 1)."""
+    classifier = pipeline.classifier
+    started = time.perf_counter()
+    calls = 0
+    for data in tqdm(images, desc="naive path", leave=False):
+        image = decode(data, settings)
+        found = pipeline.detector.detect([image])[0]
+        for crop in [image] + [crop_detection(image, d.box, mask=d.mask) for d in found]:
+            for _task in ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage"):
+                classifier.predict([crop])
+                calls += 1
+    wall = time.perf_counter() - started
+    return {"images": len(images), "images_per_s": len(images) / wall, "classifier_calls": calls}
+
+
+def batched_path(pipeline, images, settings) -> dict:
+    started = time.perf_counter()
+    for data in tqdm(images, desc="batched path", leave=False):
+        pipeline.analyse(decode(data, settings), {})
+    wall = time.perf_counter() - started
+    return {"images": len(images), "images_per_s": len(images) / wall}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=12)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--requests", type=int, default=24, help="requests per concurrency level")
+    parser.add_argument("--soak", type=int, default=0, help="then this many sequential requests, RSS at 100 and at the end")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+
+    photos = sorted(CCP_PHOTOS.glob("*.jpg"))[-args.images:]  # the same fixed photos every run
+    files = {f"/{p.name}": p.read_bytes() for p in photos}
+    server, port = serve(files)
+    urls = [f"http://127.0.0.1:{port}{path}" for path in files]
+    database = Path(tempfile.mkdtemp()) / "bench.sqlite3"
+    upgrade(f"sqlite:///{database}")
+    settings = Settings.from_env().replace(database_url=f"sqlite:///{database}", fetch_allow_private="127.0.0.0/8")
+    rss_before_models = rss_mb()
+    app = create_app(settings)
+    pipeline = app.extensions["pipeline"].load()
+    client = app.test_client()
+    report = {
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+                    "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
+        "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "bundles": pipeline.bundles,
+        "detector_min_size": pipeline.detector.model.transform.min_size[0], "images": len(photos),
+        "rss_mb": {"before_models": rss_before_models, "after_load": rss_mb()}, "levels": [],
+    }
+    for level in args.concurrency:
+        report["levels"].append(run_level(client, urls, level, args.requests))
+    images = list(files.values())
+    report["batched"] = batched_path(pipeline, images, settings)
+    report["naive"] = naive_path(pipeline, images, settings)
+    report["batched_over_naive"] = report["batched"]["images_per_s"] / report["naive"]["images_per_s"]
+    if args.soak:
+        rss = {}
+        for i in tqdm(range(1, args.soak + 1), desc="soak"):
+            client.post("/v1/analyses", json={"image_url": urls[i % len(urls)], "refresh": True})
+            if i in (100, args.soak):
+                rss[i] = rss_mb()
+        report["soak_rss_mb"] = rss
+    report["rss_mb"]["peak"] = peak_rss_mb()
+    if torch.cuda.is_available():
+        report["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    server.shutdown()
+
+    print(f"\n{'clients':>8}{'img/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'garments':>10}  per-stage mean ms")
+    for level in report["levels"]:
+        stages = " ".join(f"{k}={v:.0f}" for k, v in level["stage_ms_mean"].items() if k != "total")
+        print(f"{level['concurrency']:>8}{level['images_per_s']:>8.2f}{level['p50_ms']:>9.0f}{level['p95_ms']:>9.0f}"
+              f"{level['p99_ms']:>9.0f}{level['mean_garments']:>10.1f}  {stages}")
+    print(f"batched path {report['batched']['images_per_s']:.2f} img/s, naive path {report['naive']['images_per_s']:.2f} img/s "
+          f"({report['naive']['classifier_calls']} classifier calls): ratio {report['batched_over_naive']:.2f}x")
+    print(f"RSS MB: {json.dumps(report['rss_mb'])}" + (f", soak {report['soak_rss_mb']}" if args.soak else ""))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    main()
