@@ -15,7 +15,6 @@ import ipaddress
 import socket
 import time
 import warnings
-from typing import Iterable
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
@@ -190,7 +189,3 @@ def decode(data: bytes, settings: Settings) -> np.ndarray:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
             raise ApiError("not_an_image", f"the image could not be decoded: {error}")
 
-
-def check_addresses(addresses: Iterable[str], settings: Settings) -> list[str]:
-    """The addresses among `addresses` that the policy refuses (used by the callback URL check too)."""
-    return [a for a in addresses if not address_allowed(a, settings)]

@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm

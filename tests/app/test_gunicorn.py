@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.db import upgrade
 
 from .servers import garment_photo
 
@@ -58,7 +57,7 @@ def test_served_by_gunicorn(gunicorn, image_server):
         assert requests.get(f"{gunicorn}/healthz", timeout=5).status_code == 200
     assert requests.get(f"{gunicorn}/v1/analyses/{created.json()['id']}", timeout=5).json()["id"] == created.json()["id"]
     metrics = requests.get(f"{gunicorn}/metrics", timeout=5).text
-    line = next(l for l in metrics.splitlines() if l.startswith('http_requests_total{method="GET",route="/healthz"'))
+    line = next(row for row in metrics.splitlines() if row.startswith('http_requests_total{method="GET",route="/healthz"'))
     assert float(line.rsplit(" ", 1)[1]) == 6.0  # counted across workers, not per worker
     problem = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": "http://10.0.0.1/x.jpg"}, timeout=10)
     assert problem.headers["Content-Type"] == "application/problem+json" and problem.json()["code"] == "blocked_address"
