@@ -21,7 +21,7 @@ import numpy as np
 import urllib3
 from PIL import Image, UnidentifiedImageError
 
-from classification.catalogue import to_rgb_array
+from common.images import to_rgb_array
 
 from .config import Settings
 from .errors import ApiError

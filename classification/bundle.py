@@ -6,12 +6,13 @@ manifest's labels and refuses a mismatch: labels drifting from the model silentl
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
+
+from common.bundles import BundleError, sha256_file
 
 from .model import build_model
 from .taxonomy import TASKS, Taxonomy
@@ -19,18 +20,6 @@ from .taxonomy import TASKS, Taxonomy
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.npz"
-
-
-class BundleError(ValueError):
-    """The bundle on disk cannot be used with this code (missing files, shape or label mismatch)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_weights(model: keras.Model, path: Path, dtype: str = "float16") -> None:

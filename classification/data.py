@@ -12,7 +12,9 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from .catalogue import CatalogueRecord, load_rgb
+from common.images import load_rgb
+
+from .catalogue import CatalogueRecord
 from .preprocess import PAD_VALUE, preprocess_batch
 from .taxonomy import TASKS, Taxonomy
 

@@ -2,29 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
 import torch
+
+from common.bundles import BundleError, sha256_file
 
 from .model import DetectorConfig, build_detector
 
 FORMAT_VERSION = 1
 WEIGHTS = "weights.pt"
 CLASS_HEAD = "roi_heads.box_predictor.cls_score.weight"
-
-
-class BundleError(ValueError):
-    """The detector bundle cannot be used (missing files, checksum or class-count mismatch)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def write_bundle(folder: Path, model: torch.nn.Module, config: DetectorConfig, classes: list[str], extra: dict,

@@ -18,7 +18,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tqdm import tqdm
 
-from classification.catalogue import load_rgb
+from common.images import load_rgb
 
 from .inference import Detector
 from .plots import prediction_sheet

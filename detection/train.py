@@ -25,7 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from classification.catalogue import load_rgb
+from common.images import load_rgb
 
 from .bundle import write_bundle
 from .evaluate import evaluate

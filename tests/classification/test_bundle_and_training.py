@@ -10,7 +10,8 @@ import pytest
 
 from classification import evaluate
 from classification.bundle import BundleError, load_bundle
-from classification.catalogue import load_rgb, read_catalogue
+from classification.catalogue import read_catalogue
+from common.images import load_rgb
 from classification.inference import Classifier
 from classification.taxonomy import TASKS
 
@@ -101,7 +102,7 @@ def test_bundle_saved_under_one_backend_loads_under_the_other(trained_bundle, ti
     paths = [str(r.image_path) for r in read_catalogue(tiny_catalogue).records[:6]]
     script = (
         "import json, sys\n"
-        "from classification.catalogue import load_rgb\n"
+        "from common.images import load_rgb\n"
         "from classification.inference import Classifier\n"
         "c = Classifier(sys.argv[1])\n"
         "p = c.predict_proba([load_rgb(x) for x in sys.argv[2:]])\n"

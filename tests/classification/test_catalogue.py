@@ -1,8 +1,6 @@
-import numpy as np
 import pytest
-from PIL import Image
 
-from classification.catalogue import load_rgb, read_catalogue, split_ids
+from classification.catalogue import read_catalogue, split_ids
 from classification.taxonomy import Taxonomy
 
 from .catalogue_factory import make_catalogue
@@ -34,16 +32,6 @@ def test_rejects_a_file_that_is_not_a_styles_csv(tmp_path):
     (tmp_path / "styles.csv").write_text("a,b,c\n1,2,3\n")
     with pytest.raises(ValueError, match="unexpected header"):
         read_catalogue(tmp_path)
-
-
-@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P", "I;16"])
-def test_any_image_mode_loads_as_rgb(tmp_path, mode):
-    path = tmp_path / ("x.tiff" if mode in ("CMYK", "I;16") else "x.png")
-    base = Image.new("RGB", (20, 10), (200, 40, 40))
-    image = base.convert(mode) if mode != "I;16" else Image.fromarray(np.full((10, 20), 40000, np.uint16))
-    image.save(path)
-    array = load_rgb(path)
-    assert array.shape == (10, 20, 3) and array.dtype == np.uint8
 
 
 def test_split_is_reproducible_disjoint_and_stratified(tmp_path):

@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from classification.catalogue import load_rgb
+from common.images import load_rgb
 from detection import train
 from detection.bundle import BundleError, load_bundle
 from detection.inference import Detector, crop_detection
