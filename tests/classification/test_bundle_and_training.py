@@ -114,3 +114,15 @@ def test_bundle_saved_under_one_backend_loads_under_the_other(trained_bundle, ti
     ours = Classifier(trained_bundle["bundle"]).predict_proba([load_rgb(p) for p in paths])
     for task in TASKS:
         np.testing.assert_allclose(np.asarray(theirs[task]), ours[task], atol=1e-4)
+
+
+def test_training_resumes_from_its_checkpoint(trained_bundle, tiny_catalogue, tmp_path, capsys):
+    from classification import train
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_bundle["run_dir"], run_dir)
+    manifest = train.main(["--data", str(tiny_catalogue), "--bundle", str(tmp_path / "bundle"), "--run-dir", str(run_dir),
+                           "--epochs", "2", "--steps-per-epoch", "2", "--batch-size", "8", "--width", "0.125",
+                           "--head-units", "32", "--seed", "7", "--resume"])
+    assert "resuming from epoch 1" in capsys.readouterr().out
+    assert len(manifest["training"]["history"]["loss"]) == 2  # the first epoch's history was kept
