@@ -29,23 +29,31 @@ def gunicorn(tmp_path, database_url):
            "BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
     (tmp_path / "metrics").mkdir()
     process = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], cwd=ROOT,
-                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "w"))
+                               env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "gunicorn.log", "w"),
+                               start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    try:
+        wait_until_ready(process, base, tmp_path / "gunicorn.log")
+        yield base
+    finally:  # also when start-up failed: never leave a server behind
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the master and its workers
+
+
+def wait_until_ready(process, base, log, timeout=180):
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                break
+                return
         except (requests.ConnectionError, requests.Timeout):
             pass
-        assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()[-3000:]
+        assert process.poll() is None, log.read_text()[-3000:]
         time.sleep(1)
-    else:
-        process.kill()
-        pytest.fail("gunicorn never became ready:\n" + (tmp_path / "gunicorn.log").read_text()[-3000:])
-    yield base
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=60)
+    pytest.fail("gunicorn never became ready:\n" + log.read_text()[-3000:])
 
 
 def test_served_by_gunicorn(gunicorn, image_server):
