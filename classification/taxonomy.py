@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import Counter
 from typing import Iterable, Mapping
 
@@ -43,13 +44,9 @@ class Taxonomy:
         except KeyError:
             return -1
 
-    @property
+    @functools.cached_property
     def _lookup(self) -> dict[str, dict[str, int]]:
-        cache = self.__dict__.get("_lookup_cache")
-        if cache is None:
-            cache = {t: {name: i for i, name in enumerate(names)} for t, names in self.labels.items()}
-            object.__setattr__(self, "_lookup_cache", cache)
-        return cache
+        return {t: {name: i for i, name in enumerate(names)} for t, names in self.labels.items()}
 
     def path_indices(self) -> list[tuple[int, int, int]]:
         return [

@@ -41,7 +41,7 @@ def submit(urls: list, callback_url: str | None, refresh: bool):
     if not queued:  # nothing to do: every URL was malformed
         job.state = "running"
         session.commit()
-        service._finish_if_complete(current_app._get_current_object(), session, job.id)
+        service.finish_if_complete(current_app._get_current_object(), session, job.id)
     return service.summary(session, session.get(Job, job.id)), 202, {"Location": f"/v1/jobs/{job.id}"}
 
 

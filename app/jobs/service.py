@@ -75,7 +75,7 @@ def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None
         retries: dict[float, list[int]] = {}
         if rows:
             _process_rows(app, session, job, rows, settings, retries)
-        _finish_if_complete(app, session, job_id)
+        finish_if_complete(app, session, job_id)
     return [(ids, delay) for delay, ids in retries.items()]
 
 
@@ -119,7 +119,7 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
     session.commit()
 
 
-def _finish_if_complete(app: Flask, session: Session, job_id: str) -> None:
+def finish_if_complete(app: Flask, session: Session, job_id: str) -> None:
     open_urls = select(JobUrl.id).where(JobUrl.job_id == job_id, JobUrl.state.in_(("queued", "running"))).exists()
     finished = session.execute(update(Job).where(Job.id == job_id, Job.state == "running", ~open_urls)
                                .values(state="done", finished_at=now()))

@@ -111,3 +111,9 @@ def test_ingest_cli_runs_a_job_and_prints_a_summary(app, image_server, tmp_path)
     job_id = result.output.split("job(s) ")[1].split()[0]
     status = app.test_cli_runner().invoke(args=["jobs", "status", job_id])
     assert f"job {job_id}: done" in status.output
+
+
+def test_a_job_of_only_malformed_urls_finishes_at_once(client):
+    created = client.post("/v1/jobs", json={"image_urls": ["ftp://x/y.jpg", "not a url"]})
+    assert created.status_code == 202 and created.json["state"] == "done"
+    assert created.json["counts"]["failed"] == 2 and created.json["errors"] == {"invalid_url": 2}
