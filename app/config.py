@@ -25,6 +25,9 @@ class Settings:
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float = 0.5
     device: str = "auto"
+    # Cross-request batching (app/batching.py): 1 turns it off.
+    batch_max_images: int = 1
+    batch_max_wait_ms: float = 5.0
     # Fetching (app/fetch.py): the security boundary.
     fetch_allow_private: tuple = ()
     fetch_max_bytes: int = 20 * 1024 * 1024
@@ -63,6 +66,8 @@ class Settings:
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=float(env.get("DETECTOR_SCORE_THRESHOLD", defaults.detector_score_threshold)),
             device=env.get("DEVICE", defaults.device),
+            batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),
+            batch_max_wait_ms=float(env.get("BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms)),
             fetch_allow_private=_networks(env.get("FETCH_ALLOW_PRIVATE", "")),
             fetch_max_bytes=int(env.get("FETCH_MAX_BYTES", defaults.fetch_max_bytes)),
             fetch_connect_timeout=float(env.get("FETCH_CONNECT_TIMEOUT", defaults.fetch_connect_timeout)),

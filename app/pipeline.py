@@ -14,6 +14,7 @@ from classification.inference import Classifier
 from detection.inference import Detector, crop_detection
 from detection.records import encode_mask
 
+from .batching import RequestBatcher
 from .colours import dominant_colours
 from .config import Settings
 from .errors import ApiError
@@ -35,18 +36,22 @@ def timed(timings: dict, stage: str):
 
 
 class Pipeline:
-    def __init__(self, detector: Detector, classifier: Classifier):
+    def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
+                 batch_max_wait: float = 0.005):
         self.detector, self.classifier = detector, classifier
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
         # One model call at a time per process: request threads and embedded job threads share the models.
         self._lock = threading.Lock()
+        self.batcher = (RequestBatcher(self._analyse_many, batch_max_images, batch_max_wait)
+                        if batch_max_images > 1 else None)
 
     @classmethod
     def load(cls, settings: Settings) -> "Pipeline":
         detector = Detector(settings.detector_bundle, device=settings.device, min_size=settings.detector_min_size,
                             score_threshold=settings.detector_score_threshold)
-        return cls(detector, Classifier(settings.classifier_bundle))
+        return cls(detector, Classifier(settings.classifier_bundle), settings.batch_max_images,
+                   settings.batch_max_wait_ms / 1000)
 
     def warm_up(self) -> None:
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
@@ -56,7 +61,10 @@ class Pipeline:
 
     def analyse_many(self, images: list[np.ndarray], timings: dict) -> list[list[dict]]:
         """Items for each image. Every image's detections are cropped and classified, with the whole
-        images, in ONE classifier batch; `timings` gets each stage's time for the whole batch."""
+        images, in ONE classifier batch; `timings` gets each stage's time for the whole batch. With
+        request batching on, concurrent callers' images share that batch (app/batching.py)."""
+        if self.batcher is not None:
+            return self.batcher.submit(images, timings)
         with self._lock:
             return self._analyse_many(images, timings)
 

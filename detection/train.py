@@ -33,21 +33,50 @@ from .inference import Detector
 from .model import DetectorConfig, build_detector
 from .plots import loss_curve
 from .records import READERS, DetectionRecord, split_records
-from .transforms import load_sample, train_transforms
+from .transforms import downscale, load_sample, train_transforms
 
 CHECKPOINT = "checkpoint.pt"
 
 
 class DetectionDataset(Dataset):
-    def __init__(self, records: Sequence[DetectionRecord], transforms=None):
-        self.records, self.transforms = list(records), transforms
+    """Records as (image, target) training samples. With `cache_side`, every sample is decoded once,
+    downscaled to that shorter side and kept in memory (`preload`): reading CCP's .mat annotations
+    costs more than a training step at CPU input sizes."""
+
+    def __init__(self, records: Sequence[DetectionRecord], transforms=None, cache_side: int | None = None):
+        self.records, self.transforms, self.cache_side = list(records), transforms, cache_side
+        self.cache: list | None = None
 
     def __len__(self):
         return len(self.records)
 
-    def __getitem__(self, index):
+    def decode(self, index):
         record = self.records[index]
-        return load_sample(record, load_rgb(record.image_path), self.transforms)
+        image, instances = load_rgb(record.image_path), record.instances()
+        return downscale(image, instances, self.cache_side) if self.cache_side else (image, instances)
+
+    def preload(self, workers: int) -> None:
+        loader = DataLoader(_Decoded(self), batch_size=None, num_workers=workers, collate_fn=_as_is)
+        self.cache = list(tqdm(loader, total=len(self), desc="decoding samples"))
+
+    def __getitem__(self, index):
+        image, instances = self.cache[index] if self.cache is not None else self.decode(index)
+        return load_sample(instances, image, self.transforms)
+
+
+class _Decoded(Dataset):
+    def __init__(self, dataset: DetectionDataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.dataset.decode(index)
+
+
+def _as_is(sample):
+    return sample
 
 
 def collate(batch):
@@ -67,6 +96,14 @@ def parse_args(argv):
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--min-size", type=int, default=512)
     parser.add_argument("--max-size", type=int, default=768)
+    parser.add_argument("--mask-head-channels", type=int, default=256)
+    parser.add_argument("--mask-head-layers", type=int, default=4)
+    parser.add_argument("--roi-samples", type=int, default=512, help="RoIs sampled per image for the heads' losses")
+    parser.add_argument("--rpn-train-proposals", type=int, nargs=2, default=(2000, 2000), metavar=("PRE", "POST"),
+                        help="proposals kept per image before and after NMS while training")
+    parser.add_argument("--rpn-test-proposals", type=int, nargs=2, default=(1000, 1000), metavar=("PRE", "POST"))
+    parser.add_argument("--cache", action="store_true",
+                        help="decode every training sample once, downscaled to 1.25x --min-size, and keep it in memory")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--limit", type=int, help="use only the first N records (smoke runs)")
     parser.add_argument("--workers", type=int, default=2)
@@ -89,13 +126,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     split = split_records(records, args.val_fraction, args.seed)
     (args.run_dir / "split.json").write_text(json.dumps(split))
     by_id = {r.image_id: r for r in records}
-    train_set = DetectionDataset([by_id[i] for i in split["train"]], train_transforms(args.min_size))
+    train_set = DetectionDataset([by_id[i] for i in split["train"]], train_transforms(args.min_size),
+                                 cache_side=int(args.min_size * 1.25) if args.cache else None)
+    if args.cache:
+        train_set.preload(args.workers)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
                         num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
                         persistent_workers=args.workers > 0)
 
     config = DetectorConfig(architecture=args.architecture, num_classes=len(classes) + 1,
-                            min_size=args.min_size, max_size=args.max_size)
+                            min_size=args.min_size, max_size=args.max_size,
+                            mask_head_channels=args.mask_head_channels, mask_head_layers=args.mask_head_layers,
+                            rpn_train_pre_nms=args.rpn_train_proposals[0], rpn_train_post_nms=args.rpn_train_proposals[1],
+                            rpn_test_pre_nms=args.rpn_test_proposals[0], rpn_test_post_nms=args.rpn_test_proposals[1],
+                            roi_samples_per_image=args.roi_samples)
     model = build_detector(config).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

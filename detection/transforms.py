@@ -6,7 +6,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from .records import DetectionRecord
+from .records import Instance
 
 
 def train_transforms(min_size: int) -> v2.Compose:
@@ -20,9 +20,8 @@ def train_transforms(min_size: int) -> v2.Compose:
     ])
 
 
-def load_sample(record: DetectionRecord, image: np.ndarray, transforms: v2.Compose | None = None):
+def load_sample(instances: list[Instance], image: np.ndarray, transforms: v2.Compose | None = None):
     """(image float tensor CxHxW in [0, 1], target dict) as torchvision's detection models expect."""
-    instances = record.instances()
     h, w = image.shape[:2]
     boxes = torch.tensor([i.box for i in instances], dtype=torch.float32).reshape(-1, 4)
     masks = torch.from_numpy(np.stack([i.mask for i in instances])) if instances else torch.zeros((0, h, w), dtype=torch.bool)
@@ -37,3 +36,21 @@ def load_sample(record: DetectionRecord, image: np.ndarray, transforms: v2.Compo
     return v2.functional.to_dtype(tensor, torch.float32, scale=True).as_subclass(torch.Tensor), {
         "boxes": target["boxes"].as_subclass(torch.Tensor), "masks": target["masks"].as_subclass(torch.Tensor),
         "labels": target["labels"]}
+
+
+def downscale(image: np.ndarray, instances: list[Instance], shorter_side: int) -> tuple[np.ndarray, list[Instance]]:
+    """The image and its instances with the shorter side at most `shorter_side` pixels (never enlarged)."""
+    h, w = image.shape[:2]
+    scale = shorter_side / min(h, w)
+    if scale >= 1:
+        return image, instances
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    small = v2.functional.resize(torch.from_numpy(image).permute(2, 0, 1), list(size), antialias=True)
+    out = []
+    for instance in instances:
+        mask = v2.functional.resize(torch.tensor(instance.mask)[None], list(size),
+                                    interpolation=v2.InterpolationMode.NEAREST)[0].numpy()
+        if mask.any():
+            box = tuple(float(c) * f for c, f in zip(instance.box, (size[1] / w, size[0] / h) * 2))
+            out.append(Instance(instance.category, box, mask, instance.attributes))
+    return small.permute(1, 2, 0).numpy(), out

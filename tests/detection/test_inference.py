@@ -51,6 +51,34 @@ def test_resume_continues_from_the_checkpoint(trained_detector, capsys):
     assert json.loads((root / "bundle2" / "manifest.json").read_text())["training"]["epochs"] == 2
 
 
+def test_cpu_profile_options_train_from_a_cache_and_survive_the_bundle(tmp_path):
+    data = write_deepfashion2(tmp_path / "df2", count=6)
+    train.main(["--dataset", "deepfashion2", "--data", str(data), "--bundle", str(tmp_path / "bundle"),
+                "--run-dir", str(tmp_path / "run"), "--epochs", "1", "--max-iters", "2", "--min-size", "64",
+                "--max-size", "96", "--workers", "0", "--val-fraction", "0.34", "--cache",
+                "--mask-head-channels", "32", "--mask-head-layers", "1", "--roi-samples", "16",
+                "--rpn-train-proposals", "100", "50", "--rpn-test-proposals", "40", "20"])
+    model, manifest = load_bundle(tmp_path / "bundle")
+    assert manifest["model"]["mask_head_channels"] == 32 and manifest["model"]["rpn_test_post_nms"] == 20
+    assert model.roi_heads.mask_predictor.conv5_mask.in_channels == 32
+    assert len(model.roi_heads.mask_head) == 1
+    assert model.rpn._post_nms_top_n["testing"] == 20 and model.roi_heads.fg_bg_sampler.batch_size_per_image == 16
+    detections = Detector(tmp_path / "bundle", score_threshold=0.0).detect([load_rgb(data / "image" / "000001.jpg")])
+    assert len(detections) == 1
+
+
+def test_a_bundle_without_the_newer_config_fields_loads_with_torchvision_defaults(trained_detector, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(trained_detector / "bundle", old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    for key in ("mask_head_channels", "mask_head_layers", "rpn_train_pre_nms", "rpn_train_post_nms",
+                "rpn_test_pre_nms", "rpn_test_post_nms", "roi_samples_per_image"):
+        del manifest["model"][key]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    model, _ = load_bundle(old)
+    assert len(model.roi_heads.mask_head) == 4 and model.rpn._post_nms_top_n["testing"] == 1000
+
+
 def test_class_count_mismatch_is_refused(trained_detector, tmp_path):
     broken = tmp_path / "broken"
     shutil.copytree(trained_detector / "bundle", broken)
