@@ -34,6 +34,7 @@ from app import create_app  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import upgrade  # noqa: E402
 from app.fetch import decode  # noqa: E402
+from app.pipeline import Pipeline  # noqa: E402
 from detection.inference import crop_detection  # noqa: E402
 
 CCP_PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing" / "photos"
@@ -121,11 +122,22 @@ def batched_path(pipeline, images, settings) -> dict:
     return {"images": len(images), "images_per_s": len(images) / wall}
 
 
+def print_levels(title: str, levels: list[dict]) -> None:
+    print(f"\n{title}\n{'clients':>8}{'img/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'garments':>10}  per-stage mean ms")
+    for level in levels:
+        stages = " ".join(f"{k}={v:.0f}" for k, v in level["stage_ms_mean"].items() if k != "total")
+        print(f"{level['concurrency']:>8}{level['images_per_s']:>8.2f}{level['p50_ms']:>9.0f}{level['p95_ms']:>9.0f}"
+              f"{level['p99_ms']:>9.0f}{level['mean_garments']:>10.1f}  {stages}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=12)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--requests", type=int, default=24, help="requests per concurrency level")
+    parser.add_argument("--batching", type=int, default=0, metavar="N",
+                        help="also run the concurrency levels with cross-request batching of up to N images")
+    parser.add_argument("--batch-wait-ms", type=float, default=5.0)
     parser.add_argument("--soak", type=int, default=0, help="then this many sequential requests, RSS at 100 and at the end")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
@@ -150,6 +162,12 @@ def main() -> None:
     }
     for level in args.concurrency:
         report["levels"].append(run_level(client, urls, level, args.requests))
+    if args.batching > 1:
+        holder = app.extensions["pipeline"]
+        holder.set(Pipeline(pipeline.detector, pipeline.classifier, args.batching, args.batch_wait_ms / 1000))
+        report["batching"] = {"max_images": args.batching, "max_wait_ms": args.batch_wait_ms,
+                              "levels": [run_level(client, urls, level, args.requests) for level in args.concurrency]}
+        holder.set(pipeline)
     images = list(files.values())
     report["batched"] = batched_path(pipeline, images, settings)
     report["naive"] = naive_path(pipeline, images, settings)
@@ -166,11 +184,10 @@ def main() -> None:
         report["gpu_peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
     server.shutdown()
 
-    print(f"\n{'clients':>8}{'img/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'garments':>10}  per-stage mean ms")
-    for level in report["levels"]:
-        stages = " ".join(f"{k}={v:.0f}" for k, v in level["stage_ms_mean"].items() if k != "total")
-        print(f"{level['concurrency']:>8}{level['images_per_s']:>8.2f}{level['p50_ms']:>9.0f}{level['p95_ms']:>9.0f}"
-              f"{level['p99_ms']:>9.0f}{level['mean_garments']:>10.1f}  {stages}")
+    print_levels("one request per model call", report["levels"])
+    if "batching" in report:
+        print_levels(f"cross-request batching, up to {args.batching} images, wait {args.batch_wait_ms} ms",
+                     report["batching"]["levels"])
     print(f"batched path {report['batched']['images_per_s']:.2f} img/s, naive path {report['naive']['images_per_s']:.2f} img/s "
           f"({report['naive']['classifier_calls']} classifier calls): ratio {report['batched_over_naive']:.2f}x")
     print(f"RSS MB: {json.dumps(report['rss_mb'])}" + (f", soak {report['soak_rss_mb']}" if args.soak else ""))

@@ -35,6 +35,8 @@ class Detector:
         self.device = pick_device(device)
         self.model, self.manifest = load_bundle(self.bundle_dir, {k: v for k, v in overrides.items() if v is not None})
         self.model.to(self.device)
+        if self.device.type == "cuda":  # tensor cores want NHWC
+            self.model.to(memory_format=torch.channels_last)
         self.classes = self.manifest["classes"]
         self.batch_size = batch_size
         self.version = f"{self.manifest['name']}:{self.manifest['version']}"

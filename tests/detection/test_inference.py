@@ -14,16 +14,6 @@ from detection.taxonomy import DEEPFASHION2
 from .fixtures import write_deepfashion2
 
 
-@pytest.fixture(scope="module")
-def trained_detector(tmp_path_factory):
-    root = tmp_path_factory.mktemp("detector")
-    data = write_deepfashion2(root / "df2", count=6)
-    train.main(["--dataset", "deepfashion2", "--data", str(data), "--bundle", str(root / "bundle"),
-                "--run-dir", str(root / "run"), "--epochs", "1", "--max-iters", "2", "--min-size", "128",
-                "--max-size", "160", "--workers", "0", "--val-fraction", "0.34"])
-    return root
-
-
 def test_two_iteration_training_saves_reloads_and_detects(trained_detector):
     bundle = trained_detector / "bundle"
     manifest = json.loads((bundle / "manifest.json").read_text())
