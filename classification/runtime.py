@@ -20,6 +20,21 @@ os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
 import keras  # noqa: E402
 
 
+def _cap_tensorflow_gpu_memory() -> None:
+    """TF_GPU_MEMORY_LIMIT_MB puts a hard ceiling on TensorFlow's share of each GPU (on top of
+    allow-growth), so the torch detector keeps the rest of the card whatever the classifier's peak."""
+    limit = os.environ.get("TF_GPU_MEMORY_LIMIT_MB")
+    if keras.backend.backend() != "tensorflow" or not limit:
+        return
+    import tensorflow as tf  # backend configuration only; model code stays backend-agnostic
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        tf.config.set_logical_device_configuration(gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=int(limit))])
+
+
+_cap_tensorflow_gpu_memory()
+
+
 def backend() -> str:
     return keras.backend.backend()
 

@@ -7,11 +7,12 @@ from app.config import Settings
 def test_settings_from_the_environment():
     settings = Settings.from_env({"DATABASE_URL": "postgresql+psycopg://u@h/db", "FETCH_ALLOW_PRIVATE": "127.0.0.0/8, ::1",
                                   "FETCH_MAX_BYTES": "1000", "DETECTOR_MIN_SIZE": "256", "BROKER_URL": "redis://r:6379/0",
-                                  "CLASSIFIER_BUNDLE": "/bundles/c"})
+                                  "CLASSIFIER_BUNDLE": "/bundles/c", "BATCH_MAX_IMAGES": "8", "BATCH_MAX_WAIT_MS": "2.5"})
     assert settings.database_url == "postgresql+psycopg://u@h/db" and settings.fetch_max_bytes == 1000
     assert settings.fetch_allow_private == (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
     assert settings.detector_min_size == 256 and settings.broker_url == "redis://r:6379/0"
     assert settings.classifier_bundle == Path("/bundles/c")
+    assert settings.batch_max_images == 8 and settings.batch_max_wait_ms == 2.5
 
 
 def test_embedded_defaults():
@@ -19,3 +20,4 @@ def test_embedded_defaults():
     assert settings.database_url.startswith("sqlite:///") and settings.database_url.endswith("fashion-tagger.sqlite3")
     assert settings.broker_url is None and settings.fetch_allow_private == ()
     assert settings.fetch_max_redirects == 3 and settings.fetch_max_bytes == 20 * 1024 * 1024
+    assert settings.batch_max_images == 1  # cross-request batching off unless asked for
