@@ -1,9 +1,11 @@
 """End-to-end pipeline benchmark: fetch from a local server, detect, classify, colours, store.
 
     .venv/bin/python bench/pipeline.py [--images 12] [--concurrency 1 2 4] [--requests 24] [--soak 1000]
+        [--batching 4]
 
-Images are Clothing Co-Parsing street photos (several garments each), served from 127.0.0.1. Each
-request posts {"refresh": true} so the models run every time. Also runs, in the same process on the
+Images are Clothing Co-Parsing street photos (several garments each) from the detector's validation
+split, served from 127.0.0.1. Each request posts {"refresh": true} so the models run every time.
+With --batching N the concurrency levels run again with cross-request batching (app/batching.py). Also runs, in the same process on the
 same images, the naive path of the prototype this replaces (each crop and each task classified
 separately, batch size 1) and prints the throughput ratio. Writes bench/results/pipeline-<time>.json.
 """
@@ -95,6 +97,10 @@ def run_level(client, urls: list[str], concurrency: int, requests: int) -> dict:
     return {"concurrency": concurrency, "requests": requests, "images_per_s": requests / wall,
             "p50_ms": percentile(latencies, 50) * 1000, "p95_ms": percentile(latencies, 95) * 1000,
             "p99_ms": percentile(latencies, 99) * 1000, "mean_garments": statistics.mean(detections),
+            # The target is stated for photos with 3 garments: their own p50, over requests where the
+            # detector found at least 3.
+            "p50_ms_3plus_garments": (percentile([t for t, n in zip(latencies, detections) if n >= 3], 50) * 1000
+                                      if any(n >= 3 for n in detections) else None),
             "stage_ms_mean": {k: statistics.mean(v) for k, v in stages.items()}}
 
 
@@ -122,12 +128,25 @@ def batched_path(pipeline, images, settings) -> dict:
     return {"images": len(images), "images_per_s": len(images) / wall}
 
 
+def bench_photos(count: int) -> list[Path]:
+    """The same fixed photos every run: the last `count` of the detector's validation split (photos it
+    never trained on), or of all photos for a bundle without a split."""
+    split = Settings.from_env().detector_bundle / "split.json"
+    photos = sorted(CCP_PHOTOS.glob("*.jpg"))
+    if split.is_file():
+        held_out = set(json.loads(split.read_text())["val"])
+        photos = [p for p in photos if int(p.stem) in held_out]
+    return photos[-count:]
+
+
 def print_levels(title: str, levels: list[dict]) -> None:
-    print(f"\n{title}\n{'clients':>8}{'img/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'garments':>10}  per-stage mean ms")
+    print(f"\n{title}\n{'clients':>8}{'img/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'garments':>10}"
+          f"{'p50 ms 3+':>11}  per-stage mean ms")
     for level in levels:
         stages = " ".join(f"{k}={v:.0f}" for k, v in level["stage_ms_mean"].items() if k != "total")
+        three = level["p50_ms_3plus_garments"]
         print(f"{level['concurrency']:>8}{level['images_per_s']:>8.2f}{level['p50_ms']:>9.0f}{level['p95_ms']:>9.0f}"
-              f"{level['p99_ms']:>9.0f}{level['mean_garments']:>10.1f}  {stages}")
+              f"{level['p99_ms']:>9.0f}{level['mean_garments']:>10.1f}{'-' if three is None else f'{three:.0f}':>11}  {stages}")
 
 
 def main() -> None:
@@ -142,7 +161,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
 
-    photos = sorted(CCP_PHOTOS.glob("*.jpg"))[-args.images:]  # the same fixed photos every run
+    photos = bench_photos(args.images)
     files = {f"/{p.name}": p.read_bytes() for p in photos}
     server, port = serve(files)
     urls = [f"http://127.0.0.1:{port}{path}" for path in files]
