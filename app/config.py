@@ -23,7 +23,7 @@ class Settings:
     classifier_bundle: Path = ROOT / "models" / "fashion-vgg19"
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-mobilenet"
     detector_min_size: int | None = None  # None: the bundle's own input size
-    detector_score_threshold: float = 0.5
+    detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
     device: str = "auto"
     # Cross-request batching (app/batching.py): 1 turns it off.
     batch_max_images: int = 1
@@ -64,7 +64,8 @@ class Settings:
             classifier_bundle=Path(env.get("CLASSIFIER_BUNDLE", defaults.classifier_bundle)),
             detector_bundle=Path(env.get("DETECTOR_BUNDLE", defaults.detector_bundle)),
             detector_min_size=int(min_size) if min_size else None,
-            detector_score_threshold=float(env.get("DETECTOR_SCORE_THRESHOLD", defaults.detector_score_threshold)),
+            detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")
+                                      else defaults.detector_score_threshold),
             device=env.get("DEVICE", defaults.device),
             batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),
             batch_max_wait_ms=float(env.get("BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms)),

@@ -16,8 +16,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from common.images import load_rgb
@@ -73,6 +76,46 @@ def coco_eval(ground_truth: dict, results: list[dict]) -> dict:
     return metrics
 
 
+THRESHOLDS = tuple(round(0.1 + 0.05 * i, 2) for i in range(17))  # 0.10 ... 0.90
+
+
+def operating_points(ground_truth: dict, results: list[dict], iou: float = 0.5) -> list[dict]:
+    """Precision, recall and F1 of the detections kept at each score threshold (what serving sees):
+    a detection is right when it matches a not-yet-matched instance of its class at IoU >= `iou`,
+    highest scores first (COCO's greedy matching)."""
+    truth: dict[tuple[int, int], list[list[float]]] = {}
+    for a in ground_truth["annotations"]:
+        x, y, w, h = a["bbox"]
+        truth.setdefault((a["image_id"], a["category_id"]), []).append([x, y, x + w, y + h])
+    found: dict[tuple[int, int], list[tuple[float, list[float]]]] = {}
+    for r in results:
+        x, y, w, h = r["bbox"]
+        found.setdefault((r["image_id"], r["category_id"]), []).append((r["score"], [x, y, x + w, y + h]))
+    scored = []  # (score, correct) for every detection
+    for key, detections in found.items():
+        detections.sort(key=lambda d: -d[0])
+        boxes = truth.get(key, [])
+        ious = (box_iou(torch.tensor([d[1] for d in detections]), torch.tensor(boxes)).numpy()
+                if boxes else np.zeros((len(detections), 0)))
+        taken = np.zeros(len(boxes), dtype=bool)
+        for row, (score, _) in enumerate(detections):
+            candidates = np.where(~taken & (ious[row] >= iou))[0]
+            if len(candidates):
+                taken[candidates[np.argmax(ious[row][candidates])]] = True
+            scored.append((score, bool(len(candidates))))
+    total = len(ground_truth["annotations"])
+    points = []
+    for threshold in THRESHOLDS:
+        kept = [correct for score, correct in scored if score >= threshold]
+        right = sum(kept)
+        precision = right / len(kept) if kept else 0.0
+        recall = right / total if total else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        points.append({"threshold": threshold, "precision": round(precision, 4), "recall": round(recall, 4),
+                       "f1": round(f1, 4), "detections_per_image": round(len(kept) / max(1, len(ground_truth["images"])), 2)})
+    return points
+
+
 def evaluate(detector: Detector, records: Sequence[DetectionRecord], out_dir: Path | None = None) -> dict:
     ground_truth = to_coco(records, detector.classes)
     results, samples, seconds = coco_results(detector, records)
@@ -82,6 +125,10 @@ def evaluate(detector: Detector, records: Sequence[DetectionRecord], out_dir: Pa
                # Model time per image (batch 1, this machine's threads), median: the speed side of the trade.
                "detect_ms_median": round(statistics.median(seconds) * 1000, 1) if seconds else None,
                **coco_eval(ground_truth, results)}
+    points = operating_points(ground_truth, results)
+    best = max(points, key=lambda p: (p["f1"], p["threshold"]))
+    metrics["operating_points_iou50"] = points
+    metrics["best_f1_threshold"] = best["threshold"]
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
@@ -90,6 +137,10 @@ def evaluate(detector: Detector, records: Sequence[DetectionRecord], out_dir: Pa
                  f"median detector time {metrics['detect_ms_median']} ms per image.", "",
                  "| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {metrics[k]:.4f} |" for k in ("box_AP", "box_AP50", "box_AP75", "mask_AP", "mask_AP50", "mask_AP75")]
+        lines += ["", f"Score thresholds (IoU 0.5, class must match); best F1 at {best['threshold']}:", "",
+                  "| threshold | precision | recall | F1 | detections/image |", "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {p['threshold']:.2f} | {p['precision']:.3f} | {p['recall']:.3f} | {p['f1']:.3f} | "
+                  f"{p['detections_per_image']:.2f} |" for p in points]
         lines += ["", "| category | box AP |", "|---|---:|"]
         lines += [f"| {k} | {'n/a' if v is None else f'{v:.4f}'} |" for k, v in metrics.get("box_AP_per_category", {}).items()]
         (out_dir / "report.md").write_text("\n".join(lines) + "\n")
@@ -118,7 +169,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     detector = Detector(args.bundle, score_threshold=args.score_threshold, min_size=args.min_size)
     records = select(READERS[args.dataset][0](args.data), args.bundle, args.split)[: args.limit]
     metrics = evaluate(detector, records, args.out or args.bundle / "evaluation")
-    print(json.dumps({k: v for k, v in metrics.items() if k != "box_AP_per_category"}, indent=1))
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("box_AP_per_category", "operating_points_iou50")},
+                     indent=1))
     return metrics
 
 

@@ -210,8 +210,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     val = [by_id[i] for i in split["val"]]
     metrics = evaluate(Detector(args.bundle, score_threshold=0.05), val, args.bundle / "evaluation")
     manifest["metrics"] = {"split": "val", **{k: v for k, v in metrics.items()}}
+    # Serve at the score threshold with the best F1 on the validation split, not an arbitrary 0.5.
+    manifest["model"]["score_threshold"] = metrics["best_f1_threshold"]
+    manifest["serving_threshold"] = {"value": metrics["best_f1_threshold"],
+                                     "chosen_by": "best F1 at IoU 0.5 (class must match) on the val split"}
     (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in metrics.items() if k != "box_AP_per_category"}))
+    print(json.dumps({k: v for k, v in metrics.items() if k not in ("box_AP_per_category", "operating_points_iou50")}))
     return manifest
 
 

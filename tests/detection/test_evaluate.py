@@ -15,3 +15,22 @@ def test_evaluate_cli_at_a_smaller_input_size_reports_accuracy_and_speed(trained
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "shorter side 96" in report and "| box_AP |" in report
     assert (tmp_path / "eval" / "predictions.png").stat().st_size > 0
+
+
+def test_operating_points_count_matches_by_class_and_iou():
+    ground_truth = {"images": [{"id": 1}, {"id": 2}],
+                    "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+                                    {"image_id": 1, "category_id": 2, "bbox": [20, 20, 10, 10]},
+                                    {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10]}]}
+    results = [
+        {"image_id": 1, "category_id": 1, "score": 0.9, "bbox": [0, 0, 10, 10]},    # right
+        {"image_id": 1, "category_id": 1, "score": 0.8, "bbox": [0, 0, 10, 10]},    # duplicate: wrong
+        {"image_id": 1, "category_id": 1, "score": 0.7, "bbox": [20, 20, 10, 10]},  # wrong class there
+        {"image_id": 2, "category_id": 1, "score": 0.3, "bbox": [1, 1, 10, 10]},    # right (IoU 0.68)
+    ]
+    points = {p["threshold"]: p for p in evaluate.operating_points(ground_truth, results)}
+    assert points[0.85] == {"threshold": 0.85, "precision": 1.0, "recall": 0.3333, "f1": 0.5,
+                            "detections_per_image": 0.5}
+    assert points[0.25]["precision"] == 0.5 and points[0.25]["recall"] == 0.6667
+    assert points[0.75]["precision"] == 0.5 and points[0.75]["recall"] == 0.3333
+    assert points[0.9]["detections_per_image"] == 0.5 and max(points) == 0.9 and min(points) == 0.1
