@@ -148,6 +148,19 @@ def evaluate(detector: Detector, records: Sequence[DetectionRecord], out_dir: Pa
     return metrics
 
 
+def record_in_manifest(bundle: Path, metrics: dict, split: str | None) -> dict:
+    """Store an evaluation in the bundle's manifest and make its best-F1 threshold the serving one
+    (the weights, their checksum and the bundle's version do not change)."""
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["metrics"] = {"split": split or "all", **metrics}
+    manifest["model"]["score_threshold"] = metrics["best_f1_threshold"]
+    manifest["serving_threshold"] = {"value": metrics["best_f1_threshold"],
+                                     "chosen_by": f"best F1 at IoU 0.5 (class must match) on the {split or 'whole'} split"}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
 def select(records: list[DetectionRecord], bundle: Path, split: str | None) -> list[DetectionRecord]:
     if not split:
         return records
@@ -165,10 +178,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--min-size", type=int, help="override the bundle's input size (speed/accuracy trade)")
     parser.add_argument("--score-threshold", type=float, default=0.05, help="low, as COCO AP expects")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--update-manifest", action="store_true",
+                        help="record the metrics in the bundle's manifest and serve at their best-F1 threshold")
     args = parser.parse_args(argv)
     detector = Detector(args.bundle, score_threshold=args.score_threshold, min_size=args.min_size)
     records = select(READERS[args.dataset][0](args.data), args.bundle, args.split)[: args.limit]
     metrics = evaluate(detector, records, args.out or args.bundle / "evaluation")
+    if args.update_manifest:
+        record_in_manifest(args.bundle, metrics, args.split)
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("box_AP_per_category", "operating_points_iou50")},
                      indent=1))
     return metrics

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from common.images import load_rgb
 
 from .bundle import write_bundle
-from .evaluate import evaluate
+from .evaluate import evaluate, record_in_manifest
 from .inference import Detector
 from .model import DetectorConfig, build_detector
 from .plots import loss_curve
@@ -115,7 +115,6 @@ def parse_args(argv):
 
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
-    started = time.time()
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     args.run_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"resuming from epoch {state['epoch']}")
 
     for epoch in range(state["epoch"], args.epochs):
+        epoch_started = time.time()
         model.train()
         window: dict[str, list[float]] = {}
         progress = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}")
@@ -187,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         for key, values in window.items():
             state["history"].setdefault(key, []).append(float(np.mean(values)))
         state["epoch"] = epoch + 1
+        state["train_seconds"] = state.get("train_seconds", 0.0) + time.time() - epoch_started
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "state": state},
                    args.run_dir / f"tmp-{CHECKPOINT}")
@@ -201,7 +202,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "epochs": args.epochs, "iterations_per_epoch": steps_per_epoch, "batch_size": args.batch_size,
         "optimizer": f"AdamW(lr={args.lr}, weight_decay=1e-4), warm-up + cosine",
         "augmentation": "horizontal flip, shortest-side scale jitter 0.75-1.25x, colour jitter",
-        "epoch_mean_losses": state["history"], "seconds": round(time.time() - started, 1),
+        "epoch_mean_losses": state["history"],
+        "seconds": round(state.get("train_seconds", 0.0), 1),  # training epochs, summed over resumed runs
     }
     manifest = write_bundle(args.bundle, model.cpu().float(), config, list(classes), {"training": training})
     (args.bundle / "split.json").write_text(json.dumps(split))
@@ -209,12 +211,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         (args.bundle / "loss_curve.png").write_bytes((args.run_dir / "loss_curve.png").read_bytes())
     val = [by_id[i] for i in split["val"]]
     metrics = evaluate(Detector(args.bundle, score_threshold=0.05), val, args.bundle / "evaluation")
-    manifest["metrics"] = {"split": "val", **{k: v for k, v in metrics.items()}}
     # Serve at the score threshold with the best F1 on the validation split, not an arbitrary 0.5.
-    manifest["model"]["score_threshold"] = metrics["best_f1_threshold"]
-    manifest["serving_threshold"] = {"value": metrics["best_f1_threshold"],
-                                     "chosen_by": "best F1 at IoU 0.5 (class must match) on the val split"}
-    (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest = record_in_manifest(args.bundle, metrics, "val")
     print(json.dumps({k: v for k, v in metrics.items() if k not in ("box_AP_per_category", "operating_points_iou50")}))
     return manifest
 

@@ -1,6 +1,8 @@
 import json
+import shutil
 
 from detection import evaluate
+from detection.inference import Detector
 
 
 def test_evaluate_cli_at_a_smaller_input_size_reports_accuracy_and_speed(trained_detector, tmp_path):
@@ -34,3 +36,16 @@ def test_operating_points_count_matches_by_class_and_iou():
     assert points[0.25]["precision"] == 0.5 and points[0.25]["recall"] == 0.6667
     assert points[0.75]["precision"] == 0.5 and points[0.75]["recall"] == 0.3333
     assert points[0.9]["detections_per_image"] == 0.5 and max(points) == 0.9 and min(points) == 0.1
+
+
+def test_update_manifest_records_metrics_and_the_serving_threshold(trained_detector, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_detector / "bundle", bundle)
+    before = json.loads((bundle / "manifest.json").read_text())
+    metrics = evaluate.main(["--bundle", str(bundle), "--dataset", "deepfashion2", "--data", str(trained_detector / "df2"),
+                             "--split", "val", "--update-manifest"])
+    after = json.loads((bundle / "manifest.json").read_text())
+    assert after["metrics"]["split"] == "val" and after["metrics"]["box_AP"] == metrics["box_AP"]
+    assert after["model"]["score_threshold"] == metrics["best_f1_threshold"] == after["serving_threshold"]["value"]
+    assert after["version"] == before["version"] and after["weights"] == before["weights"]
+    assert Detector(bundle).model.roi_heads.score_thresh == metrics["best_f1_threshold"]
