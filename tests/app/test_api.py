@@ -1,6 +1,9 @@
 import io
+import json
+from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from app import db
@@ -17,6 +20,31 @@ def counts(app):
 
 def post_url(client, url, **extra):
     return client.post("/v1/analyses", json={"image_url": url, **extra})
+
+
+STREET_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "clothing-co-parsing" / "photos"
+
+
+def test_a_held_out_street_photo_yields_detected_and_classified_garments(client, pipeline):
+    split = json.loads((pipeline.detector.bundle_dir / "split.json").read_text())
+    photo = STREET_PHOTOS / f"{max(split['val']):04d}.jpg"  # never seen by the committed detector in training
+    width, height = Image.open(photo).size
+    response = client.post("/v1/analyses", data={"image": (io.BytesIO(photo.read_bytes()), photo.name)},
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.json
+    garments = response.json["items"][1:]
+    assert garments, "the committed detector found no garment in a street photo"
+    threshold = pipeline.detector.model.roi_heads.score_thresh
+    for garment in garments:
+        assert garment["kind"] == "garment" and garment["detector"]["label"] in pipeline.detector.classes
+        assert garment["detector"]["score"] >= threshold
+        x1, y1, x2, y2 = garment["box"]
+        assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert garment["mask"]["size"] == [height, width]
+        path = tuple(garment["category"][k]["label"] for k in ("masterCategory", "subCategory", "articleType"))
+        assert path in pipeline.classifier.taxonomy.paths
+    stored = client.get("/v1/items", query_string={"kind": "garment"}).json["items"]
+    assert sorted(i["box"] for i in stored) == sorted(g["box"] for g in garments)
 
 
 def test_analyse_a_url(client, image_server, pipeline):
