@@ -30,10 +30,13 @@ PALETTE_LAB = rgb_to_lab(np.array(list(PALETTE.values()), dtype=np.uint8))
 
 
 def dominant_colours(image: np.ndarray, mask: np.ndarray | None = None, top: int = 3, min_share: float = 0.05,
-                     max_pixels: int = 20_000, seed: int = 0) -> list[dict]:
-    pixels = image[mask] if mask is not None and mask.any() else image.reshape(-1, 3)
-    if len(pixels) > max_pixels:  # a fixed-seed sample keeps it fast and deterministic
-        pixels = pixels[np.random.default_rng(seed).choice(len(pixels), max_pixels, replace=False)]
+                     max_pixels: int = 4096) -> list[dict]:
+    flat = image.reshape(-1, 3)
+    chosen = np.flatnonzero(mask) if mask is not None and mask.any() else np.arange(len(flat))
+    # Every k-th pixel: deterministic and cheap, where a random sample without replacement shuffles
+    # all of them (the colours of ~10 items per photo were a fifth of the request time). 4,096 pixels
+    # put a share within about +-1.5% (95%).
+    pixels = flat[chosen[:: max(1, -(-len(chosen) // max_pixels))]]
     if not len(pixels):
         return []
     distances = ((rgb_to_lab(pixels)[:, None, :] - PALETTE_LAB[None]) ** 2).sum(axis=2)
