@@ -2,9 +2,11 @@
 
 A dispatcher thread takes the first waiting submission, then keeps gathering others for at most
 `max_wait` seconds or until `max_images` are collected, runs them as one batch and hands every caller
-its own results. Off by default (BATCH_MAX_IMAGES=1): on a 2-core CPU a bigger batch costs about as
-much per image as separate calls, so waiting only adds latency (measured by bench/pipeline.py; see the
-README). On a GPU, where a batch of 8 costs little more than a batch of 1, it raises throughput.
+its own results. It only has something to gather when a process serves requests concurrently
+(gunicorn WEB_THREADS > 1, or job batches beside API requests). Off by default (BATCH_MAX_IMAGES=1):
+on the 2-core CPU, bench/pipeline.py measured it raising throughput by about a fifth with 2-4
+concurrent clients but adding latency for a lone one (README, Benchmarks). On a GPU, where a batch
+costs little more than one image, the gain should be larger; that is not measured yet.
 """
 from __future__ import annotations
 
