@@ -24,6 +24,9 @@ class Settings:
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-mobilenet"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
+    # Garments whose box is narrower or shorter than this (pixels) are not reported: a crop of a few
+    # pixels, blown up to the classifier's 80x60, gives labels that are noise.
+    garment_min_side: int = 16
     device: str = "auto"
     # Cross-request batching (app/batching.py): 1 turns it off.
     batch_max_images: int = 1
@@ -66,6 +69,7 @@ class Settings:
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")
                                       else defaults.detector_score_threshold),
+            garment_min_side=int(env.get("GARMENT_MIN_SIDE", defaults.garment_min_side)),
             device=env.get("DEVICE", defaults.device),
             batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),
             batch_max_wait_ms=float(env.get("BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms)),

@@ -37,8 +37,9 @@ def timed(timings: dict, stage: str):
 
 class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
-                 batch_max_wait: float = 0.005):
+                 batch_max_wait: float = 0.005, garment_min_side: int = 16):
         self.detector, self.classifier = detector, classifier
+        self.garment_min_side = garment_min_side
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
         # One model call at a time per process: request threads and embedded job threads share the models.
@@ -51,7 +52,7 @@ class Pipeline:
         detector = Detector(settings.detector_bundle, device=settings.device, min_size=settings.detector_min_size,
                             score_threshold=settings.detector_score_threshold)
         return cls(detector, Classifier(settings.classifier_bundle), settings.batch_max_images,
-                   settings.batch_max_wait_ms / 1000)
+                   settings.batch_max_wait_ms / 1000, settings.garment_min_side)
 
     def warm_up(self) -> None:
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
@@ -70,7 +71,7 @@ class Pipeline:
 
     def _analyse_many(self, images: list[np.ndarray], timings: dict) -> list[list[dict]]:
         with timed(timings, "detect"):
-            detections = self.detector.detect(images)
+            detections = [[d for d in found if self._big_enough(d)] for found in self.detector.detect(images)]
         with timed(timings, "crop"):
             crops = []
             for image, found in zip(images, detections):
@@ -83,6 +84,10 @@ class Pipeline:
                 results.append([self._item(position, next(tags), image, detection)
                                 for position, detection in enumerate([None, *found])])
         return results
+
+    def _big_enough(self, detection) -> bool:
+        x1, y1, x2, y2 = detection.box
+        return min(x2 - x1, y2 - y1) >= self.garment_min_side
 
     @staticmethod
     def _item(position: int, tag: dict, image: np.ndarray, detection) -> dict:

@@ -40,6 +40,7 @@ def test_a_held_out_street_photo_yields_detected_and_classified_garments(client,
         assert garment["detector"]["score"] >= threshold
         x1, y1, x2, y2 = garment["box"]
         assert 0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height
+        assert min(x2 - x1, y2 - y1) >= 16  # GARMENT_MIN_SIDE
         assert garment["mask"]["size"] == [height, width]
         path = tuple(garment["category"][k]["label"] for k in ("masterCategory", "subCategory", "articleType"))
         assert path in pipeline.classifier.taxonomy.paths

@@ -21,3 +21,4 @@ def test_embedded_defaults():
     assert settings.broker_url is None and settings.fetch_allow_private == ()
     assert settings.fetch_max_redirects == 3 and settings.fetch_max_bytes == 20 * 1024 * 1024
     assert settings.batch_max_images == 1  # cross-request batching off unless asked for
+    assert settings.garment_min_side == 16 and settings.detector_score_threshold is None  # the bundle's
