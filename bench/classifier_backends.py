@@ -12,10 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.results import write_report  # noqa: E402
 
 CHILD = r"""
 import json, statistics, sys, time
@@ -63,10 +65,7 @@ def main() -> None:
     for backend, r in results.items():
         print(f"{backend:<12}{r['load_s']:>8.2f}{r['batch_1_ms']:>9.1f}{r['batch_4_ms']:>9.1f}{r['batch_16_ms']:>9.1f}"
               f"{r['batch_64_ms']:>9.1f}{r['rss_mb_after']:>9.0f}")
-    path = ROOT / "bench" / "results" / f"classifier-backends-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=1) + "\n")
-    print(f"written {path}")
+    write_report("classifier-backends", results)
 
 
 if __name__ == "__main__":

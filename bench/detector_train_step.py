@@ -9,7 +9,6 @@ written to bench/results/detector-train-step-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from bench.results import write_report  # noqa: E402
 from common.images import load_rgb  # noqa: E402
 from detection.model import DetectorConfig, build_detector  # noqa: E402
 from detection.records import read_ccp  # noqa: E402
@@ -64,10 +64,7 @@ def main() -> None:
                 times.append(time.perf_counter() - start)
         report["profiles"][name] = {"config": overrides, "seconds": times, "median_s": statistics.median(times)}
         print(f"{name:<34}{statistics.median(times):>14.2f}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"detector-train-step-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"written {path}")
+    write_report("detector-train-step", report, args.out)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import torchvision  # noqa: E402,F401
 from tqdm import tqdm  # noqa: E402
 
 from app import create_app  # noqa: E402
+from bench.results import write_report  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.db import upgrade  # noqa: E402
 from app.fetch import decode  # noqa: E402
@@ -210,10 +211,7 @@ def main() -> None:
     print(f"batched path {report['batched']['images_per_s']:.2f} img/s, naive path {report['naive']['images_per_s']:.2f} img/s "
           f"({report['naive']['classifier_calls']} classifier calls): ratio {report['batched_over_naive']:.2f}x")
     print(f"RSS MB: {json.dumps(report['rss_mb'])}" + (f", soak {report['soak_rss_mb']}" if args.soak else ""))
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"pipeline-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    print(f"written {path}")
+    write_report("pipeline", report, args.out)
 
 
 if __name__ == "__main__":

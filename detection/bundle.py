@@ -49,8 +49,8 @@ def load_bundle(folder: str | Path, overrides: dict | None = None) -> tuple[torc
                           f"{len(manifest['classes'])} classes; refusing a bundle whose labels do not match its model")
     overrides = dict(overrides or {})
     if "min_size" in overrides and "max_size" not in overrides:  # keep the bundle's aspect limit
-        model = manifest["model"]
-        overrides["max_size"] = round(overrides["min_size"] * model["max_size"] / model["min_size"])
+        saved = manifest["model"]
+        overrides["max_size"] = round(overrides["min_size"] * saved["max_size"] / saved["min_size"])
     config = DetectorConfig(**{**manifest["model"], **overrides})
     model = build_detector(config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
