@@ -3,8 +3,11 @@
 Every address a URL's host resolves to is checked before any connection, and the connection goes to
 the checked address itself (the Host header and TLS SNI carry the name), so a DNS answer that changes
 between check and connect cannot reach a private network. Each redirect hop is checked again.
-Bodies are streamed under a byte cap and a total deadline, then sniffed and decoded with Pillow's
-pixel limit.
+Bodies are streamed under a byte cap, then sniffed and decoded with Pillow's pixel limit.
+
+One deadline covers the whole fetch (DNS, every hop's connect, headers and body): socket timeouts
+never exceed the time left, and a watchdog shuts the socket down when the deadline passes, because a
+server that trickles one byte per second resets a per-read timeout forever.
 """
 from __future__ import annotations
 
@@ -13,8 +16,11 @@ import hashlib
 import io
 import ipaddress
 import socket
+import threading
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urljoin, urlsplit
 
 import numpy as np
@@ -32,6 +38,9 @@ SIGNATURES = {
     b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
 }
 REDIRECTS = {301, 302, 303, 307, 308}
+READ_CHUNK = 16 * 1024  # small reads: the deadline is checked between them
+# getaddrinfo has no timeout of its own: lookups run here and are waited for only as long as time is left.
+_RESOLVER = ThreadPoolExecutor(max_workers=8, thread_name_prefix="resolve")
 
 
 @dataclasses.dataclass
@@ -69,9 +78,14 @@ def resolve(host: str, port: int) -> list[str]:
     return sorted({info[4][0] for info in infos})
 
 
-def checked_address(host: str, port: int, settings: Settings) -> str:
+def checked_address(host: str, port: int, settings: Settings, deadline: "Deadline | None" = None) -> str:
     try:
-        addresses = resolve(host, port)
+        if deadline is None:
+            addresses = resolve(host, port)
+        else:
+            addresses = _RESOLVER.submit(resolve, host, port).result(timeout=max(deadline.left(), 0.001))
+    except FutureTimeout:
+        raise deadline.error()
     except (socket.gaierror, UnicodeError) as error:
         raise ApiError("fetch_failed", f"cannot resolve {host!r}: {error}")
     if not addresses:
@@ -102,41 +116,138 @@ def parse_url(url: str) -> tuple[str, str, int, str]:
 
 # ---- transport -----------------------------------------------------------------------------------------
 
-def open_pool(scheme: str, address: str, port: int, host: str, settings: Settings) -> urllib3.HTTPConnectionPool:
-    """A connection pool pinned to the checked `address`; TLS still verifies the certificate for `host`."""
-    timeout = urllib3.Timeout(connect=settings.fetch_connect_timeout, read=settings.fetch_read_timeout)
+class Deadline:
+    """The one clock of a fetch. `timeout()` gives socket timeouts capped by the time left; at the deadline
+    a timer shuts down every socket the fetch opened, which wakes any blocked read or handshake at once.
+    Each socket is watched through a duplicate descriptor that this object owns, so a descriptor number
+    reused elsewhere after the connection closed is never touched."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._watched: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def error(self) -> ApiError:
+        return ApiError("fetch_timeout", f"the download took longer than {self.seconds:g} s")
+
+    def check(self) -> None:
+        if self.expired or self.left() <= 0:
+            raise self.error()
+
+    def timeout(self, connect: float, read: float) -> urllib3.Timeout:
+        left = max(self.left(), 0.001)
+        return urllib3.Timeout(connect=min(connect, left), read=min(read, left))
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            duplicate = sock.dup()
+            self._watched.append(duplicate)
+            if self.expired:
+                self._shutdown(duplicate)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the peer
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._watched:
+                self._shutdown(sock)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            for sock in self._watched:
+                sock.close()
+            self._watched.clear()
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    deadline: Deadline | None = None
+
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        if self.deadline is not None:
+            self.deadline.watch(sock)
+        return sock
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    deadline: Deadline | None = None
+
+    def _new_conn(self) -> socket.socket:  # the raw socket, before the TLS handshake
+        sock = super()._new_conn()
+        if self.deadline is not None:
+            self.deadline.watch(sock)
+        return sock
+
+
+def open_pool(scheme: str, address: str, port: int, host: str, settings: Settings,
+              deadline: Deadline | None = None) -> urllib3.HTTPConnectionPool:
+    """A connection pool pinned to the checked `address`; TLS still verifies the certificate for `host`.
+    With a `deadline`, its timeouts follow the time left and its sockets are shut down when it passes."""
+    if deadline is None:
+        timeout = urllib3.Timeout(connect=settings.fetch_connect_timeout, read=settings.fetch_read_timeout)
+    else:
+        timeout = deadline.timeout(settings.fetch_connect_timeout, settings.fetch_read_timeout)
     if scheme == "https":
-        return urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
                                            server_hostname=host, assert_hostname=host, cert_reqs="CERT_REQUIRED")
-    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+        pool.ConnectionCls = type("Connection", (_WatchedHTTPSConnection,), {"deadline": deadline})
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+        pool.ConnectionCls = type("Connection", (_WatchedHTTPConnection,), {"deadline": deadline})
+    return pool
 
 
-def _read_capped(response, settings: Settings, deadline: float) -> bytes:
+def _read_capped(response, settings: Settings, deadline: Deadline) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > settings.fetch_max_bytes:
         raise ApiError("too_large", f"the server announced {int(declared)} bytes; the limit is {settings.fetch_max_bytes}")
     body = io.BytesIO()
-    for chunk in response.stream(64 * 1024, decode_content=True):
+    for chunk in response.stream(READ_CHUNK, decode_content=True):
         body.write(chunk)
         if body.tell() > settings.fetch_max_bytes:
             raise ApiError("too_large", f"the body exceeds {settings.fetch_max_bytes} bytes")
-        if time.monotonic() > deadline:
-            raise ApiError("fetch_timeout", f"the download took longer than {settings.fetch_deadline:g} s")
+        deadline.check()
     return body.getvalue()
 
 
 def fetch(url: str, settings: Settings) -> FetchedImage:
-    deadline = time.monotonic() + settings.fetch_deadline
+    """Download `url` (following checked redirects) within `settings.fetch_deadline` seconds, whatever
+    the server does: the answer is the image, or an ApiError (`fetch_timeout` once the deadline passes)."""
+    deadline = Deadline(settings.fetch_deadline)
+    try:
+        return _fetch(url, settings, deadline)
+    finally:
+        deadline.close()
+
+
+def _fetch(url: str, settings: Settings, deadline: Deadline) -> FetchedImage:
     current = url
-    for hop in range(settings.fetch_max_redirects + 1):
+    for _hop in range(settings.fetch_max_redirects + 1):
         scheme, host, port, target = parse_url(current)
-        address = checked_address(host, port, settings)
-        pool = open_pool(scheme, address, port, host, settings)
+        address = checked_address(host, port, settings, deadline)
+        deadline.check()
+        pool = open_pool(scheme, address, port, host, settings, deadline=deadline)
         try:
             response = pool.urlopen("GET", target, redirect=False, preload_content=False,
                                     headers={"Host": host if port in (80, 443) else f"{host}:{port}",
                                              "User-Agent": settings.user_agent, "Accept": "image/*"})
             try:
+                deadline.check()
                 if response.status in REDIRECTS:
                     location = response.headers.get("Location")
                     if not location:
@@ -147,6 +258,7 @@ def fetch(url: str, settings: Settings) -> FetchedImage:
                     raise ApiError("fetch_failed", f"the image server answered HTTP {response.status}",
                                    upstream_status=response.status)
                 data = _read_capped(response, settings, deadline)
+                deadline.check()  # a body cut short by the watchdog is not an image
                 return FetchedImage(data, url, response.headers.get("Content-Type"))
             finally:
                 response.release_conn()
@@ -154,7 +266,9 @@ def fetch(url: str, settings: Settings) -> FetchedImage:
             raise
         except (urllib3.exceptions.TimeoutError, socket.timeout) as error:
             raise ApiError("fetch_timeout", f"no answer from {host} in time ({type(error).__name__})")
-        except urllib3.exceptions.HTTPError as error:
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            if deadline.expired:  # the watchdog closed the socket: that, not the server, ended the read
+                raise deadline.error()
             cause = getattr(error, "reason", None) or error
             if isinstance(cause, (urllib3.exceptions.TimeoutError, socket.timeout)):
                 raise ApiError("fetch_timeout", f"no answer from {host} in time")

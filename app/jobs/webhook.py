@@ -16,7 +16,7 @@ import urllib3
 
 from ..config import Settings
 from ..errors import ApiError
-from ..fetch import checked_address, open_pool, parse_url
+from ..fetch import Deadline, checked_address, open_pool, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,22 @@ def validate_callback_url(url: str, settings: Settings) -> None:
 
 def post_once(url: str, body: bytes, settings: Settings) -> int:
     scheme, host, port, target = parse_url(url)
-    address = checked_address(host, port, settings)  # checked again at send time: DNS may have changed
-    timestamp = str(int(time.time()))
-    pool = open_pool(scheme, address, port, host, settings)
+    deadline = Deadline(settings.fetch_deadline)  # a receiver that trickles its answer cannot hold a worker
     try:
-        response = pool.urlopen("POST", target, body=body, redirect=False, headers={
-            "Host": host if port in (80, 443) else f"{host}:{port}", "Content-Type": "application/json",
-            "User-Agent": settings.user_agent, "X-FashionTagger-Timestamp": timestamp,
-            "X-FashionTagger-Signature": signature(settings.webhook_secret, timestamp, body)})
-        return response.status
+        address = checked_address(host, port, settings, deadline)  # checked again at send time: DNS may have changed
+        timestamp = str(int(time.time()))
+        pool = open_pool(scheme, address, port, host, settings, deadline=deadline)
+        try:
+            response = pool.urlopen("POST", target, body=body, redirect=False, headers={
+                "Host": host if port in (80, 443) else f"{host}:{port}", "Content-Type": "application/json",
+                "User-Agent": settings.user_agent, "X-FashionTagger-Timestamp": timestamp,
+                "X-FashionTagger-Signature": signature(settings.webhook_secret, timestamp, body)})
+            deadline.check()
+            return response.status
+        finally:
+            pool.close()
     finally:
-        pool.close()
+        deadline.close()
 
 
 def deliver(url: str, payload: dict, settings: Settings, sleep=time.sleep) -> tuple[bool, int]:

@@ -43,11 +43,11 @@ def network_guard(monkeypatch):
     guard = NetworkGuard()
     real_open_pool = fetch_module.open_pool
 
-    def guarded_open_pool(scheme, address, port, host, settings):
+    def guarded_open_pool(scheme, address, port, host, settings, **options):
         guard.attempts.append(address)
         if not ipaddress.ip_address(address).is_loopback:
             raise AssertionError(f"the fetcher tried to connect to {address}: that packet would leave the machine")
-        return real_open_pool(scheme, address, port, host, settings)
+        return real_open_pool(scheme, address, port, host, settings, **options)
 
     monkeypatch.setattr(fetch_module, "resolve", guard.resolve)
     monkeypatch.setattr(fetch_module, "open_pool", guarded_open_pool)

@@ -162,3 +162,55 @@ class LocalServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class RawServer:
+    """A TCP server on 127.0.0.1 that runs `script(connection, stopped)` for each connection: for answers
+    no well-behaved HTTP server gives (headers or bodies trickled a byte at a time). `stopped` is set when
+    the server closes, so every script ends with the test."""
+
+    def __init__(self, script):
+        import socket
+
+        self.script, self.stopped = script, threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def url(self, path: str = "/x.jpg") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._run, args=(connection,), daemon=True).start()
+
+    def _run(self, connection):
+        with connection:
+            try:
+                connection.settimeout(10)
+                connection.recv(65536)  # the request
+                self.script(connection, self.stopped)
+            except OSError:
+                pass  # the client hung up: what a deadline does
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+        self.listener.close()
+
+
+def trickle(connection, stopped, data: bytes, interval: float) -> None:
+    """Send `data` one byte every `interval` seconds (each byte alone resets a per-read timeout)."""
+    for byte in data:
+        if stopped.wait(interval):
+            return
+        connection.sendall(bytes([byte]))
