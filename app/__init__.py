@@ -9,7 +9,7 @@ from .config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import api, cli, db, errors, logs, ops
+    from . import api, auth, cli, db, errors, logs, ops, ratelimits
     from .jobs import api as jobs_api
     from .jobs import cli as jobs_cli
     from .jobs.queue import make_queue
@@ -23,6 +23,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.configure(app)
     errors.register(app)
     db.init_app(app)
+    auth.init_app(app)  # before the limiter: limits are counted per key
+    ratelimits.init_app(app)
     app.extensions["pipeline"] = PipelineHolder(settings)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)

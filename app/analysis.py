@@ -22,9 +22,10 @@ class Outcome:
 
 
 def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inputs: list[FetchedImage],
-                   refresh: bool, timings: list[dict] | None = None) -> list[Outcome]:
+                   refresh: bool, timings: list[dict] | None = None, api_key_id: int | None = None) -> list[Outcome]:
     """Analyse a batch of downloaded images; already-analysed ones (same bytes, same bundles) are read
-    back from storage with no model work unless `refresh`. Each image is stored in its own transaction."""
+    back from storage with no model work unless `refresh`. Each image is stored in its own transaction;
+    new analyses record `api_key_id`, the key of the client that asked for them."""
     timings = timings if timings is not None else [{} for _ in inputs]
     outcomes = [Outcome() for _ in inputs]
     pending = []  # (index, sha256, decoded image)
@@ -51,7 +52,7 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
         timings[index]["decode"] = round((time.perf_counter() - start) * 1000, 2)
         pending.append((index, fetched.sha256, image))
     if pending:
-        _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh)
+        _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh, api_key_id)
     for index, original in duplicates:
         outcomes[index] = dataclasses.replace(outcomes[original], created=False)
         if outcomes[index].analysis and inputs[index].url:
@@ -61,7 +62,7 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
     return outcomes
 
 
-def _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh) -> None:
+def _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh, api_key_id) -> None:
     stage_times: dict = {}
     items = pipeline.analyse_many([image for _, _, image in pending], stage_times)
     for (index, sha256, image), image_items in zip(pending, items):
@@ -72,5 +73,5 @@ def _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, re
         analysis, created = save_analysis(
             session, sha256=sha256, width=image.shape[1], height=image.shape[0], url=inputs[index].url,
             bundle_key=pipeline.bundle_key, bundles=pipeline.bundles, timings=stages, items=image_items,
-            refresh=refresh)
+            refresh=refresh, api_key_id=api_key_id)
         outcomes[index] = Outcome(analysis_json(analysis), created)

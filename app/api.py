@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, request
 
 from . import db
 from .analysis import analyse_images
+from .auth import current_key_id
 from .errors import ApiError
 from .fetch import FetchedImage, fetch
 from .metrics import FETCH_FAILURES
@@ -62,7 +63,8 @@ def read_input() -> tuple[FetchedImage, bool, dict]:
 
 def analyse(fetched: FetchedImage, refresh: bool, timings: dict) -> tuple[dict, bool]:
     pipeline = current_app.extensions["pipeline"].load()
-    outcome = analyse_images(db.session(), pipeline, _settings(), [fetched], refresh, [timings])[0]
+    outcome = analyse_images(db.session(), pipeline, _settings(), [fetched], refresh, [timings],
+                             api_key_id=current_key_id())[0]
     if outcome.error:
         raise outcome.error
     return outcome.analysis, outcome.created

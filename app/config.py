@@ -56,6 +56,16 @@ class Settings:
     webhook_secret: str = "change-me"
     webhook_max_attempts: int = 4
     webhook_backoff: float = 1.0
+    # Outages of the database or the broker answer 503 with this Retry-After (seconds).
+    retry_after: int = 5
+    database_connect_timeout: int = 5
+    broker_timeout: float = 2.0  # seconds to reach the broker before a submission answers 503
+    # Access (app/auth.py, app/limits.py). Off by default: a first run on localhost needs no key.
+    api_keys_required: bool = False
+    api_key_rate_limit: str = "120/minute"  # requests per key, unless the key has its own
+    api_key_job_url_quota: str = "20000/day"  # job URLs per key, unless the key has its own
+    rate_limit_storage_url: str | None = None  # None: the broker's Redis when there is one, else memory
+    metrics_token: str | None = None  # when set, /metrics needs Authorization: Bearer <token>
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -93,6 +103,14 @@ class Settings:
             webhook_secret=env.get("WEBHOOK_SECRET", defaults.webhook_secret),
             webhook_max_attempts=int(env.get("WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts)),
             webhook_backoff=float(env.get("WEBHOOK_BACKOFF", defaults.webhook_backoff)),
+            retry_after=int(env.get("RETRY_AFTER", defaults.retry_after)),
+            database_connect_timeout=int(env.get("DATABASE_CONNECT_TIMEOUT", defaults.database_connect_timeout)),
+            broker_timeout=float(env.get("BROKER_TIMEOUT", defaults.broker_timeout)),
+            api_keys_required=_bool(env.get("API_KEYS_REQUIRED"), defaults.api_keys_required),
+            api_key_rate_limit=env.get("API_KEY_RATE_LIMIT") or defaults.api_key_rate_limit,
+            api_key_job_url_quota=env.get("API_KEY_JOB_URL_QUOTA") or defaults.api_key_job_url_quota,
+            rate_limit_storage_url=env.get("RATE_LIMIT_STORAGE_URL") or None,
+            metrics_token=env.get("METRICS_TOKEN") or None,
         )
 
     def replace(self, **changes) -> "Settings":

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, connect_timeout: int = 5) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -29,7 +29,10 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    # pre_ping: connections broken by a database restart are replaced, so service recovers by itself;
+    # connect_timeout and pool_timeout: an unreachable database answers 503 in seconds, not minutes.
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5, pool_timeout=10,
+                         connect_args={"connect_timeout": connect_timeout})
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -56,7 +59,8 @@ def _close_session(_exc=None):
 
 
 def init_app(app: Flask) -> None:
-    engine = make_engine(app.config["SETTINGS"].database_url)
+    settings = app.config["SETTINGS"]
+    engine = make_engine(settings.database_url, settings.database_connect_timeout)
     app.extensions["engine"] = engine
     app.extensions["sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)

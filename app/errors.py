@@ -16,6 +16,10 @@ CODES = {
     "not_an_image": (422, "The file could not be decoded as an image"),
     "image_too_large": (413, "The image has more pixels than allowed"),
     "model_unavailable": (503, "The models are not loaded"),
+    "database_unavailable": (503, "The database cannot be reached; retry later"),
+    "queue_unavailable": (503, "The job queue cannot be reached; retry later"),
+    "unauthorized": (401, "A valid API key is required"),
+    "rate_limited": (429, "Too many requests for this API key; retry later"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),
@@ -23,9 +27,9 @@ CODES = {
 
 
 class ApiError(Exception):
-    def __init__(self, code: str, detail: str = "", **extra):
+    def __init__(self, code: str, detail: str = "", *, headers: dict | None = None, **extra):
         super().__init__(f"{code}: {detail}")
-        self.code, self.detail, self.extra = code, detail, extra
+        self.code, self.detail, self.extra, self.headers = code, detail, extra, headers or {}
         self.status, self.title = CODES[code]
 
     def response(self):
@@ -34,7 +38,22 @@ class ApiError(Exception):
         response = jsonify(body)
         response.status_code = self.status
         response.mimetype = "application/problem+json"
+        response.headers.update(self.headers)
         return response
+
+
+def database_unavailable(error: Exception, retry_after: int) -> ApiError:
+    return ApiError("database_unavailable", f"the database cannot be reached ({type(error).__name__})",
+                    headers={"Retry-After": str(retry_after)})
+
+
+def is_outage(error: Exception) -> bool:
+    """A database error that says the server is unreachable or gone, not that the query is wrong."""
+    from sqlalchemy import exc
+
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
 
 
 def register(app: Flask) -> None:
@@ -49,6 +68,9 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, http_error)
 
     def unexpected(error: Exception):
+        if is_outage(error):  # tell the client to retry, not that we have a bug
+            app.logger.warning("database unavailable: %s", error)
+            return database_unavailable(error, app.config["SETTINGS"].retry_after).response()
         app.logger.exception("unhandled error")
         return ApiError("internal_error", "unexpected error; see the server log with this request id").response()
 

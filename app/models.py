@@ -33,6 +33,20 @@ class ImageSource(Base):
     image: Mapped[ImageRecord] = relationship(back_populates="sources")
 
 
+class ApiKey(Base):
+    """A client's API key. Only the SHA-256 of the key is stored (keys are 256-bit random, so a plain
+    hash is enough: there is nothing to brute-force); `prefix` identifies it in listings and logs."""
+    __tablename__ = "api_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    rate_limit: Mapped[str | None] = mapped_column(String(64))  # e.g. "120/minute"; None: the default
+    job_url_quota: Mapped[str | None] = mapped_column(String(64))  # e.g. "10000/day"; None: the default
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class Analysis(Base):
     __tablename__ = "analyses"
     # One analysis per image and model bundles: the idempotency key of POST /v1/analyses.
@@ -44,6 +58,7 @@ class Analysis(Base):
     bundles: Mapped[dict] = mapped_column(JSON)
     timings_ms: Mapped[dict] = mapped_column(JSON)
     source_url: Mapped[str | None] = mapped_column(Text)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))  # who made it
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
     image: Mapped[ImageRecord] = relationship()
     items: Mapped[list["Item"]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
@@ -112,6 +127,7 @@ class Job(Base):
     callback_url: Mapped[str | None] = mapped_column(Text)
     callback_state: Mapped[str | None] = mapped_column(String(16))  # delivered, failed
     callback_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))  # who made it
     created_at: Mapped[dt.datetime] = mapped_column()
     started_at: Mapped[dt.datetime | None] = mapped_column()
     finished_at: Mapped[dt.datetime | None] = mapped_column()

@@ -64,7 +64,8 @@ def item_row(item: dict) -> Item:
 
 
 def save_analysis(session: Session, *, sha256: str, width: int, height: int, url: str | None, bundle_key: str,
-                  bundles: dict, timings: dict, items: list[dict], refresh: bool) -> tuple[Analysis, bool]:
+                  bundles: dict, timings: dict, items: list[dict], refresh: bool,
+                  api_key_id: int | None = None) -> tuple[Analysis, bool]:
     """Store everything in one transaction. Returns (analysis, created). A concurrent writer of the same
     image and bundles wins the unique constraint; the loser returns the winner's analysis."""
     try:
@@ -73,7 +74,7 @@ def save_analysis(session: Session, *, sha256: str, width: int, height: int, url
         if refresh:
             session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
         analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
-                            source_url=url, items=[item_row(i) for i in items])
+                            source_url=url, api_key_id=api_key_id, items=[item_row(i) for i in items])
         session.add(analysis)
         session.commit()
     except IntegrityError:

@@ -4,9 +4,12 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from .. import db
+from ..auth import current_key_id
 from ..errors import ApiError
 from ..models import Job
+from ..ratelimits import charge_job_urls
 from . import service
+from .queue import QueueUnavailable
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -28,16 +31,25 @@ def create():
     callback = body.get("callback_url")
     if callback is not None and not isinstance(callback, str):
         raise ApiError("invalid_request", "callback_url must be a string")
-    return submit(body["image_urls"], callback, body.get("refresh", False))
+    charge_job_urls(len(body["image_urls"]))
+    return submit(body["image_urls"], callback, body.get("refresh", False), current_key_id())
 
 
-def submit(urls: list, callback_url: str | None, refresh: bool):
+def submit(urls: list, callback_url: str | None, refresh: bool, api_key_id: int | None = None):
+    """Store the job, then enqueue its batches. The job is committed first so that a worker can never
+    receive a batch of a job it cannot read; if the broker refuses a batch, the job is deleted again
+    (batches already sent find no job and do nothing): stored and enqueued, or not stored at all."""
     session = db.session()
     settings = current_app.config["SETTINGS"]
-    job, queued = service.create_job(session, urls, callback_url, refresh, settings)
+    job, queued = service.create_job(session, urls, callback_url, refresh, settings, api_key_id)
     queue = current_app.extensions["job_queue"]
-    for batch in service.batches(queued, settings.job_batch_size):
-        queue.submit(job.id, batch)
+    try:
+        for batch in service.batches(queued, settings.job_batch_size):
+            queue.submit(job.id, batch)
+    except QueueUnavailable as error:
+        service.delete_job(session, job.id)
+        raise ApiError("queue_unavailable", f"the job queue cannot be reached ({error}); nothing was stored",
+                       headers={"Retry-After": str(settings.retry_after)})
     if not queued:  # nothing to do: every URL was malformed
         job.state = "running"
         session.commit()

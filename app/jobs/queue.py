@@ -8,6 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from celery import Celery
 from flask import Flask
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from ..config import Settings
 
@@ -22,19 +24,44 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         task_default_queue=settings.job_queue,
-        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout},
+        broker_transport_options={"visibility_timeout": settings.job_visibility_timeout,
+                                  "socket_connect_timeout": settings.broker_timeout,
+                                  "socket_timeout": max(settings.broker_timeout, 5.0)},
         broker_connection_retry_on_startup=True,
+        broker_connection_timeout=settings.broker_timeout,
+        # A submission with the broker down fails in about broker_timeout seconds (-> 503), not minutes.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5},
         task_serializer="json", accept_content=["json"], worker_hijack_root_logger=False,
     )
     return celery
 
 
+class QueueUnavailable(Exception):
+    """The broker could not take a message."""
+
+
+# What an unreachable or restarting Redis raises through kombu and redis-py.
+BROKER_ERRORS = (OperationalError, RedisError, ConnectionError, OSError)
+
+
 class CeleryQueue:
     def __init__(self, settings: Settings):
         self.celery = make_celery(settings)
+        self.timeout = settings.broker_timeout
 
     def submit(self, job_id: str, url_ids: list[int], delay: float = 0) -> None:
-        self.celery.send_task(TASK_NAME, args=(job_id, url_ids), countdown=delay or None)
+        try:
+            self.celery.send_task(TASK_NAME, args=(job_id, url_ids), countdown=delay or None)
+        except BROKER_ERRORS as error:
+            raise QueueUnavailable(f"{type(error).__name__}: {error}") from error
+
+    def check(self) -> None:
+        """Raises QueueUnavailable unless the broker answers now (readiness)."""
+        try:
+            with self.celery.connection_for_write() as connection:
+                connection.ensure_connection(max_retries=1, timeout=self.timeout)
+        except BROKER_ERRORS as error:
+            raise QueueUnavailable(f"{type(error).__name__}: {error}") from error
 
 
 class EmbeddedQueue:
@@ -51,6 +78,9 @@ class EmbeddedQueue:
             timer.start()
             return
         self.executor.submit(self._run, job_id, url_ids)
+
+    def check(self) -> None:
+        """In process: available whenever the process is."""
 
     def _run(self, job_id: str, url_ids: list[int]) -> None:
         from .service import process_urls

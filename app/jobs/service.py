@@ -8,7 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..analysis import analyse_images
@@ -34,12 +34,14 @@ def is_transient(error: ApiError) -> bool:
     return error.code == "fetch_failed" and error.extra.get("upstream_status", 500) >= 500
 
 
-def create_job(session: Session, urls: list, callback_url: str | None, refresh: bool, settings) -> tuple[Job, list[int]]:
+def create_job(session: Session, urls: list, callback_url: str | None, refresh: bool, settings,
+               api_key_id: int | None = None) -> tuple[Job, list[int]]:
     """Store the job and its URLs; malformed URLs are recorded as failed at once. Returns the job and
     the ids of the URLs to enqueue."""
     if callback_url is not None:
         webhook.validate_callback_url(callback_url, settings)
-    job = Job(id=uuid.uuid4().hex, state="queued", refresh=refresh, callback_url=callback_url, created_at=now())
+    job = Job(id=uuid.uuid4().hex, state="queued", refresh=refresh, callback_url=callback_url, created_at=now(),
+              api_key_id=api_key_id)
     for position, url in enumerate(urls):
         row = JobUrl(position=position, url=url if isinstance(url, str) else repr(url), state="queued", attempts=0)
         try:
@@ -50,6 +52,14 @@ def create_job(session: Session, urls: list, callback_url: str | None, refresh: 
     session.add(job)
     session.commit()
     return job, [row.id for row in job.urls if row.state == "queued"]
+
+
+def delete_job(session: Session, job_id: str) -> None:
+    """Undo create_job (its batches could not be enqueued)."""
+    session.rollback()
+    session.execute(delete(JobUrl).where(JobUrl.job_id == job_id))
+    session.execute(delete(Job).where(Job.id == job_id))
+    session.commit()
 
 
 def batches(ids: list[int], size: int) -> list[list[int]]:
@@ -96,7 +106,8 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
         try:
             pipeline = app.extensions["pipeline"].load()
             analysed_before = {d.sha256 for _, d in fetched if find_analysis(session, d.sha256, pipeline.bundle_key)}
-            outcomes = analyse_images(session, pipeline, settings, [d for _, d in fetched], job.refresh)
+            outcomes = analyse_images(session, pipeline, settings, [d for _, d in fetched], job.refresh,
+                                      api_key_id=job.api_key_id)
             results.update({row.id: (o, o.error) for (row, _), o in zip(fetched, outcomes)})
         except ApiError as error:  # models unavailable: every fetched URL of the batch is retried
             results.update({row.id: (None, error) for row, _ in fetched})

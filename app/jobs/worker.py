@@ -6,6 +6,8 @@ import torch  # noqa: F401  (torch and torchvision before TensorFlow)
 import torchvision  # noqa: F401
 
 from celery import signals  # noqa: E402
+from sqlalchemy.exc import InterfaceError, OperationalError  # noqa: E402
+from sqlalchemy.exc import TimeoutError as PoolTimeout  # noqa: E402
 
 from app import create_app  # noqa: E402
 
@@ -17,7 +19,10 @@ celery = make_celery(flask_app.config["SETTINGS"])
 queue = flask_app.extensions["job_queue"]
 
 
-@celery.task(name=TASK_NAME, bind=True)
+# A database outage fails the batch before anything is final: try it again later (the work is idempotent)
+# rather than acknowledge it and leave its URLs running for ever.
+@celery.task(name=TASK_NAME, bind=True, autoretry_for=(OperationalError, InterfaceError, PoolTimeout),
+             retry_backoff=2, retry_backoff_max=30, retry_jitter=False, max_retries=40)
 def process_urls_task(self, job_id: str, url_ids: list[int]) -> None:
     with flask_app.app_context():
         for ids, delay in process_urls(flask_app, job_id, url_ids, worker=self.request.hostname):

@@ -204,7 +204,13 @@ class RawServer:
         return self
 
     def __exit__(self, *exc):
+        import socket
+
         self.stopped.set()
+        try:  # wakes the thread blocked in accept()
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
 
@@ -214,3 +220,87 @@ def trickle(connection, stopped, data: bytes, interval: float) -> None:
         if stopped.wait(interval):
             return
         connection.sendall(bytes([byte]))
+
+
+class TcpProxy:
+    """127.0.0.1:port -> 127.0.0.1:target_port. stop() closes the listener and cuts every connection, as a
+    dependency that goes down does; start() listens on the same port again, as it does when it returns.
+    Lets tests take PostgreSQL or Redis away for real without stopping the shared servers."""
+
+    def __init__(self, target_port: int):
+        import socket
+
+        self.target = ("127.0.0.1", target_port)
+        probe = socket.create_server(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.listener = None
+        self.sockets: list = []
+        self.lock = threading.Lock()
+
+    def url_port(self) -> int:
+        return self.port
+
+    def start(self):
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener):
+        import socket
+
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # stopped
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def stop(self):
+        import socket
+
+        if self.listener is not None:
+            try:  # wakes the thread blocked in accept(); close() alone leaves the port listening
+                self.listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for sock in self.sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+            self.sockets.clear()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
