@@ -27,6 +27,7 @@ class Client:
     """The key a request came with (plain values: nothing to reload after the session closes)."""
     id: int
     name: str
+    prefix: str
     rate_limit: str
     job_url_quota: str
 
@@ -85,7 +86,7 @@ def authenticate() -> None:
     row = find_key(db.session(), key)
     if row is None:
         raise _unauthorized("this API key is unknown or revoked")
-    g.api_client = Client(row.id, row.name, row.rate_limit or settings.api_key_rate_limit,
+    g.api_client = Client(row.id, row.name, row.prefix, row.rate_limit or settings.api_key_rate_limit,
                           row.job_url_quota or settings.api_key_job_url_quota)
 
 

@@ -29,7 +29,8 @@ def storage_uri(settings) -> str:
 
 def _client_key() -> str:
     client = current_client()
-    return f"key-{client.id}" if client else "anonymous"
+    # The random prefix too: a database restored or recreated with the same ids starts fresh counts.
+    return f"key-{client.id}-{client.prefix}" if client else "anonymous"
 
 
 def _retry_after(reset_at: float) -> str:
@@ -66,8 +67,10 @@ def charge_job_urls(count: int) -> None:
     strategy = current_app.extensions["rate_limiter"].limiter
     quota = parse(client.job_url_quota)
     try:
-        allowed = strategy.hit(quota, "job-urls", _client_key(), cost=count)
-        if allowed:
+        # test before hit: a refused job must not use up quota (fixed windows count failed hits too).
+        # Two submissions racing between the two calls can overshoot by one job; that is accepted.
+        if strategy.test(quota, "job-urls", _client_key(), cost=count):
+            strategy.hit(quota, "job-urls", _client_key(), cost=count)
             return
         reset_at = strategy.get_window_stats(quota, "job-urls", _client_key()).reset_time
     except Exception as error:  # noqa: BLE001 - the quota store is down: do not refuse work for that

@@ -1,0 +1,122 @@
+"""API keys and per-key limits: keyless by default; with API_KEYS_REQUIRED every /v1 call needs a key
+(stored hashed), each key has a request rate and a job-URL quota (429 rate_limited + Retry-After), counted
+in Redis when configured so that all workers share the count; health, readiness and metrics stay open."""
+import hashlib
+import io
+import os
+import re
+
+import pytest
+from sqlalchemy import select
+
+from app import create_app, db
+from app.models import Analysis, ApiKey, Job
+
+from .servers import garment_photo
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def settings(settings):
+    return settings.replace(api_keys_required=True, metrics_token="metrics-secret")
+
+
+def new_key(app, *options) -> tuple[int, str]:
+    result = app.test_cli_runner().invoke(args=["keys", "create", "shop", *options])
+    assert result.exit_code == 0, result.output
+    match = re.search(r"created key (\d+) .*\n(ft_\S+)", result.output)
+    return int(match.group(1)), match.group(2)
+
+
+def bearer(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def upload(client, headers, seed=1):
+    data = {"image": (io.BytesIO(garment_photo((seed * 50 % 255, 60, 90), seed=seed)), "x.jpg")}
+    return client.post("/v1/analyses", data=data, content_type="multipart/form-data", headers=headers)
+
+
+def test_every_v1_call_needs_a_valid_key(client, app):
+    _, key = new_key(app)
+    for response in (client.get("/v1/items"), client.get("/v1/items", headers=bearer("ft_wrong")),
+                     client.post("/v1/jobs", json={"image_urls": ["x"]}), client.get("/v1/jobs/abc")):
+        assert response.status_code == 401
+        assert response.headers["Content-Type"] == "application/problem+json"
+        assert response.json["code"] == "unauthorized" and "Bearer" in response.headers["WWW-Authenticate"]
+    assert client.get("/v1/items", headers=bearer(key)).status_code == 200
+    assert client.get("/v1/items", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_health_readiness_and_metrics_stay_open(client):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/metrics").status_code == 401  # METRICS_TOKEN is set: its own token, not an API key
+    assert client.get("/metrics", headers=bearer("metrics-secret")).status_code == 200
+
+
+def test_keys_are_stored_hashed_listed_and_revoked(client, app):
+    key_id, key = new_key(app)
+    with app.app_context():
+        row = db.session().get(ApiKey, key_id)
+        assert row.key_hash == hashlib.sha256(key.encode()).hexdigest()
+        assert key not in {str(v) for v in vars(row).values()}  # the key itself is nowhere
+    listing = app.test_cli_runner().invoke(args=["keys", "list"]).output
+    assert key[:10] in listing and key not in listing
+    assert app.test_cli_runner().invoke(args=["keys", "revoke", str(key_id)]).exit_code == 0
+    assert client.get("/v1/items", headers=bearer(key)).status_code == 401
+
+
+def test_analyses_and_jobs_record_their_key(client, app):
+    key_id, key = new_key(app)
+    created = upload(client, bearer(key))
+    assert created.status_code == 201, created.json
+    job = client.post("/v1/jobs", json={"image_urls": ["not a url"]}, headers=bearer(key))
+    assert job.status_code == 202, job.json
+    with app.app_context():
+        session = db.session()
+        assert session.get(Analysis, created.json["id"]).api_key_id == key_id
+        assert session.get(Job, job.json["id"]).api_key_id == key_id
+
+
+def test_request_rate_per_key(client, app):
+    _, slow = new_key(app, "--rate-limit", "3/minute")
+    _, other = new_key(app)
+    assert [client.get("/v1/items", headers=bearer(slow)).status_code for _ in range(3)] == [200] * 3
+    refused = client.get("/v1/jobs/abc", headers=bearer(slow))  # one budget across all routes
+    assert refused.status_code == 429 and refused.json["code"] == "rate_limited"
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert 0 < int(refused.headers["Retry-After"]) <= 61  # the window's end, rounded up
+    assert client.get("/v1/items", headers=bearer(other)).status_code == 200  # each key its own count
+
+
+def test_job_url_quota_per_key(client, app):
+    _, key = new_key(app, "--job-url-quota", "5/day")
+    assert client.post("/v1/jobs", json={"image_urls": ["bad 1", "bad 2", "bad 3"]}, headers=bearer(key)).status_code == 202
+    refused = client.post("/v1/jobs", json={"image_urls": ["bad 4", "bad 5", "bad 6"]}, headers=bearer(key))
+    assert refused.status_code == 429 and refused.json["code"] == "rate_limited"
+    assert int(refused.headers["Retry-After"]) > 0
+    with app.app_context():
+        assert len(db.session().scalars(select(Job)).all()) == 1  # the refused job was not stored
+    assert client.post("/v1/jobs", json={"image_urls": ["bad 7", "bad 8"]}, headers=bearer(key)).status_code == 202
+
+
+def test_keyless_by_default(settings, pipeline):
+    application = create_app(settings.replace(api_keys_required=False, metrics_token=None))
+    application.extensions["pipeline"].set(pipeline)
+    client = application.test_client()
+    assert client.get("/v1/items").status_code == 200 and client.get("/metrics").status_code == 200
+    application.extensions["engine"].dispose()
+
+
+def test_redis_counts_are_shared_by_workers(settings, pipeline, app):
+    """Two app instances (as two gunicorn workers) with one Redis: one key's count is shared."""
+    shared = settings.replace(rate_limit_storage_url=REDIS_URL)
+    workers = [create_app(shared) for _ in range(2)]
+    _, key = new_key(workers[0], "--rate-limit", "4/minute")
+    clients = [w.test_client() for w in workers]
+    statuses = [clients[i % 2].get("/v1/items", headers=bearer(key)).status_code for i in range(6)]
+    assert statuses == [200, 200, 200, 200, 429, 429]
+    for worker in workers:
+        worker.extensions["engine"].dispose()
