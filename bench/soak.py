@@ -156,8 +156,6 @@ def main() -> None:
                 time.sleep(1)
             print(f"ready in {time.monotonic() - started:.1f} s; workers {workers_of(server.pid)}")
             report = soak(base, server.pid, request_mix(args.requests, images, trickler), args.clients)
-            report["boots"] = log_path.read_text().count("Booting worker")
-            report["worker_restarts"] = report["boots"] - 2
         finally:
             server.terminate()
             try:
@@ -195,10 +193,21 @@ def soak(base: str, master: int, mix: list[tuple], clients: int) -> dict:
             if done in (100, len(mix)):
                 rss_at[done] = {pid: rss_mb(pid) for pid in workers_of(master)}
 
+    # A restarted worker (crash, timeout kill, max_requests) comes back with a new pid: count the pids.
+    seen_pids = set(workers_of(master))
+    finished = threading.Event()
+
+    def watch_workers():
+        while not finished.wait(0.2):
+            seen_pids.update(workers_of(master))
+
+    threading.Thread(target=watch_workers, daemon=True).start()
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         list(pool.map(one, range(len(mix))))
     wall = time.perf_counter() - started
+    finished.set()
+    seen_pids.update(workers_of(master))
     latencies = [r[4] * 1000 for r in results]
     good = [r[4] * 1000 for r in results if r[0] == "good"]
     unexpected = [r for r in results if r[2] not in EXPECTED[(r[0], r[1])]]
@@ -207,7 +216,8 @@ def soak(base: str, master: int, mix: list[tuple], clients: int) -> dict:
         statuses[str(r[2])] = statuses.get(str(r[2]), 0) + 1
     five = [r for r in results if r[2] is None or r[2] >= 500]
     return {
-        "wall_s": round(wall, 1), "statuses": dict(sorted(statuses.items())),
+        "wall_s": round(wall, 1), "worker_pids_seen": sorted(seen_pids), "worker_restarts": len(seen_pids) - 2,
+        "statuses": dict(sorted(statuses.items())),
         "by_kind": {k: sum(1 for r in results if r[0] == k) for k in ("good", "hostile", "bad-upload")},
         "5xx_total": len(five),
         "5xx_by_code": {c: sum(1 for r in five if r[3] == c) for c in sorted({str(r[3]) for r in five})},
