@@ -138,7 +138,7 @@ def main() -> None:
         print(line, flush=True)
 
     name = f"fashion_tagger_faults_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT")
+    admin = create_engine(PG_SERVER, isolation_level="AUTOCOMMIT", pool_pre_ping=True)  # survives the restart
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     database_url = PG_SERVER.rsplit("/", 1)[0] + f"/{name}"
