@@ -17,6 +17,8 @@ def spec() -> dict:
         "openapi": "3.1.0",
         "info": {"title": "fashion-tagger", "version": "1.0.0",
                  "description": "Detects garments in product photos and tags each one."},
+        # Keyless unless API_KEYS_REQUIRED is on (the empty requirement); then a key by either header.
+        "security": [{}, {"bearer": []}, {"apiKey": []}],
         "paths": {
             "/v1/analyses": {"post": {
                 "summary": "Analyse an image by URL or upload",
@@ -44,12 +46,19 @@ def spec() -> dict:
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
-            "/healthz": {"get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Database reachable and models loaded",
-                                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text format"}}}},
+            "/healthz": {"get": {"summary": "Process alive", "security": [],
+                                 "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Database (and broker) reachable, models loaded", "security": [],
+                                "responses": {"200": {"description": "ready"},
+                                              "503": {"description": "not ready: `unavailable` names what is down"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "security": [{}, {"metricsToken": []}],
+                                 "responses": {"200": {"description": "text format"}, "401": PROBLEM}}},
         },
-        "components": {"schemas": {
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "an API key: Authorization: Bearer <key>"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "metricsToken": {"type": "http", "scheme": "bearer", "description": "METRICS_TOKEN, when set"},
+        }, "schemas": {
             "Problem": {"type": "object", "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                 "detail": {"type": "string"}, "code": {"enum": sorted(CODES)}}},

@@ -50,8 +50,13 @@ def init_app(app: Flask) -> None:
         urls = read_urls(source)
         limit = app.config["SETTINGS"].job_max_urls
         embedded = not app.config["SETTINGS"].broker_url
+        from ..errors import ApiError
+
         with app.test_request_context():
-            ids = [submit(urls[i:i + limit], callback_url, refresh)[0]["id"] for i in range(0, len(urls), limit)]
+            try:
+                ids = [submit(urls[i:i + limit], callback_url, refresh)[0]["id"] for i in range(0, len(urls), limit)]
+            except ApiError as error:  # e.g. queue_unavailable: say so, no traceback
+                raise click.ClickException(f"{error.code}: {error.detail}")
             click.echo(f"submitted {len(urls)} URLs as job(s) {', '.join(ids)}")
             if not (wait or embedded):
                 return
