@@ -59,18 +59,17 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(RateLimitExceeded, breached)
 
 
-def charge_job_urls(count: int) -> None:
-    """Check the key's job-URL quota for `count` more URLs (429 when it would be exceeded)."""
+def check_job_urls(count: int) -> None:
+    """429 unless the key's job-URL quota has room for `count` more URLs. Counts nothing: call
+    charge_job_urls once the job is stored and enqueued, so a job refused for any reason costs nothing.
+    (Two submissions racing between check and charge can overshoot by one job; that is accepted.)"""
     client = current_client()
     if client is None:
         return
     strategy = current_app.extensions["rate_limiter"].limiter
     quota = parse(client.job_url_quota)
     try:
-        # test before hit: a refused job must not use up quota (fixed windows count failed hits too).
-        # Two submissions racing between the two calls can overshoot by one job; that is accepted.
         if strategy.test(quota, "job-urls", _client_key(), cost=count):
-            strategy.hit(quota, "job-urls", _client_key(), cost=count)
             return
         reset_at = strategy.get_window_stats(quota, "job-urls", _client_key()).reset_time
     except Exception as error:  # noqa: BLE001 - the quota store is down: do not refuse work for that
@@ -78,3 +77,15 @@ def charge_job_urls(count: int) -> None:
         return
     raise ApiError("rate_limited", f"{count} URLs would exceed this API key's job-URL quota ({client.job_url_quota})",
                    headers={"Retry-After": _retry_after(reset_at)}, quota=client.job_url_quota)
+
+
+def charge_job_urls(count: int) -> None:
+    """Count `count` URLs against the key's job-URL quota."""
+    client = current_client()
+    if client is None:
+        return
+    try:
+        current_app.extensions["rate_limiter"].limiter.hit(parse(client.job_url_quota), "job-urls", _client_key(),
+                                                          cost=count)
+    except Exception as error:  # noqa: BLE001 - see check_job_urls
+        log.warning("job-URL quota not counted: %s", error)

@@ -7,7 +7,7 @@ from .. import db
 from ..auth import current_key_id
 from ..errors import ApiError
 from ..models import Job
-from ..ratelimits import charge_job_urls
+from ..ratelimits import charge_job_urls, check_job_urls
 from . import service
 from .queue import QueueUnavailable
 
@@ -31,8 +31,10 @@ def create():
     callback = body.get("callback_url")
     if callback is not None and not isinstance(callback, str):
         raise ApiError("invalid_request", "callback_url must be a string")
-    charge_job_urls(len(body["image_urls"]))
-    return submit(body["image_urls"], callback, body.get("refresh", False), current_key_id())
+    check_job_urls(len(body["image_urls"]))
+    response = submit(body["image_urls"], callback, body.get("refresh", False), current_key_id())
+    charge_job_urls(len(body["image_urls"]))  # only a job stored and enqueued uses quota
+    return response
 
 
 def submit(urls: list, callback_url: str | None, refresh: bool, api_key_id: int | None = None):

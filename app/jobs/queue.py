@@ -15,6 +15,7 @@ from ..config import Settings
 
 log = logging.getLogger(__name__)
 TASK_NAME = "fashion_tagger.process_urls"
+OUTAGE_RETRIES = 40  # a batch that meets a database outage is retried, 2 s doubling to 30 s (as on Celery)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -82,14 +83,22 @@ class EmbeddedQueue:
     def check(self) -> None:
         """In process: available whenever the process is."""
 
-    def _run(self, job_id: str, url_ids: list[int]) -> None:
+    def _run(self, job_id: str, url_ids: list[int], outages: int = 0) -> None:
+        from ..errors import is_outage
         from .service import process_urls
 
         try:
             with self.app.app_context():
                 for ids, delay in process_urls(self.app, job_id, url_ids, worker="embedded"):
                     self.submit(job_id, ids, delay)
-        except Exception:  # noqa: BLE001 - a failed batch must not kill the pool thread
+        except Exception as error:  # noqa: BLE001 - a failed batch must not kill the pool thread
+            if is_outage(error) and outages < OUTAGE_RETRIES:  # the database is away: try the batch later
+                log.warning("job %s: database unavailable, batch retried: %s", job_id, error)
+                timer = threading.Timer(min(2.0 * 2 ** outages, 30.0), self.executor.submit,
+                                        args=(self._run, job_id, url_ids, outages + 1))
+                timer.daemon = True
+                timer.start()
+                return
             log.exception("job %s: batch failed", job_id)
 
 

@@ -120,3 +120,25 @@ def test_redis_counts_are_shared_by_workers(settings, pipeline, app):
     assert statuses == [200, 200, 200, 200, 429, 429]
     for worker in workers:
         worker.extensions["engine"].dispose()
+
+
+def test_a_job_refused_by_the_queue_uses_no_quota(settings, pipeline):
+    from .servers import TcpProxy
+
+    redis_port = int(REDIS_URL.rsplit(":", 1)[1].split("/")[0])
+    with TcpProxy(redis_port) as proxy:
+        application = create_app(settings.replace(broker_url=f"redis://127.0.0.1:{proxy.port}/0", broker_timeout=1.0,
+                                                  job_queue=f"fashion-tagger-test-quota-{os.getpid()}"))
+        try:
+            _, key = new_key(application, "--job-url-quota", "5/day")
+            client = application.test_client()
+            urls = ["http://127.0.0.1:9/a.jpg", "http://127.0.0.1:9/b.jpg", "http://127.0.0.1:9/c.jpg"]
+            proxy.stop()
+            assert client.post("/v1/jobs", json={"image_urls": urls}, headers=bearer(key)).status_code == 503
+            proxy.start()
+            five = urls + ["http://127.0.0.1:9/d.jpg", "http://127.0.0.1:9/e.jpg"]
+            assert client.post("/v1/jobs", json={"image_urls": five}, headers=bearer(key)).status_code == 202
+        finally:
+            application.extensions["engine"].dispose()
+            import redis as redis_client
+            redis_client.Redis.from_url(REDIS_URL).delete(f"fashion-tagger-test-quota-{os.getpid()}")

@@ -5,6 +5,7 @@ never stopped). Everything stays on 127.0.0.1."""
 import io
 import os
 import socket
+import time
 import uuid
 
 import pytest
@@ -130,3 +131,25 @@ def test_broker_outage_and_recovery(settings, pipeline, database_url, image_serv
         finally:
             application.extensions["engine"].dispose()
             real.delete(queue)
+
+
+def test_a_job_rides_out_a_database_outage(settings, pipeline, postgres_proxy, database_url, image_server):
+    """Embedded queue: a batch that meets the outage is retried later, and the job completes."""
+    through_proxy = create_engine(database_url).url.set(host="127.0.0.1", port=postgres_proxy.port)
+    application = make_app(settings.replace(database_url=through_proxy.render_as_string(hide_password=False),
+                                            database_connect_timeout=2, job_batch_size=2), pipeline)
+    client = application.test_client()
+    try:
+        urls = [image_server.url(f"/img/{n}.jpg?delay=0.3") for n in range(500, 506)]
+        job_id = client.post("/v1/jobs", json={"image_urls": urls}).json["id"]
+        time.sleep(0.5)  # the first batch is downloading
+        postgres_proxy.stop()
+        time.sleep(3)
+        postgres_proxy.start()
+        deadline = time.monotonic() + 90
+        while (body := client.get(f"/v1/jobs/{job_id}").json)["state"] != "done":
+            assert time.monotonic() < deadline, body
+            time.sleep(0.5)
+        assert body["counts"]["done"] == 6 and count(database_url, Analysis) == 6
+    finally:
+        application.extensions["engine"].dispose()
