@@ -1,89 +1,116 @@
-"""Input pipeline: a catalogue decoded once into uint8 arrays, served as a keras.utils.PyDataset.
+"""Input pipeline: labelled images decoded once into memory, served as a keras.utils.PyDataset.
 
 Numpy + PIL only, so the same pipeline feeds the TensorFlow and the torch backends.
 """
 from __future__ import annotations
 
 import math
+import pickle
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import keras
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from common.images import load_rgb
 
-from .catalogue import CatalogueRecord
-from .preprocess import PAD_VALUE, preprocess_batch
+from .augment import PhotoAugmenter
+from .preprocess import letterbox, preprocess_batch
+from .records import LabelledImage
 from .taxonomy import TASKS, Taxonomy
 
 
-def encode_labels(records: Sequence[CatalogueRecord], taxonomy: Taxonomy) -> np.ndarray:
-    """(N, len(TASKS)) int32 class indices, -1 where a label is missing or unknown."""
-    return np.asarray([[taxonomy.index(t, r.get(t)) for t in TASKS] for r in records], dtype=np.int32).reshape(-1, len(TASKS))
-
-
-def load_images(records: Sequence[CatalogueRecord], input_size: tuple[int, int], desc: str = "decoding") -> np.ndarray:
-    def load(record):
-        return preprocess_batch([load_rgb(record.image_path)], input_size)[0]
-
-    out = np.empty((len(records), *input_size, 3), dtype=np.uint8)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for i, image in enumerate(tqdm(pool.map(load, records), total=len(records), desc=desc, leave=False)):
-            out[i] = image
+def encode_allowed(records: Sequence[LabelledImage], taxonomy: Taxonomy) -> dict[str, np.ndarray]:
+    """Task -> (N, classes) uint8 multi-hot of the labels each record allows (all zero: unknown)."""
+    out = {task: np.zeros((len(records), taxonomy.num_classes(task)), np.uint8) for task in TASKS}
+    for row, record in enumerate(records):
+        for task, labels in record.allowed.items():
+            for label in labels:
+                index = taxonomy.index(task, label)
+                if index >= 0:
+                    out[task][row, index] = 1
     return out
 
 
-def class_weights(labels: np.ndarray, num_classes: int, power: float = 0.5, max_weight: float = 10.0) -> np.ndarray:
-    """Inverse-frequency weights softened by `power`, clipped, normalised to mean 1 over the samples."""
-    known = labels[labels >= 0]
-    counts = np.bincount(known, minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, (counts.max() / np.maximum(counts, 1)) ** power, 1.0)
-    weights = np.minimum(weights, max_weight)
-    if len(known):
-        weights /= weights[known].mean()
-    return weights.astype(np.float32)
+def load_image(record: LabelledImage, max_side: int | None = None) -> np.ndarray:
+    """The record's pixels (its crop, when it has a box), shrunk so the longer side is <= max_side."""
+    image = load_rgb(record.image_path)
+    if record.box is not None:
+        x1, y1, x2, y2 = record.box
+        image = image[y1:y2, x1:x2]
+    h, w = image.shape[:2]
+    if max_side and max(h, w) > max_side:
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    return np.ascontiguousarray(image)
 
 
-class CatalogueBatches(keras.utils.PyDataset):
-    """Batches of (uint8 images, {task: labels}) with optional flip/shift/brightness augmentation."""
+def load_images(records: Sequence[LabelledImage], max_side: int | None = None, desc: str = "decoding",
+                cache: Path | None = None) -> list[np.ndarray]:
+    """Decode every record (4 threads: JPEG decoding releases the GIL), optionally cached as a pickle."""
+    if cache is not None and cache.is_file():
+        with open(cache, "rb") as handle:
+            return pickle.load(handle)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        images = list(tqdm(pool.map(lambda r: load_image(r, max_side), records), total=len(records),
+                           desc=desc, leave=False))
+    if cache is not None:
+        with open(cache, "wb") as handle:
+            pickle.dump(images, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return images
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 64, shuffle: bool = False,
-                 augment: bool = False, seed: int = 0, **kwargs):
+
+def letterboxed(images: Sequence[np.ndarray], input_size: tuple[int, int]) -> np.ndarray:
+    return preprocess_batch(list(images), input_size)
+
+
+class MixedBatches(keras.utils.PyDataset):
+    """Batches of (uint8 images, {task: multi-hot}) from several kinds of image.
+
+    Each epoch draws `per_epoch[kind]` records of each kind (all of them when None; with replacement
+    only when asking for more than there are), shuffled together. With an augmenter every image is
+    augmented as its kind needs; without, it is only letterboxed (validation).
+    """
+
+    def __init__(self, images: Sequence[np.ndarray], labels: Mapping[str, np.ndarray], kinds: Sequence[str],
+                 input_size: tuple[int, int], batch_size: int = 48, augmenter: PhotoAugmenter | None = None,
+                 per_epoch: Mapping[str, int | None] | None = None, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
+        self.images, self.labels, self.kinds = images, labels, np.asarray(kinds)
+        self.input_size, self.batch_size, self.augmenter = input_size, batch_size, augmenter
         self.rng = np.random.default_rng(seed)
-        self.order = np.arange(len(images))
-        if shuffle:
-            self.rng.shuffle(self.order)
+        self.by_kind = {kind: np.flatnonzero(self.kinds == kind) for kind in dict.fromkeys(kinds)}
+        self.per_epoch = {kind: (per_epoch or {}).get(kind) for kind in self.by_kind}
+        self.order = self._draw()
+
+    def _draw(self) -> np.ndarray:
+        parts = []
+        for kind, rows in self.by_kind.items():
+            n = self.per_epoch[kind]
+            if n is None or n == len(rows):
+                parts.append(rows)
+            else:
+                parts.append(self.rng.choice(rows, n, replace=n > len(rows)))
+        order = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if self.augmenter is not None:
+            self.rng.shuffle(order)
+        return order
 
     def __len__(self) -> int:
-        return math.ceil(len(self.images) / self.batch_size)
+        return math.ceil(len(self.order) / self.batch_size)
 
     def __getitem__(self, index: int):
-        idx = self.order[index * self.batch_size:(index + 1) * self.batch_size]
-        x = self.images[idx]
-        if self.augment:
-            x = self._augment(x)
-        y = {task: self.labels[idx, i] for i, task in enumerate(TASKS)}
-        return x, y
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        if self.augmenter is None:
+            x = np.stack([letterbox(self.images[i], *self.input_size) for i in rows])
+        else:
+            x = np.stack([self.augmenter(self.images[i], self.kinds[i]) for i in rows])
+        return x, {task: self.labels[task][rows].astype(np.float32) for task in TASKS}
 
     def on_epoch_end(self):
-        if self.shuffle:
-            self.rng.shuffle(self.order)
-
-    def _augment(self, batch: np.ndarray) -> np.ndarray:
-        # Colour is a label (baseColour), so only geometry and a mild brightness change.
-        out = batch.copy()
-        n, h, w, _ = out.shape
-        flip = self.rng.random(n) < 0.5
-        out[flip] = out[flip, :, ::-1]
-        pad = 4
-        padded = np.pad(out, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=PAD_VALUE)
-        dy, dx = self.rng.integers(0, 2 * pad + 1, size=(2, n))
-        for i in range(n):
-            out[i] = padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w]
-        gain = self.rng.uniform(0.9, 1.1, size=(n, 1, 1, 1))
-        return np.clip(out * gain, 0, 255).astype(np.uint8)
+        if self.augmenter is not None:
+            self.order = self._draw()

@@ -1,108 +1,256 @@
-"""Evaluate a classifier bundle on any catalogue folder in the Kaggle layout.
+"""Evaluate a classifier bundle on the three kinds of image it serves.
 
-    python -m classification.evaluate --bundle models/fashion-vgg19 --data path/to/catalogue [--split test]
+    python -m classification.evaluate --bundle models/fashion-lite0 \
+        --catalogue ../shared/datasets/fashion-product-images-small \
+        --photos ../shared/datasets/clothing-dataset --street ../shared/datasets/clothing-co-parsing
 
-Prints a table; writes metrics.json, report.md and confusion-matrix PNGs (masterCategory,
-subCategory) into --out. Hierarchy levels are scored on the jointly decoded path, as served.
+- catalogue thumbnails: every task against `styles.csv` (the bundle's test split unless --all-records);
+- phone photos of garments (a label map turns their labels into allowed sets): articleType-group
+  accuracy (the decoded articleType is one the label allows) as a mean over labels, and the
+  masterCategory accuracy; the bundle's validation senders unless --all-records;
+- garment crops of street photos, scored the same way; the bundle's validation photos likewise.
+
+Hierarchy levels are scored on the jointly decoded path, as served. Writes metrics.json, report.md
+(per-label tables), confusion matrices and a PNG grid of each kind's most confident mistakes into
+--out; --update-manifest stores the summary in the bundle's manifest.
 """
 from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from . import runtime  # noqa: F401  (must precede keras)
-from .catalogue import CatalogueRecord, read_catalogue
+from .catalogue import read_catalogue
 from .data import load_images
 from .inference import Classifier
+from .label_map import LabelMap
 from .metrics import confusion, task_metrics
-from .plots import confusion_matrix_png
+from .photo_datasets import read_labelled_photos, read_street_crops
+from .plots import confusion_matrix_png, image_grid
+from .records import LabelledImage, from_catalogue
 from .taxonomy import TASKS
 
 CONFUSION_TASKS = ("masterCategory", "subCategory")
+LABEL_MAPS = Path(__file__).parent / "label_maps"
+KIND_TITLES = {"catalogue": "catalogue thumbnails", "photo": "phone photos of garments",
+               "street": "garment crops of street photos"}
+MISTAKES_SHOWN = 24
 
 
-def true_indices(records: Sequence[CatalogueRecord], classifier: Classifier, task: str) -> np.ndarray:
+def true_indices(records: Sequence[LabelledImage], classifier: Classifier, task: str) -> np.ndarray:
     """-1: label missing; -2: a label the bundle has never seen (always counted as an error)."""
     out = []
     for record in records:
-        label = record.get(task)
+        label = record.label(task)
         index = classifier.taxonomy.index(task, label)
         out.append(-1 if not label else (index if index >= 0 else -2))
     return np.asarray(out, dtype=np.int64)
 
 
-def evaluate_records(classifier: Classifier, records: Sequence[CatalogueRecord], images: np.ndarray | None = None,
-                     out_dir: Path | None = None) -> dict:
+def predict(classifier: Classifier, records: Sequence[LabelledImage], images: Sequence[np.ndarray] | None):
     if images is None:
-        images = load_images(records, classifier.input_size, desc="evaluating: decoding")
-    probs = classifier.predict_proba_preprocessed(images)
-    described = classifier.describe(probs)
-    report = {"images": len(records), "tasks": {}}
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        images = load_images(records, desc="evaluating: decoding")
+    probs = classifier.predict_proba(images)
+    return images, probs, classifier.describe(probs)
+
+
+def evaluate_catalogue(classifier: Classifier, records: Sequence[LabelledImage], images=None,
+                       out_dir: Path | None = None) -> dict:
+    """Every task against single labels (catalogue rows)."""
+    images, probs, described = predict(classifier, records, images)
+    report = {"kind": "catalogue", "images": len(records), "tasks": {}}
+    wrong = np.zeros(len(records), bool)
     for task in TASKS:
         labels = classifier.taxonomy.labels[task]
         lookup = {name: i for i, name in enumerate(labels)}
         pred = np.asarray([lookup[r[task]["label"]] for r in described], dtype=np.int64)
         true = true_indices(records, classifier, task)
         report["tasks"][task] = task_metrics(true, pred, probs[task], labels)
+        if task == "articleType":
+            wrong = (true != -1) & (true != pred)
         if out_dir is not None and task in CONFUSION_TASKS:
-            matrix = confusion(true, pred, len(labels))
-            confusion_matrix_png(matrix, labels, task, out_dir / f"confusion_{task}.png")
+            confusion_matrix_png(confusion(true, pred, len(labels)), labels, task, out_dir / f"confusion_{task}.png")
     if out_dir is not None:
-        (out_dir / "metrics.json").write_text(json.dumps(report, indent=1) + "\n")
-        (out_dir / "report.md").write_text(markdown_report(report, classifier))
+        _mistakes_png(records, images, described, wrong, "catalogue", out_dir)
     return report
 
 
-def summary_rows(report: dict) -> list[tuple]:
-    return [(task, m["support"], m.get("accuracy", float("nan")), m.get("top5_accuracy", float("nan")),
-             m.get("macro_f1", float("nan"))) for task, m in report["tasks"].items()]
+def evaluate_allowed_sets(classifier: Classifier, records: Sequence[LabelledImage], kind: str, images=None,
+                          out_dir: Path | None = None) -> dict:
+    """Articletype-group and masterCategory accuracy against each record's allowed labels."""
+    images, _, described = predict(classifier, records, images)
+    group_ok = np.asarray([d["articleType"]["label"] in r.allowed["articleType"] for r, d in zip(records, described)])
+    master_ok = np.asarray([d["masterCategory"]["label"] in r.allowed["masterCategory"]
+                            for r, d in zip(records, described)])
+    per_label = {}
+    for label in sorted({r.source_label for r in records}):
+        rows = [i for i, r in enumerate(records) if r.source_label == label]
+        predicted = Counter(described[i]["articleType"]["label"] for i in rows)
+        per_label[label] = {"support": len(rows), "group_accuracy": float(group_ok[rows].mean()),
+                            "masterCategory_accuracy": float(master_ok[rows].mean()),
+                            "predicted": [f"{name} ({n})" for name, n in predicted.most_common(3)]}
+    report = {
+        "kind": kind, "images": len(records), "labels": len(per_label),
+        "articleType_group_accuracy": float(np.mean([m["group_accuracy"] for m in per_label.values()])) if per_label else None,
+        "articleType_group_accuracy_micro": float(group_ok.mean()) if len(records) else None,
+        "masterCategory_accuracy": float(master_ok.mean()) if len(records) else None,
+        "masterCategory_accuracy_mean_over_labels":
+            float(np.mean([m["masterCategory_accuracy"] for m in per_label.values()])) if per_label else None,
+        "per_label": per_label,
+    }
+    if out_dir is not None:
+        _mistakes_png(records, images, described, ~group_ok, kind, out_dir)
+    return report
 
 
-def format_table(report: dict) -> str:
-    lines = [f"{'task':<16}{'support':>9}{'accuracy':>10}{'top-5':>8}{'macro-F1':>10}"]
-    for task, support, acc, top5, f1 in summary_rows(report):
-        lines.append(f"{task:<16}{support:>9}{acc:>10.4f}{top5:>8.4f}{f1:>10.4f}")
+def _mistakes_png(records, images, described, wrong, kind: str, out_dir: Path) -> None:
+    rows = [i for i in np.flatnonzero(wrong)]
+    rows.sort(key=lambda i: -described[i]["category_path_confidence"])
+    rows = rows[:MISTAKES_SHOWN]
+    if not rows:
+        return
+    captions = [f"{records[i].source_label or records[i].label('articleType')}\n-> {described[i]['articleType']['label']}"
+                f" ({described[i]['category_path_confidence']:.2f})" for i in rows]
+    image_grid([images[i] for i in rows], captions, f"Most confident articleType mistakes: {KIND_TITLES[kind]}"
+               " (true -> predicted, path confidence)", out_dir / f"mistakes_{kind}.png")
+
+
+def evaluate_kinds(classifier: Classifier, records: Mapping[str, Sequence[LabelledImage]],
+                   out_dir: Path | None = None) -> dict:
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    reports = {}
+    for kind, kind_records in records.items():
+        if not kind_records:
+            continue
+        if kind == "catalogue":
+            reports[kind] = evaluate_catalogue(classifier, kind_records, out_dir=out_dir)
+        else:
+            reports[kind] = evaluate_allowed_sets(classifier, kind_records, kind, out_dir=out_dir)
+    if out_dir is not None:
+        (out_dir / "metrics.json").write_text(json.dumps(reports, indent=1) + "\n")
+        (out_dir / "report.md").write_text(markdown_report(reports, classifier))
+    return reports
+
+
+def summary(reports: Mapping[str, dict]) -> dict:
+    """The figures a manifest and the README quote, per kind of image."""
+    out = {}
+    for kind, report in reports.items():
+        if kind == "catalogue":
+            out[kind] = {"images": report["images"],
+                         **{t: round(m["accuracy"], 4) for t, m in report["tasks"].items() if "accuracy" in m}}
+        else:
+            out[kind] = {"images": report["images"], "labels": report["labels"],
+                         **{k: round(report[k], 4) for k in ("articleType_group_accuracy",
+                                                              "articleType_group_accuracy_micro",
+                                                              "masterCategory_accuracy")}}
+    return out
+
+
+def format_table(reports: Mapping[str, dict]) -> str:
+    lines = []
+    for kind, figures in summary(reports).items():
+        lines.append(f"{KIND_TITLES[kind]} ({figures['images']} images): "
+                     + ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if k not in ("images", "labels")))
     return "\n".join(lines)
 
 
-def markdown_report(report: dict, classifier: Classifier) -> str:
-    out = [f"# Evaluation of `{classifier.bundle_dir.name}` on {report['images']} images", "",
-           "| task | support | accuracy | top-5 | macro-F1 |", "|---|---:|---:|---:|---:|"]
-    out += [f"| {t} | {s} | {a:.4f} | {t5:.4f} | {f:.4f} |" for t, s, a, t5, f in summary_rows(report)]
-    for task, metrics in report["tasks"].items():
-        out += ["", f"## {task}", "", "| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
-        for name, c in sorted(metrics.get("per_class", {}).items(), key=lambda kv: -kv[1]["support"]):
-            out.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
+def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
+    out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", ""]
+    catalogue = reports.get("catalogue")
+    if catalogue:
+        out += [f"## Catalogue thumbnails ({catalogue['images']} images)", "",
+                "| task | support | accuracy | top-5 | macro-F1 |", "|---|---:|---:|---:|---:|"]
+        out += [f"| {t} | {m['support']} | {m.get('accuracy', float('nan')):.4f} | {m.get('top5_accuracy', float('nan')):.4f}"
+                f" | {m.get('macro_f1', float('nan')):.4f} |" for t, m in catalogue["tasks"].items()]
+    for kind in ("photo", "street"):
+        report = reports.get(kind)
+        if not report:
+            continue
+        out += ["", f"## {KIND_TITLES[kind].capitalize()} ({report['images']} images, {report['labels']} labels)", "",
+                f"articleType group accuracy, mean over labels: **{report['articleType_group_accuracy']:.4f}** "
+                f"(over images: {report['articleType_group_accuracy_micro']:.4f}); masterCategory accuracy: "
+                f"**{report['masterCategory_accuracy']:.4f}**", "",
+                "| label | support | articleType group | masterCategory | most predicted articleTypes |",
+                "|---|---:|---:|---:|---|"]
+        for label, m in sorted(report["per_label"].items(), key=lambda kv: -kv[1]["support"]):
+            out.append(f"| {label} | {m['support']} | {m['group_accuracy']:.3f} | {m['masterCategory_accuracy']:.3f}"
+                       f" | {', '.join(m['predicted'])} |")
+    if catalogue:
+        for task, metrics in catalogue["tasks"].items():
+            out += ["", f"## Catalogue: {task} per class", "", "| class | precision | recall | F1 | support |",
+                    "|---|---:|---:|---:|---:|"]
+            for name, c in sorted(metrics.get("per_class", {}).items(), key=lambda kv: -kv[1]["support"]):
+                out.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
     return "\n".join(out) + "\n"
 
 
-def select_split(records: list[CatalogueRecord], bundle_dir: Path, split: str | None) -> list[CatalogueRecord]:
-    if not split:
+def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledImage]], out_dir: Path | None = None,
+                    update_manifest: bool = False, batch_size: int = 128) -> dict:
+    """Reports by kind (printed as a table); with `update_manifest` their summary goes into the manifest."""
+    classifier = Classifier(bundle_dir, batch_size=batch_size)
+    reports = evaluate_kinds(classifier, records, out_dir or Path(bundle_dir) / "evaluation")
+    print(format_table(reports))
+    if update_manifest:
+        manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+        manifest["metrics"] = {**summary(reports), "report": "evaluation/report.md",
+                               "definitions": {
+                                   "catalogue": "accuracy per task on the catalogue test split (all classes); "
+                                                "hierarchy levels from the jointly decoded path",
+                                   "photo/street": "articleType_group_accuracy: the decoded articleType is one the "
+                                                   "image's label allows (label map), mean over labels; "
+                                                   "masterCategory_accuracy over images"}}
+        (Path(bundle_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return reports
+
+
+def _held_out(records: list[LabelledImage], split: dict | None, part: str) -> list[LabelledImage]:
+    if split is None:
         return records
-    ids = set(json.loads((bundle_dir / "split.json").read_text())[split])
+    ids = set(split[part])
     return [r for r in records if r.id in ids]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
-    parser.add_argument("--split", choices=["train", "val", "test"],
-                        help="only the ids of this split from the bundle's split.json (the training catalogue)")
+    parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path, help="catalogue folder (styles.csv + images/)")
+    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
+    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
+    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder")
+    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
+    parser.add_argument("--all-records", action="store_true",
+                        help="score every image of each folder, not only the bundle's held-out split "
+                             "(for folders the bundle never trained on)")
     parser.add_argument("--out", type=Path, help="report folder (default: <bundle>/evaluation)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--update-manifest", action="store_true", help="store the summary in the bundle's manifest")
+    parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args(argv)
-    classifier = Classifier(args.bundle, batch_size=args.batch_size)
-    records = select_split(read_catalogue(args.data).records, args.bundle, args.split)
-    report = evaluate_records(classifier, records, out_dir=args.out or args.bundle / "evaluation")
-    print(format_table(report))
-    return report
+    if not (args.catalogue or args.photos or args.street):
+        parser.error("give at least one of --catalogue, --photos, --street")
+    classifier_manifest = json.loads((args.bundle / "manifest.json").read_text())
+    from .taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.from_dict(classifier_manifest["taxonomy"])
+    split_file = args.bundle / "split.json"
+    split = {} if args.all_records or not split_file.is_file() else json.loads(split_file.read_text())
+    records = {}
+    if args.catalogue:
+        catalogue = from_catalogue(read_catalogue(args.catalogue).records)
+        records["catalogue"] = _held_out(catalogue, split if "test" in split else None, "test")
+    if args.photos:
+        photos = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
+        records["photo"] = _held_out(photos, split.get("photo"), "val")
+    if args.street:
+        crops = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
+        records["street"] = _held_out(crops, split.get("street"), "val")
+    return evaluate_bundle(args.bundle, records, args.out, args.update_manifest, args.batch_size)
 
 
 if __name__ == "__main__":

@@ -40,3 +40,18 @@ def confusion_matrix_png(matrix: np.ndarray, labels: tuple[str, ...], title: str
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def image_grid(images: list[np.ndarray], captions: list[str], title: str, path: Path, columns: int = 6) -> None:
+    """Images with a caption under each (e.g. the most confident mistakes)."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.3 * columns, 2.9 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, captions):
+        ax.imshow(image)
+        ax.set_title(caption, fontsize=6.5)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

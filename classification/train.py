@@ -1,11 +1,19 @@
-"""Train the category + style classifier on a catalogue folder and write a bundle.
+"""Train the category + style classifier on catalogue thumbnails, phone photos and street crops.
 
-    python -m classification.train --data ../shared/datasets/fashion-product-images-small \
-        --bundle models/fashion-vgg19 --run-dir runs/classifier --epochs 12 --width 0.25
+    python -m classification.train --catalogue ../shared/datasets/fashion-product-images-small \
+        --photos ../shared/datasets/clothing-dataset \
+        --street ../shared/datasets/clothing-co-parsing --street-split models/ccp-maskrcnn-mobilenet/split.json \
+        --trunk efficientnet_lite0 --bundle models/fashion-lite0 --run-dir runs/lite0 --epochs 7
+
+Every source is read once into one record format (classification.records). Catalogue rows train
+every task; a photo's label (through a label map file: --photo-label-map, --street-label-map)
+trains the hierarchy levels with a partial-label loss and nothing else. Phone photos are split by
+sender, street crops by photo (the detector's split when given). Each epoch draws
+--catalogue-per-epoch thumbnails and every training photo and crop, augmented to look like photos.
 
 Checkpoints every epoch into --run-dir (rerun with --resume to continue), cosine learning-rate
-schedule with warm-up, mixed precision when a GPU is present, a fixed seed, a training-curve PNG, and
-at the end an evaluation of the held-back test split written into the bundle.
+schedule with warm-up, mixed precision when a GPU is present, a fixed seed, a training-curve PNG,
+and at the end the evaluation on all three kinds of image written into the bundle's manifest.
 """
 from __future__ import annotations
 
@@ -19,75 +27,134 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from . import runtime
 import keras  # noqa: E402  (after runtime, which picks the backend and import order)
 
+from .augment import PhotoAugmenter  # noqa: E402
 from .bundle import write_bundle  # noqa: E402
 from .catalogue import read_catalogue, split_ids  # noqa: E402
-from .data import CatalogueBatches, class_weights, encode_labels, load_images  # noqa: E402
-from .evaluate import evaluate_records, format_table  # noqa: E402
-from .inference import Classifier  # noqa: E402
-from .losses import MaskedAccuracy, MaskedSparseCrossEntropy  # noqa: E402
+from .data import MixedBatches, encode_allowed, load_images  # noqa: E402
+from .label_map import LabelMap  # noqa: E402
+from .losses import PartialLabelAccuracy, PartialLabelCrossEntropy  # noqa: E402
 from .model import build_model  # noqa: E402
+from .photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops  # noqa: E402
 from .plots import training_curves  # noqa: E402
 from .preprocess import PREPROCESSING  # noqa: E402
+from .records import from_catalogue  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
+from .trunks import get_trunk  # noqa: E402
 
 CHECKPOINT = "checkpoint.keras"
 STATE = "state.json"
+LABEL_MAPS = Path(__file__).parent / "label_maps"
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
     """Saves model + optimizer state and the history after every epoch, so --resume loses at most one."""
 
-    def __init__(self, run_dir: Path, history: dict):
+    def __init__(self, run_dir: Path, state: dict):
         super().__init__()
-        self.run_dir, self.history = run_dir, history
+        self.run_dir, self.state = run_dir, state
+        self.started = time.time()
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
+            self.state["history"].setdefault(key, []).append(float(value))
         tmp = self.run_dir / f"tmp-{CHECKPOINT}"
         self.model.save(tmp)
         tmp.replace(self.run_dir / CHECKPOINT)
-        (self.run_dir / STATE).write_text(json.dumps({"epoch": epoch + 1, "history": self.history}))
-        training_curves(self.history, self.run_dir / "training_curve.png")
+        self.state["epoch"] = epoch + 1
+        self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.started
+        self.started = time.time()
+        (self.run_dir / STATE).write_text(json.dumps(self.state))
+        training_curves(self.state["history"], self.run_dir / "training_curve.png")
 
 
-def compile_model(model: keras.Model, weights: dict[str, np.ndarray] | None, lr: float, total_steps: int) -> None:
+class StepProgress(keras.callbacks.Callback):
+    """A progress bar per epoch (images/s), also readable in a log file: fit's own is off there."""
+
+    def __init__(self, steps: int, batch_size: int):
+        super().__init__()
+        self.steps, self.batch_size, self.bar = steps, batch_size, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.bar = tqdm(total=self.steps, desc=f"epoch {epoch + 1}", unit="step", mininterval=30,
+                        dynamic_ncols=False, ascii=not sys.stderr.isatty())
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.bar.update(1)
+        rate = self.bar.format_dict.get("rate")
+        if rate:
+            self.bar.set_postfix(images_per_s=f"{rate * self.batch_size:.1f}", loss=f"{(logs or {}).get('loss', 0):.3f}",
+                                 refresh=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.close()
+
+
+def compile_model(model: keras.Model, lr: float, total_steps: int) -> None:
     warmup = max(1, min(500, total_steps // 10))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=lr * 0.05, decay_steps=max(1, total_steps - warmup), alpha=0.01,
         warmup_target=lr, warmup_steps=warmup)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=1e-4),
-        loss={t: MaskedSparseCrossEntropy(None if weights is None else weights[t].tolist()) for t in TASKS},
-        metrics={t: [MaskedAccuracy()] for t in TASKS},
+        loss={t: PartialLabelCrossEntropy() for t in TASKS},
+        metrics={t: [PartialLabelAccuracy()] for t in TASKS},
     )
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path, required=True,
+                        help="catalogue folder in the Kaggle layout (styles.csv + images/)")
+    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
+    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
+    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
+    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
+    parser.add_argument("--street-split", type=Path, help="the detector's photo split (train/val photo ids)")
     parser.add_argument("--bundle", type=Path, required=True, help="output bundle folder")
     parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints, cache, curves")
+    parser.add_argument("--trunk", default="vgg19", help="vgg19 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2")
+    parser.add_argument("--frozen-stages", type=int, default=0,
+                        help="pretrained trunks: keep the stem and this many stages at their ImageNet weights")
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=48)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--width", type=float, default=1.0, help="VGG19 channel multiplier (1.0 = published)")
     parser.add_argument("--height", type=int, default=80)
     parser.add_argument("--input-width", type=int, default=60)
     parser.add_argument("--head-units", type=int, default=512)
-    parser.add_argument("--class-weighting", choices=["sqrt", "none"], default="none",
-                        help="sqrt: inverse-frequency weights to the power 0.5, clipped at 10 (measured worse "
-                             "than none in a short run: README, Models)")
+    parser.add_argument("--max-side", type=int, default=192, help="photos and crops are kept at most this large")
+    parser.add_argument("--catalogue-per-epoch", type=int, help="thumbnails drawn per epoch (default: all)")
+    parser.add_argument("--val-catalogue", type=int, default=1500, help="catalogue validation images scored each epoch")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--limit", type=int, help="use only this many catalogue rows (smoke runs)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
+    parser.add_argument("--workers", type=int, default=2, help="threads preparing batches")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-evaluate", action="store_true", help="skip the three-kind evaluation at the end")
     parser.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16")
     return parser.parse_args(argv)
+
+
+def read_sources(args, taxonomy: Taxonomy, catalogue_records) -> tuple[dict, dict]:
+    """All records by kind, and the split of each kind's record ids."""
+    split = split_ids(catalogue_records, seed=args.seed)
+    records = {"catalogue": from_catalogue(catalogue_records)}
+    if args.photos:
+        records["photo"] = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
+        split["photo"] = split_by_group(records["photo"], seed=args.seed)
+    if args.street:
+        records["street"] = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
+        split["street"] = split_street_crops(records["street"], args.street_split, seed=args.seed)
+    return records, split
+
+
+def kind_split(split: dict, kind: str) -> dict:
+    return {k: v for k, v in split.items() if k in ("train", "val", "test")} if kind == "catalogue" else split[kind]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -97,83 +164,106 @@ def main(argv: Sequence[str] | None = None) -> dict:
     keras.utils.set_random_seed(args.seed)
     if runtime.gpu_available():
         keras.mixed_precision.set_global_policy("mixed_float16")
+    trunk = get_trunk(args.trunk)
 
-    catalogue = read_catalogue(args.data)
-    records = catalogue.records
+    catalogue = read_catalogue(args.catalogue)
+    catalogue_records = catalogue.records
     if args.limit:
         rng = np.random.default_rng(args.seed)
-        records = [records[i] for i in sorted(rng.choice(len(records), min(args.limit, len(records)), replace=False))]
-    taxonomy = Taxonomy.from_records(records)
-    split = split_ids(records, seed=args.seed)
+        pick = sorted(rng.choice(len(catalogue_records), min(args.limit, len(catalogue_records)), replace=False))
+        catalogue_records = [catalogue_records[i] for i in pick]
+    taxonomy = Taxonomy.from_records(catalogue_records)
+    records, split = read_sources(args, taxonomy, catalogue_records)
     (args.run_dir / "split.json").write_text(json.dumps(split))
-    position = {r.id: i for i, r in enumerate(records)}
-    index = {name: np.asarray([position[i] for i in ids], dtype=np.int64) for name, ids in split.items()}
 
+    # One flat table of every record of every kind; the datasets index into it.
+    table, images, rows = [], [], {}
+    for kind, kind_records in records.items():
+        cache = args.run_dir / f"images-{kind}-{args.max_side}-{len(kind_records)}.pkl"
+        kind_images = load_images(kind_records, None if kind == "catalogue" else args.max_side,
+                                  desc=f"decoding {kind}", cache=cache)
+        position = {r.id: len(table) + i for i, r in enumerate(kind_records)}
+        for part, ids in kind_split(split, kind).items():
+            rows[(kind, part)] = np.asarray([position[i] for i in ids], dtype=np.int64)
+        table += kind_records
+        images += kind_images
+    labels = encode_allowed(table, taxonomy)
+    kinds = [r.kind for r in table]
     input_size = (args.height, args.input_width)
-    cache = args.run_dir / f"images-{args.height}x{args.input_width}-{len(records)}.npy"
-    if cache.is_file():
-        images = np.load(cache)
-    else:
-        images = load_images(records, input_size)
-        np.save(cache, images)
-    labels = encode_labels(records, taxonomy)
-    weights = None
-    if args.class_weighting == "sqrt":
-        weights = {t: class_weights(labels[index["train"], i], taxonomy.num_classes(t)) for i, t in enumerate(TASKS)}
 
-    train = CatalogueBatches(images[index["train"]], labels[index["train"]], args.batch_size, shuffle=True,
-                             augment=True, seed=args.seed)
-    val = CatalogueBatches(images[index["val"]], labels[index["val"]], 256)
+    def subset(index):
+        return [images[i] for i in index], {t: v[index] for t, v in labels.items()}, [kinds[i] for i in index]
+
+    train_index = np.concatenate([rows[(k, "train")] for k in records])
+    val_index = np.concatenate([rows[("catalogue", "val")][:args.val_catalogue]]
+                               + [rows[(k, "val")] for k in records if k != "catalogue"])
+    backgrounds = [images[i] for i in rows.get(("photo", "train"), [])]
+    train_images, train_labels, train_kinds = subset(train_index)
+    train = MixedBatches(train_images, train_labels, train_kinds, input_size, args.batch_size,
+                         PhotoAugmenter(input_size, backgrounds, seed=args.seed),
+                         per_epoch={"catalogue": args.catalogue_per_epoch}, seed=args.seed,
+                         workers=args.workers, use_multiprocessing=False)
+    val = MixedBatches(*subset(val_index), input_size, 128)
     steps = min(len(train), args.steps_per_epoch or len(train))
-    state = {"epoch": 0, "history": {}}
+
+    state = {"epoch": 0, "history": {}, "train_seconds": 0.0}
     checkpoint = args.run_dir / CHECKPOINT
     if args.resume and checkpoint.is_file():
         model = keras.saving.load_model(checkpoint)
         state = json.loads((args.run_dir / STATE).read_text())
         print(f"resuming from epoch {state['epoch']}")
     else:
-        model = build_model(taxonomy, input_size, width=args.width, head_units=args.head_units)
-        compile_model(model, weights, args.lr, steps * args.epochs)
+        model = build_model(taxonomy, input_size, width=args.width, head_units=args.head_units, trunk=args.trunk,
+                            frozen_stages=args.frozen_stages, imagenet_init=trunk.pretrained is not None)
+        compile_model(model, args.lr, steps * args.epochs)
     if state["epoch"] < args.epochs:
         model.fit(train, validation_data=val, epochs=args.epochs, initial_epoch=state["epoch"],
-                  steps_per_epoch=steps, callbacks=[EpochCheckpoint(args.run_dir, state["history"])],
-                  verbose=1 if sys.stdout.isatty() else 2)
+                  steps_per_epoch=steps, callbacks=[EpochCheckpoint(args.run_dir, state), StepProgress(steps, args.batch_size)],
+                  verbose=2)
 
-    config = {"architecture": "vgg19-bn", "width": args.width, "head_units": args.head_units,
-              "input_size": list(input_size), "preprocessing": PREPROCESSING,
+    config = {"architecture": f"{args.trunk} + dense heads", "trunk": args.trunk, "width": args.width,
+              "head_units": args.head_units, "input_size": list(input_size),
+              "preprocessing": {**PREPROCESSING, "dtype": f"uint8 into the model; the model scales {trunk.preprocessing}"},
               "groups": {g: {"tasks": list(t)} for g, t in MODEL_GROUPS.items()}}
     training = {
-        "data": {"catalogue": str(args.data), "rows_used": len(records), "rows_missing_image": len(catalogue.missing_images),
-                 "split": {k: len(v) for k, v in split.items()}, "split_file": "split.json", "seed": args.seed},
+        "data": {
+            "catalogue": str(args.catalogue), "rows_used": len(catalogue_records),
+            "rows_missing_image": len(catalogue.missing_images),
+            "photos": str(args.photos) if args.photos else None,
+            "photo_label_map": str(args.photo_label_map) if args.photos else None,
+            "street": str(args.street) if args.street else None,
+            "street_label_map": str(args.street_label_map) if args.street else None,
+            "split": {kind: {part: len(ids) for part, ids in kind_split(split, kind).items()} for kind in records},
+            "split_file": "split.json", "seed": args.seed,
+        },
         "command": "python -m classification.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
+        "trunk": {"name": args.trunk, "initial_weights": trunk.pretrained or "random (from scratch)",
+                  "frozen_stages": args.frozen_stages},
         "backend": runtime.backend(), "mixed_precision": runtime.gpu_available(),
         "machine": f"{platform.machine()} {'GPU' if runtime.gpu_available() else 'CPU only'}",
-        "epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr,
+        "epochs": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
+        "catalogue_per_epoch": args.catalogue_per_epoch, "learning_rate": args.lr,
         "schedule": "cosine decay with linear warm-up", "optimizer": "AdamW(weight_decay=1e-4)",
-        "class_weighting": args.class_weighting, "augmentation": "horizontal flip, +-4 px shift, brightness x0.9-1.1",
-        "history": state["history"], "seconds": round(time.time() - started, 1),
+        "loss": "partial-label cross-entropy (-log of the probability mass on the allowed labels)",
+        "augmentation": "catalogue background replaced by photo patches or textures; random resized crop, "
+                        "rotation, corner jitter, flip, brightness/contrast/saturation, blur, "
+                        "downscale-upscale, JPEG",
+        "history": state["history"], "train_seconds": round(state.get("train_seconds", 0.0), 1),
+        "seconds": round(time.time() - started, 1),
     }
-    test_records = [records[i] for i in index["test"]]
-    # float32 reference first, then the float16 bundle that ships: the manifest records both.
-    reference_dir = args.run_dir / "bundle-float32"
-    write_bundle(reference_dir, model, taxonomy, config, {"training": training}, dtype="float32")
-    reference = evaluate_records(Classifier(reference_dir), test_records, images[index["test"]])
+    # A float32 copy beside the checkpoint: what the float16 bundle that ships is compared against.
+    write_bundle(args.run_dir / "bundle-float32", model, taxonomy, config, {"training": training}, dtype="float32")
     manifest = write_bundle(args.bundle, model, taxonomy, config, {"training": training}, dtype=args.weights_dtype)
     (args.bundle / "split.json").write_text(json.dumps(split))
     if (args.run_dir / "training_curve.png").is_file():
         (args.bundle / "training_curve.png").write_bytes((args.run_dir / "training_curve.png").read_bytes())
-    shipped = evaluate_records(Classifier(args.bundle), test_records, images[index["test"]],
-                               out_dir=args.bundle / "evaluation")
-    manifest["metrics"] = {
-        "split": "test", "images": len(test_records),
-        "tasks": {t: {k: m.get(k) for k in ("accuracy", "top5_accuracy", "macro_f1", "support")}
-                  for t, m in shipped["tasks"].items()},
-        "float32_accuracy": {t: m.get("accuracy") for t, m in reference["tasks"].items()},
-        "report": "evaluation/report.md",
-    }
-    (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    print(format_table(shipped))
-    return manifest
+    if not args.no_evaluate:
+        from .evaluate import evaluate_bundle  # imported late: it loads the bundle just written
+
+        held_out = {kind: set(kind_split(split, kind)["test" if kind == "catalogue" else "val"]) for kind in records}
+        evaluate_bundle(args.bundle, {kind: [r for r in records[kind] if r.id in held_out[kind]] for kind in records},
+                        update_manifest=True)
+    return json.loads((args.bundle / "manifest.json").read_text())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,120 @@
+"""Readers for real-photo datasets into LabelledImage records, through a label map.
+
+- Labelled phone photos in the clothing-dataset layout: `images.csv` (`image,sender_id,label,kids`)
+  + `images/<image>.jpg`. Split by sender: one person's photos share a room, a camera and often a
+  background, so a photo-level split would flatter the model.
+- Garment crops from Clothing Co-Parsing street photos: one crop per connected region of a garment's
+  pixel label (the instances the detector trains on), labelled with the raw CCP label.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .label_map import LabelMap, UnresolvableLabel
+from .records import LabelledImage
+from .taxonomy import Taxonomy
+
+log = logging.getLogger(__name__)
+
+
+def resolver(label_map: LabelMap, taxonomy: Taxonomy):
+    """label -> allowed sets (None: skip), cached; labels the taxonomy cannot express are skipped
+    with one warning each, labels the map does not know raise."""
+    cache = {}
+
+    def resolve(label: str):
+        if label not in cache:
+            try:
+                cache[label] = label_map.allowed(label, taxonomy)
+            except UnresolvableLabel as error:
+                log.warning("%s; its images are skipped", error)
+                cache[label] = None
+        return cache[label]
+    return resolve
+
+
+def read_labelled_photos(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy) -> list[LabelledImage]:
+    root = Path(root)
+    resolve = resolver(label_map, taxonomy)
+    records, skipped = [], 0
+    with open(root / "images.csv", newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle):
+            path = root / "images" / f"{row['image']}.jpg"
+            allowed = resolve(row["label"].strip())
+            if allowed is None or not path.is_file():
+                skipped += 1
+                continue
+            records.append(LabelledImage(row["image"], path, "photo", allowed, row["label"].strip(),
+                                         group=f"sender:{row.get('sender_id', '')}"))
+    log.info("%s: %d photos, %d skipped (ignored label or missing file)", root, len(records), skipped)
+    return records
+
+
+def split_by_group(records: Sequence[LabelledImage], val_fraction: float = 0.2, seed: int = 1234) -> dict[str, list[str]]:
+    """Record ids for train and val such that no group (a sender) is on both sides; groups are
+    shuffled and taken for validation until it holds `val_fraction` of the records."""
+    groups = sorted({r.group for r in records})
+    np.random.default_rng(seed).shuffle(groups)
+    sizes = {g: 0 for g in groups}
+    for r in records:
+        sizes[r.group] += 1
+    val_groups, taken = set(), 0
+    for g in groups:
+        if taken >= val_fraction * len(records):
+            break
+        val_groups.add(g)
+        taken += sizes[g]
+    return {"train": [r.id for r in records if r.group not in val_groups],
+            "val": [r.id for r in records if r.group in val_groups]}
+
+
+def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy, margin: float = 0.1,
+                      min_side: int = 24, min_area_fraction: float = 0.001) -> list[LabelledImage]:
+    """Garment crops of every annotated CCP photo: one per connected region of each mapped label
+    (closed and split as the detector's instances), the box grown by `margin` of its size on every
+    side for context, crops smaller than `min_side` pixels dropped. `group` is the photo id."""
+    from detection.records import ccp_instances, ccp_label_names  # the detector's instance rules
+    import scipy.io
+    from PIL import Image
+
+    root = Path(root)
+    names = ccp_label_names(root)
+    resolve = resolver(label_map, taxonomy)
+    # Every label the map does not ignore becomes instances; each is resolved when first seen.
+    candidates = {value: name for value, name in enumerate(names) if name and name not in label_map.ignore}
+    records = []
+    for mat in sorted((root / "annotations" / "pixel-level").glob("*.mat")):
+        photo = root / "photos" / f"{mat.stem}.jpg"
+        if not photo.is_file():
+            continue
+        with Image.open(photo) as image:
+            width, height = image.size
+        label_map_pixels = scipy.io.loadmat(mat)["groundtruth"]
+        min_area = max(16, int(min_area_fraction * width * height))
+        for k, instance in enumerate(ccp_instances(label_map_pixels, {v: v for v in candidates}, min_area)):
+            x1, y1, x2, y2 = instance.box
+            name = candidates[instance.category]
+            if min(x2 - x1, y2 - y1) < min_side or resolve(name) is None:
+                continue
+            dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+            box = (int(max(0, x1 - dx)), int(max(0, y1 - dy)), int(min(width, x2 + dx)), int(min(height, y2 + dy)))
+            records.append(LabelledImage(f"{int(mat.stem)}-{k}", photo, "street", resolve(name), name, box,
+                                         group=f"photo:{int(mat.stem)}"))
+    return records
+
+
+def split_street_crops(records: Sequence[LabelledImage], split_file: str | Path | None, val_fraction: float = 0.15,
+                       seed: int = 1234) -> dict[str, list[str]]:
+    """Use the detector's photo split (`{"train": [photo ids], "val": [...]}`) when given, so the
+    crops held out are from photos the detector never trained on either; else split by photo."""
+    if split_file is None:
+        return split_by_group(records, val_fraction, seed)
+    photos = json.loads(Path(split_file).read_text())
+    val = {f"photo:{int(i)}" for i in photos["val"]}
+    return {"train": [r.id for r in records if r.group not in val], "val": [r.id for r in records if r.group in val]}
