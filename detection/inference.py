@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from torchvision.ops import nms
 
 from .bundle import load_bundle
 
@@ -40,9 +41,16 @@ class Detector:
         self.classes = self.manifest["classes"]
         self.batch_size = batch_size
         self.version = f"{self.manifest['name']}:{self.manifest['version']}"
+        # IoU of the suppression across classes: the override, else the bundle's (None: off).
+        self.class_agnostic_nms = overrides.get("class_agnostic_nms") or self.manifest["model"].get("class_agnostic_nms")
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Garments in each image: the model's per-class detections, then one box per garment across classes."""
+        return [suppress_across_classes(found, self.class_agnostic_nms) for found in self.detect_per_class(images)]
 
     @torch.inference_mode()
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+    def detect_per_class(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """The model's own output: NMS within each class only, so a garment can come back under two labels."""
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = [to_tensor(image, self.device) for image in images[start:start + self.batch_size]]
@@ -56,6 +64,20 @@ class Detector:
                                                        output["labels"].cpu().tolist(), output["scores"].cpu().tolist())
                 ])
         return results
+
+
+def suppress_across_classes(detections: list[Detection], iou: float | None) -> list[Detection]:
+    """NMS over all detections whatever their class: of boxes overlapping at IoU > `iou` only the highest
+    scoring one stays (its label is the garment's). Order by score is kept; `iou` None keeps everything."""
+    return [detections[i] for i in kept_across_classes([d.box for d in detections], [d.score for d in detections], iou)]
+
+
+def kept_across_classes(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou: float | None) -> list[int]:
+    """Indices (by falling score) that class-agnostic NMS keeps of `boxes` (x1, y1, x2, y2)."""
+    if iou is None or len(boxes) < 2:
+        return list(range(len(boxes)))
+    return nms(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(scores, dtype=torch.float32),
+               float(iou)).tolist()
 
 
 def crop_detection(image: np.ndarray, box: Sequence[float], padding: float = 0.1, mask: np.ndarray | None = None,

