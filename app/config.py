@@ -24,6 +24,7 @@ class Settings:
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-mobilenet"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
+    detector_class_agnostic_nms: float | None = None  # IoU of the NMS across classes; None: the bundle's, 1: off
     # Garments whose box is narrower or shorter than this (pixels) are not reported: a crop of a few
     # pixels, blown up to the classifier's 80x60, gives labels that are noise.
     garment_min_side: int = 16
@@ -79,6 +80,8 @@ class Settings:
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")
                                       else defaults.detector_score_threshold),
+            detector_class_agnostic_nms=(float(env["DETECTOR_CLASS_AGNOSTIC_NMS"]) if env.get("DETECTOR_CLASS_AGNOSTIC_NMS")
+                                         else defaults.detector_class_agnostic_nms),
             garment_min_side=int(env.get("GARMENT_MIN_SIDE", defaults.garment_min_side)),
             device=env.get("DEVICE", defaults.device),
             batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),

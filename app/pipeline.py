@@ -50,7 +50,8 @@ class Pipeline:
     @classmethod
     def load(cls, settings: Settings) -> "Pipeline":
         detector = Detector(settings.detector_bundle, device=settings.device, min_size=settings.detector_min_size,
-                            score_threshold=settings.detector_score_threshold)
+                            score_threshold=settings.detector_score_threshold,
+                            class_agnostic_nms=settings.detector_class_agnostic_nms)
         return cls(detector, Classifier(settings.classifier_bundle), settings.batch_max_images,
                    settings.batch_max_wait_ms / 1000, settings.garment_min_side)
 
