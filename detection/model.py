@@ -111,4 +111,11 @@ def build_detector(config: DetectorConfig, pretrained: bool = False) -> nn.Modul
         model.roi_heads.mask_head = MaskRCNNHeads(in_channels, (config.mask_head_channels,) * config.mask_head_layers, 1)
         model.roi_heads.mask_predictor = MaskRCNNPredictor(config.mask_head_channels, config.mask_head_channels,
                                                            config.num_classes)
+    if config.architecture in PRETRAINED_BACKBONES:
+        # torchvision draws the mask logits layer like a ReLU layer (std sqrt(2/classes)): on pretrained
+        # features that starts the mask loss near 5.5 instead of ln 2 and sends large gradients into the
+        # FPN in the first steps. Detectron2 starts it near zero (std 0.001).
+        logits = model.roi_heads.mask_predictor.mask_fcn_logits
+        nn.init.normal_(logits.weight, std=0.001)
+        nn.init.zeros_(logits.bias)
     return model
