@@ -1,7 +1,10 @@
-"""COCO evaluation of a detector bundle (box AP, AP50, AP75, mask AP, per category) with pycocotools.
+"""COCO evaluation of a detector bundle with pycocotools: box AP, AP50, AP75, mask AP, per category;
+the same class-agnostic (every class merged into "garment": was each garment found once?); detections
+per photo against garments per photo and precision/recall at the serving (best-F1) threshold; and what
+class-agnostic NMS does to all of these (off, and at IoU 0.5-0.8).
 
     python -m detection.evaluate --bundle models/ccp-maskrcnn-mobilenet --dataset ccp \
-        --data ../shared/datasets/clothing-co-parsing --split val
+        --data ../shared/datasets/clothing-co-parsing --split val [--class-agnostic-nms 0.7] [--update-manifest]
 
 Writes metrics.json, report.md and a PNG sheet of predictions drawn on a few images into --out.
 """
