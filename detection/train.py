@@ -121,7 +121,8 @@ def parse_args(argv):
                         help="proposals kept per image before and after NMS while training")
     parser.add_argument("--rpn-test-proposals", type=int, nargs=2, default=(1000, 1000), metavar=("PRE", "POST"))
     parser.add_argument("--cache", action="store_true",
-                        help="decode every training sample once, downscaled to 1.25x --min-size, and keep it in memory")
+                        help="decode every training sample once, downscaled to 1.25x --min-size (or the largest "
+                             "--scale-jitter size), and keep it in memory")
     parser.add_argument("--val-fraction", type=float, default=0.15)
     parser.add_argument("--limit", type=int, help="use only the first N records (smoke runs)")
     parser.add_argument("--workers", type=int, default=2)
@@ -143,8 +144,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     split = split_records(records, args.val_fraction, args.seed)
     (args.run_dir / "split.json").write_text(json.dumps(split))
     by_id = {r.image_id: r for r in records}
+    sizes = scale_jitter_sizes(args.min_size, *args.scale_jitter) if args.scale_jitter else (args.min_size,)
+    # Cached at the largest training size (at least 1.25x the serving size), so jitter never upsamples.
     train_set = DetectionDataset([by_id[i] for i in split["train"]], train_transforms(args.min_size),
-                                 cache_side=int(args.min_size * 1.25) if args.cache else None)
+                                 cache_side=max(int(args.min_size * 1.25), max(sizes)) if args.cache else None)
     if args.cache:
         train_set.preload(args.workers)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
@@ -159,7 +162,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             roi_samples_per_image=args.roi_samples, fpn_channels=args.fpn_channels,
                             class_agnostic_nms=args.class_agnostic_nms)
     model = build_detector(config, pretrained=True).to(device)
-    sizes = scale_jitter_sizes(args.min_size, *args.scale_jitter) if args.scale_jitter else (args.min_size,)
     jitter_model_scale(model, sizes, args.max_size / args.min_size)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

@@ -43,3 +43,20 @@ def test_training_sample_keeps_masks_aligned_with_boxes():
     ys, xs = torch.nonzero(target["masks"][0], as_tuple=True)
     assert abs(xs.min().item() - x1) <= 1 and abs(ys.min().item() - y1) <= 1
     assert abs(xs.max().item() + 1 - x2) <= 1 and abs(ys.max().item() + 1 - y2) <= 1
+
+
+def test_scale_jitter_reaches_the_model_in_training_and_not_at_serving():
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+    from types import SimpleNamespace
+
+    from detection.transforms import jitter_model_scale, scale_jitter_sizes
+
+    assert scale_jitter_sizes(512) == (384, 416, 448, 480, 512, 544, 576, 608, 640)
+    assert scale_jitter_sizes(100, 0.9, 1.1, step=8) == (90, 98, 100, 106)  # the serving size is always one
+    transform = GeneralizedRCNNTransform(512, 768, [0.5] * 3, [0.5] * 3)
+    jitter_model_scale(SimpleNamespace(transform=transform), scale_jitter_sizes(64), aspect=1.5)
+    image = torch.rand(3, 60, 40)
+    torch.manual_seed(0)
+    seen = {transform.train()([image])[0].image_sizes[0] for _ in range(30)}
+    # Shorter side 48..80, longer side 1.5x it: the longer-side limit (120) follows, so 80 is not capped.
+    assert {s[1] for s in seen} == {48, 64, 80} and (120, 80) in seen
