@@ -9,7 +9,7 @@ the CPU profile's cheap heads (a 128-channel FPN; 1.24 s per step of 2 photos at
 
     python -m detection.train --dataset ccp --data ../shared/datasets/clothing-co-parsing \
         --architecture maskrcnn_efficientnet_lite0_fpn --bundle models/ccp-maskrcnn-efflite0 --run-dir runs/efflite0 \
-        --epochs 5 --batch-size 2 --min-size 512 --max-size 768 --scale-jitter 0.75 1.25 \
+        --epochs 4 --batch-size 2 --min-size 512 --max-size 768 --scale-jitter 0.75 1.25 \
         --optimizer sgd --lr 0.01 --fpn-channels 128 --mask-head-channels 128 --mask-head-layers 2 --roi-samples 128 \
         --rpn-train-proposals 600 300 --rpn-test-proposals 300 300 --class-agnostic-nms 0.7 --cache --workers 1
 
