@@ -88,7 +88,10 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
-def load_bundle(folder: str | Path, verify_sha256: bool = True) -> tuple[keras.Model, Taxonomy, dict]:
+def load_bundle(folder: str | Path, verify_sha256: bool = True,
+                input_size: tuple[int, int] | None = None) -> tuple[keras.Model, Taxonomy, dict]:
+    """`input_size` runs the same weights at another input size (the trunks pool globally): for
+    measuring the accuracy/speed trade of a size without retraining; the bundle's size is the default."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     weights = folder / manifest["weights"]["file"]
@@ -97,7 +100,7 @@ def load_bundle(folder: str | Path, verify_sha256: bool = True) -> tuple[keras.M
     taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
     config = manifest["model"]
     # Bundles written before trunks had names are VGG19.
-    model = build_model(taxonomy, input_size=tuple(config["input_size"]), width=config.get("width", 1.0),
+    model = build_model(taxonomy, input_size=tuple(input_size or config["input_size"]), width=config.get("width", 1.0),
                         head_units=config["head_units"], trunk=config.get("trunk", "vgg19"))
     load_weights(model, weights, taxonomy)
     return model, taxonomy, manifest

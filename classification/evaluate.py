@@ -192,9 +192,10 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
 
 
 def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledImage]], out_dir: Path | None = None,
-                    update_manifest: bool = False, batch_size: int = 128) -> dict:
+                    update_manifest: bool = False, batch_size: int = 128,
+                    input_size: tuple[int, int] | None = None) -> dict:
     """Reports by kind (printed as a table); with `update_manifest` their summary goes into the manifest."""
-    classifier = Classifier(bundle_dir, batch_size=batch_size)
+    classifier = Classifier(bundle_dir, batch_size=batch_size, input_size=input_size)
     reports = evaluate_kinds(classifier, records, out_dir or Path(bundle_dir) / "evaluation")
     print(format_table(reports))
     if update_manifest:
@@ -231,7 +232,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, help="report folder (default: <bundle>/evaluation)")
     parser.add_argument("--update-manifest", action="store_true", help="store the summary in the bundle's manifest")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="run the bundle's weights at another input size (the accuracy/speed trade of a size)")
     args = parser.parse_args(argv)
+    if args.input_size and args.update_manifest:
+        parser.error("--update-manifest records the bundle's own input size; drop --input-size")
     if not (args.catalogue or args.photos or args.street):
         parser.error("give at least one of --catalogue, --photos, --street")
     classifier_manifest = json.loads((args.bundle / "manifest.json").read_text())
@@ -250,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.street:
         crops = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
         records["street"] = _held_out(crops, split.get("street"), "val")
-    return evaluate_bundle(args.bundle, records, args.out, args.update_manifest, args.batch_size)
+    return evaluate_bundle(args.bundle, records, args.out, args.update_manifest, args.batch_size,
+                           tuple(args.input_size) if args.input_size else None)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
 
 class Classifier:
-    def __init__(self, bundle_dir: str | Path, batch_size: int = 64):
+    def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None):
         self.bundle_dir = Path(bundle_dir)
-        self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir)
-        self.input_size = tuple(self.manifest["model"]["input_size"])
+        self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
+        self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
         self.versions = {group: f"{self.manifest['name']}:{self.manifest['version']}/{group}" for group in MODEL_GROUPS}

@@ -151,3 +151,13 @@ def test_training_resumes_from_its_checkpoint(trained_bundle, tiny_catalogue, ti
                                         tmp_path / "bundle", run_dir, epochs=2) + ["--resume", "--no-evaluate"])
     assert "resuming from epoch 1" in capsys.readouterr().out
     assert len(manifest["training"]["history"]["loss"]) == 2  # the first epoch's history was kept
+
+
+def test_the_same_weights_run_at_another_input_size(trained_bundle):
+    bundle_size = tuple(trained_bundle["manifest"]["model"]["input_size"])
+    other = (bundle_size[0] + 16, bundle_size[1] + 12)
+    classifier = Classifier(trained_bundle["bundle"], input_size=other)
+    assert classifier.input_size == other and classifier.model.input_shape[1:3] == other
+    image = np.random.default_rng(1).integers(0, 255, (90, 70, 3), dtype=np.uint8)
+    probs = classifier.predict_proba([image])
+    assert all(np.isclose(probs[t].sum(), 1.0, atol=1e-4) for t in TASKS)
