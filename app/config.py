@@ -20,7 +20,7 @@ def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
 @dataclasses.dataclass(frozen=True)
 class Settings:
     database_url: str = f"sqlite:///{ROOT / 'instance' / 'fashion-tagger.sqlite3'}"
-    classifier_bundle: Path = ROOT / "models" / "fashion-vgg19"
+    classifier_bundle: Path = ROOT / "models" / "fashion-lite0"
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-mobilenet"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)

@@ -1,6 +1,6 @@
 """Which Keras backend should serve the classifier? Latency and memory of the same bundle under each.
 
-    .venv/bin/python bench/classifier_backends.py [--bundle models/fashion-vgg19] [--repeats 50]
+    .venv/bin/python bench/classifier_backends.py [--bundle models/fashion-lite0] [--repeats 50]
 
 Each backend runs in its own process (Keras picks its backend at import). Prints a table and writes
 bench/results/classifier-backends-<time>.json.
@@ -53,7 +53,7 @@ print(json.dumps(result))
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", default=str(ROOT / "models" / "fashion-vgg19"))
+    parser.add_argument("--bundle", default=str(ROOT / "models" / "fashion-lite0"))
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args()
     results = {}
