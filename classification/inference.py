@@ -7,6 +7,7 @@ from typing import Sequence
 import keras
 import numpy as np
 
+from . import runtime
 from .bundle import load_bundle
 from .decoding import HierarchyDecoder
 from .preprocess import preprocess_batch
@@ -30,7 +31,8 @@ class Classifier:
     def predict_proba_preprocessed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         parts = {task: [] for task in TASKS}
         for start in range(0, len(batch), self.batch_size):
-            outputs = self.model(batch[start:start + self.batch_size], training=False)
+            with runtime.no_grad():
+                outputs = self.model(batch[start:start + self.batch_size], training=False)
             for task in TASKS:
                 parts[task].append(keras.ops.convert_to_numpy(outputs[task]).astype(np.float32))
         if not len(batch):

@@ -6,6 +6,7 @@ detector fits beside it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 # Idle OpenMP threads sleep instead of spinning. With a second busy process on a small CPU (two
@@ -52,3 +53,12 @@ def gpu_available() -> bool:
 
         return bool(tf.config.list_physical_devices("GPU"))
     return False
+
+
+def no_grad():
+    """Context for inference calls: under torch, calling a Keras model directly records the autograd
+    graph and keeps every activation until the outputs are freed (measured: +2.9 GB peak RSS for 64
+    Lite0 crops at 128x96); torch.no_grad() stops that. Other backends record nothing outside a tape."""
+    if backend() == "torch":
+        return torch.no_grad()
+    return contextlib.nullcontext()
