@@ -13,6 +13,7 @@ def test_settings_from_the_environment():
     assert settings.detector_min_size == 256 and settings.broker_url == "redis://r:6379/0"
     assert settings.classifier_bundle == Path("/bundles/c")
     assert settings.batch_max_images == 8 and settings.batch_max_wait_ms == 2.5
+    assert Settings.from_env({"DETECTOR_CLASS_AGNOSTIC_NMS": "0.6"}).detector_class_agnostic_nms == 0.6
 
 
 def test_embedded_defaults():
@@ -22,3 +23,5 @@ def test_embedded_defaults():
     assert settings.fetch_max_redirects == 3 and settings.fetch_max_bytes == 20 * 1024 * 1024
     assert settings.batch_max_images == 1  # cross-request batching off unless asked for
     assert settings.garment_min_side == 16 and settings.detector_score_threshold is None  # the bundle's
+    assert settings.detector_class_agnostic_nms is None  # the bundle's
+    assert settings.classifier_bundle.name == "fashion-lite0"  # the pretrained trunk serves by default
