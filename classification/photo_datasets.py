@@ -79,33 +79,25 @@ def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy,
     """Garment crops of every annotated CCP photo: one per connected region of each mapped label
     (closed and split as the detector's instances), the box grown by `margin` of its size on every
     side for context, crops smaller than `min_side` pixels dropped. `group` is the photo id."""
-    from detection.records import ccp_instances, ccp_label_names  # the detector's instance rules
-    import scipy.io
-    from PIL import Image
+    from detection.records import ccp_label_names, read_ccp  # the detector's instance rules
 
     root = Path(root)
-    names = ccp_label_names(root)
     resolve = resolver(label_map, taxonomy)
-    # Every label the map does not ignore becomes instances; each is resolved when first seen.
-    candidates = {value: name for value, name in enumerate(names) if name and name not in label_map.ignore}
+    # Every label the map does not ignore becomes instances (one class per raw label); each is
+    # resolved when first seen.
+    candidates = {value: name for value, name in enumerate(ccp_label_names(root)) if name and name not in label_map.ignore}
     records = []
-    for mat in sorted((root / "annotations" / "pixel-level").glob("*.mat")):
-        photo = root / "photos" / f"{mat.stem}.jpg"
-        if not photo.is_file():
-            continue
-        with Image.open(photo) as image:
-            width, height = image.size
-        label_map_pixels = scipy.io.loadmat(mat)["groundtruth"]
-        min_area = max(16, int(min_area_fraction * width * height))
-        for k, instance in enumerate(ccp_instances(label_map_pixels, {v: v for v in candidates}, min_area)):
+    for photo in read_ccp(root, min_area_fraction, pixel_to_class={v: v for v in candidates}):
+        width, height = photo.width, photo.height
+        for k, instance in enumerate(photo.instances()):
             x1, y1, x2, y2 = instance.box
             name = candidates[instance.category]
             if min(x2 - x1, y2 - y1) < min_side or resolve(name) is None:
                 continue
             dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
             box = (int(max(0, x1 - dx)), int(max(0, y1 - dy)), int(min(width, x2 + dx)), int(min(height, y2 + dy)))
-            records.append(LabelledImage(f"{int(mat.stem)}-{k}", photo, "street", resolve(name), name, box,
-                                         group=f"photo:{int(mat.stem)}"))
+            records.append(LabelledImage(f"{photo.image_id}-{k}", photo.image_path, "street", resolve(name), name, box,
+                                         group=f"photo:{photo.image_id}"))
     return records
 
 

@@ -72,10 +72,13 @@ def ccp_instances(label_map: np.ndarray, pixel_to_class: dict[int, int], min_are
     return instances
 
 
-def read_ccp(root: str | Path, min_area_fraction: float = 0.001) -> list[DetectionRecord]:
-    """Photos with a pixel-level annotation (`annotations/pixel-level/<NNNN>.mat`, variable `groundtruth`)."""
+def read_ccp(root: str | Path, min_area_fraction: float = 0.001,
+             pixel_to_class: dict[int, int] | None = None) -> list[DetectionRecord]:
+    """Photos with a pixel-level annotation (`annotations/pixel-level/<NNNN>.mat`, variable `groundtruth`).
+    `pixel_to_class` maps pixel values to instance classes (default: the detector's garment groups)."""
     root = Path(root)
-    pixel_to_class = ccp_label_to_class(ccp_label_names(root))
+    if pixel_to_class is None:
+        pixel_to_class = ccp_label_to_class(ccp_label_names(root))
     records = []
     for mat in sorted((root / "annotations" / "pixel-level").glob("*.mat")):
         photo = root / "photos" / f"{mat.stem}.jpg"
