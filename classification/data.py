@@ -18,7 +18,7 @@ from tqdm import tqdm
 from common.images import load_rgb
 
 from .augment import PhotoAugmenter
-from .preprocess import letterbox, preprocess_batch
+from .preprocess import letterbox
 from .records import LabelledImage
 from .taxonomy import TASKS, Taxonomy
 
@@ -62,10 +62,6 @@ def load_images(records: Sequence[LabelledImage], max_side: int | None = None, d
         with open(cache, "wb") as handle:
             pickle.dump(images, handle, protocol=pickle.HIGHEST_PROTOCOL)
     return images
-
-
-def letterboxed(images: Sequence[np.ndarray], input_size: tuple[int, int]) -> np.ndarray:
-    return preprocess_batch(list(images), input_size)
 
 
 class MixedBatches(keras.utils.PyDataset):

@@ -33,7 +33,7 @@ from .metrics import confusion, task_metrics
 from .photo_datasets import read_labelled_photos, read_street_crops
 from .plots import confusion_matrix_png, image_grid
 from .records import LabelledImage, from_catalogue
-from .taxonomy import TASKS
+from .taxonomy import TASKS, Taxonomy
 
 CONFUSION_TASKS = ("masterCategory", "subCategory")
 LABEL_MAPS = Path(__file__).parent / "label_maps"
@@ -239,10 +239,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parser.error("--update-manifest records the bundle's own input size; drop --input-size")
     if not (args.catalogue or args.photos or args.street):
         parser.error("give at least one of --catalogue, --photos, --street")
-    classifier_manifest = json.loads((args.bundle / "manifest.json").read_text())
-    from .taxonomy import Taxonomy
-
-    taxonomy = Taxonomy.from_dict(classifier_manifest["taxonomy"])
+    taxonomy = Taxonomy.from_dict(json.loads((args.bundle / "manifest.json").read_text())["taxonomy"])
     split_file = args.bundle / "split.json"
     split = {} if args.all_records or not split_file.is_file() else json.loads(split_file.read_text())
     records = {}

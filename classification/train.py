@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     # A float32 copy beside the checkpoint: what the float16 bundle that ships is compared against.
     write_bundle(args.run_dir / "bundle-float32", model, taxonomy, config, {"training": training}, dtype="float32")
-    manifest = write_bundle(args.bundle, model, taxonomy, config, {"training": training}, dtype=args.weights_dtype)
+    write_bundle(args.bundle, model, taxonomy, config, {"training": training}, dtype=args.weights_dtype)
     (args.bundle / "split.json").write_text(json.dumps(split))
     if (args.run_dir / "training_curve.png").is_file():
         (args.bundle / "training_curve.png").write_bytes((args.run_dir / "training_curve.png").read_bytes())
