@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from common.images import load_rgb
 
-from .bundle import write_bundle
+from .bundle import load_bundle, write_bundle
 from .evaluate import SUMMARY_SKIPS, evaluate, record_in_manifest
 from .inference import Detector
 from .model import DetectorConfig, backbone_info, build_detector
@@ -92,6 +92,18 @@ def collate(batch):
     return tuple(zip(*batch))
 
 
+def initialise_from_bundle(model: torch.nn.Module, folder: Path, config: DetectorConfig, classes: list[str]) -> dict:
+    """Load a finished bundle's weights into `model` and say what they were (its name, version and training)."""
+    source, manifest = load_bundle(folder)
+    if manifest["model"]["architecture"] != config.architecture or manifest["classes"] != classes:
+        raise SystemExit(f"--init-from {folder}: a {manifest['model']['architecture']} bundle for "
+                         f"{len(manifest['classes'])} classes cannot start a {config.architecture} run for {len(classes)}")
+    model.load_state_dict(source.state_dict())
+    earlier = manifest.get("training", {})
+    return {"bundle": manifest["name"], "version": manifest["version"],
+            **{k: earlier[k] for k in ("command", "epochs", "seconds", "initialised_from") if k in earlier}}
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(READERS), required=True)
@@ -128,6 +140,9 @@ def parse_args(argv):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init-from", type=Path, metavar="BUNDLE",
+                        help="start from this detector bundle's weights (same architecture and classes): "
+                             "a further schedule on top of a finished run")
     parser.add_argument("--device", default="auto")
     return parser.parse_args(argv)
 
@@ -161,7 +176,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             rpn_test_pre_nms=args.rpn_test_proposals[0], rpn_test_post_nms=args.rpn_test_proposals[1],
                             roi_samples_per_image=args.roi_samples, fpn_channels=args.fpn_channels,
                             class_agnostic_nms=args.class_agnostic_nms)
-    model = build_detector(config, pretrained=True).to(device)
+    model = build_detector(config, pretrained=True)
+    initialised_from = initialise_from_bundle(model, args.init_from, config, list(classes)) if args.init_from else None
+    model = model.to(device)
     jitter_model_scale(model, sizes, args.max_size / args.min_size)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -235,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "epoch_mean_losses": state["history"],
         "seconds": round(state.get("train_seconds", 0.0), 1),  # training epochs, summed over resumed runs
     }
+    if initialised_from:
+        training["initialised_from"] = initialised_from
     manifest = write_bundle(args.bundle, model.cpu().float(), config, list(classes), {"training": training})
     (args.bundle / "split.json").write_text(json.dumps(split))
     if (args.run_dir / "loss_curve.png").is_file():

@@ -166,3 +166,27 @@ def test_class_agnostic_ap_on_a_hand_made_case():
     summary = evaluate.serving_summary(ground_truth, evaluate.served(results, 0.7), threshold=0.5)
     assert summary["detections_per_image"] == summary["garments_per_image"] == 2.0
     assert summary["agnostic_precision"] == 1.0 and summary["precision"] == 1.0
+
+
+def test_init_from_a_bundle_starts_from_its_weights_and_says_so(lite_bundle):
+    source = lite_bundle / "bundle"
+    train.main(["--dataset", "deepfashion2", "--data", str(lite_bundle / "df2"), "--bundle", str(lite_bundle / "again"),
+                "--run-dir", str(lite_bundle / "run-again"), "--architecture", ARCHITECTURE, "--epochs", "0",
+                "--min-size", "96", "--max-size", "128", "--fpn-channels", "64", "--mask-head-channels", "32",
+                "--mask-head-layers", "1", "--rpn-test-proposals", "100", "50", "--class-agnostic-nms", "0.6",
+                "--workers", "0", "--val-fraction", "0.34", "--init-from", str(source)])
+    first = torch.load(source / "weights.pt", weights_only=True)
+    second = torch.load(lite_bundle / "again" / "weights.pt", weights_only=True)
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    earlier = json.loads((source / "manifest.json").read_text())
+    initialised = json.loads((lite_bundle / "again" / "manifest.json").read_text())["training"]["initialised_from"]
+    assert initialised["version"] == earlier["version"] and initialised["epochs"] == 1
+
+
+def test_init_from_refuses_a_bundle_of_another_architecture(lite_bundle):
+    with pytest.raises(SystemExit, match="cannot start a maskrcnn_mobilenet_v3_fpn run"):
+        train.main(["--dataset", "deepfashion2", "--data", str(lite_bundle / "df2"), "--bundle", str(lite_bundle / "other"),
+                    "--run-dir", str(lite_bundle / "run-other"), "--architecture", "maskrcnn_mobilenet_v3_fpn",
+                    "--epochs", "0", "--min-size", "96", "--max-size", "128", "--workers", "0",
+                    "--init-from", str(lite_bundle / "bundle")])
