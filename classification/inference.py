@@ -22,6 +22,9 @@ class Classifier:
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
         self.versions = {group: f"{self.manifest['name']}:{self.manifest['version']}/{group}" for group in MODEL_GROUPS}
+        # Embeddings are comparable only between images embedded by the same weights: name:version.
+        self.embedding_version = f"{self.manifest['name']}:{self.manifest['version']}"
+        self._with_embedding: keras.Model | None = None
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Softmax outputs per task, (N, classes) each, computed in batches."""
@@ -62,3 +65,45 @@ class Classifier:
                 }
             results.append(result)
         return results
+
+    # ---- embeddings ---------------------------------------------------------------------------------------
+
+    EMBEDDING_LAYER = "gap"  # the trunk's globally pooled features: what every head is computed from
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.get_layer(self.EMBEDDING_LAYER).output.shape[-1])
+
+    def _two_output_model(self) -> keras.Model:
+        """The same network with the pooled trunk features as one more output, so tags and embedding
+        come from ONE forward pass (built once; it shares the loaded weights, nothing is copied)."""
+        if self._with_embedding is None:
+            outputs = dict(self.model.output)
+            outputs["embedding"] = self.model.get_layer(self.EMBEDDING_LAYER).output
+            self._with_embedding = keras.Model(self.model.input, outputs, name=f"{self.model.name}_with_embedding")
+        return self._with_embedding
+
+    def predict_with_embeddings(self, images: Sequence[np.ndarray]) -> tuple[list[dict], np.ndarray]:
+        """What `predict` returns, plus each image's L2-normalised trunk embedding, (N, embedding_dim)
+        float32, from the same forward pass."""
+        if not len(images):
+            return [], np.zeros((0, self.embedding_dim), np.float32)
+        batch = preprocess_batch(images, self.input_size)
+        model = self._two_output_model()
+        parts = {task: [] for task in (*TASKS, "embedding")}
+        for start in range(0, len(batch), self.batch_size):
+            with runtime.no_grad():
+                outputs = model(batch[start:start + self.batch_size], training=False)
+            for name in parts:
+                parts[name].append(keras.ops.convert_to_numpy(outputs[name]).astype(np.float32))
+        probs = {task: np.concatenate(parts[task]) for task in TASKS}
+        return self.describe(probs), l2_normalise(np.concatenate(parts["embedding"]))
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """L2-normalised trunk embeddings, (N, embedding_dim) float32."""
+        return self.predict_with_embeddings(images)[1]
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)  # an all-zero vector stays zero instead of NaN
