@@ -33,7 +33,7 @@ from . import runtime
 import keras  # noqa: E402  (after runtime, which picks the backend and import order)
 
 from .augment import PhotoAugmenter  # noqa: E402
-from .bundle import write_bundle  # noqa: E402
+from .bundle import load_weights, read_manifest, write_bundle  # noqa: E402
 from .catalogue import read_catalogue, split_ids  # noqa: E402
 from .data import MixedBatches, encode_allowed, load_images  # noqa: E402
 from .label_map import LabelMap  # noqa: E402
@@ -106,6 +106,18 @@ def compile_model(model: keras.Model, lr: float, total_steps: int) -> None:
     )
 
 
+def initialise_from_bundle(model: keras.Model, folder: Path, taxonomy: Taxonomy, trunk: str) -> dict:
+    """Copy a finished bundle's weights into `model` and say what they were (name, version, training)."""
+    manifest = read_manifest(folder)
+    if manifest["model"].get("trunk", "vgg19") != trunk or Taxonomy.from_dict(manifest["taxonomy"]).to_dict() != taxonomy.to_dict():
+        raise SystemExit(f"--init-from {folder}: its trunk ({manifest['model'].get('trunk', 'vgg19')}) or labels differ "
+                         f"from this run's ({trunk}, the catalogue's labels)")
+    load_weights(model, folder / manifest["weights"]["file"], taxonomy)
+    earlier = manifest.get("training", {})
+    return {"bundle": manifest["name"], "version": manifest["version"],
+            **{k: earlier[k] for k in ("command", "epochs", "train_seconds", "initialised_from") if k in earlier}}
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path, required=True,
@@ -129,12 +141,17 @@ def parse_args(argv):
     parser.add_argument("--head-units", type=int, default=512)
     parser.add_argument("--max-side", type=int, default=192, help="photos and crops are kept at most this large")
     parser.add_argument("--catalogue-per-epoch", type=int, help="thumbnails drawn per epoch (default: all)")
+    parser.add_argument("--photos-per-epoch", type=int, help="phone photos drawn per epoch (default: all; more repeats them)")
+    parser.add_argument("--street-per-epoch", type=int, help="street crops drawn per epoch (default: all; more repeats them)")
     parser.add_argument("--val-catalogue", type=int, default=1500, help="catalogue validation images scored each epoch")
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--limit", type=int, help="use only this many catalogue rows (smoke runs)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
     parser.add_argument("--workers", type=int, default=2, help="threads preparing batches")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init-from", type=Path, metavar="BUNDLE",
+                        help="start from this classifier bundle's weights (same trunk and labels; any input size "
+                             "and frozen stages): a further schedule on top of a finished run")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the three-kind evaluation at the end")
     parser.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16")
     return parser.parse_args(argv)
@@ -201,7 +218,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train_images, train_labels, train_kinds = subset(train_index)
     train = MixedBatches(train_images, train_labels, train_kinds, input_size, args.batch_size,
                          PhotoAugmenter(input_size, backgrounds, seed=args.seed),
-                         per_epoch={"catalogue": args.catalogue_per_epoch}, seed=args.seed,
+                         per_epoch={"catalogue": args.catalogue_per_epoch, "photo": args.photos_per_epoch,
+                                    "street": args.street_per_epoch}, seed=args.seed,
                          workers=args.workers, use_multiprocessing=False)
     val = MixedBatches(*subset(val_index), input_size, 128)
     steps = min(len(train), args.steps_per_epoch or len(train))
@@ -214,7 +232,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"resuming from epoch {state['epoch']}")
     else:
         model = build_model(taxonomy, input_size, width=args.width, head_units=args.head_units, trunk=args.trunk,
-                            frozen_stages=args.frozen_stages, imagenet_init=trunk.pretrained is not None)
+                            frozen_stages=args.frozen_stages,
+                            imagenet_init=trunk.pretrained is not None and not args.init_from)
+        if args.init_from:
+            state["initialised_from"] = initialise_from_bundle(model, args.init_from, taxonomy, args.trunk)
         compile_model(model, args.lr, steps * args.epochs)
     if state["epoch"] < args.epochs:
         model.fit(train, validation_data=val, epochs=args.epochs, initial_epoch=state["epoch"],
@@ -242,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "backend": runtime.backend(), "mixed_precision": runtime.gpu_available(),
         "machine": f"{platform.machine()} {'GPU' if runtime.gpu_available() else 'CPU only'}",
         "epochs": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
-        "catalogue_per_epoch": args.catalogue_per_epoch, "learning_rate": args.lr,
+        "catalogue_per_epoch": args.catalogue_per_epoch, "photos_per_epoch": args.photos_per_epoch,
+        "street_per_epoch": args.street_per_epoch, "learning_rate": args.lr,
         "schedule": "cosine decay with linear warm-up", "optimizer": "AdamW(weight_decay=1e-4)",
         "loss": "partial-label cross-entropy (-log of the probability mass on the allowed labels)",
         "augmentation": "catalogue background replaced by photo patches or textures; random resized crop, "
@@ -251,6 +273,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "history": state["history"], "train_seconds": round(state.get("train_seconds", 0.0), 1),
         "seconds": round(time.time() - started, 1),
     }
+    if state.get("initialised_from"):
+        training["initialised_from"] = state["initialised_from"]
     # A float32 copy beside the checkpoint: what the float16 bundle that ships is compared against.
     write_bundle(args.run_dir / "bundle-float32", model, taxonomy, config, {"training": training}, dtype="float32")
     write_bundle(args.bundle, model, taxonomy, config, {"training": training}, dtype=args.weights_dtype)

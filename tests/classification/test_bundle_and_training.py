@@ -161,3 +161,33 @@ def test_the_same_weights_run_at_another_input_size(trained_bundle):
     image = np.random.default_rng(1).integers(0, 255, (90, 70, 3), dtype=np.uint8)
     probs = classifier.predict_proba([image])
     assert all(np.isclose(probs[t].sum(), 1.0, atol=1e-4) for t in TASKS)
+
+
+def test_init_from_a_bundle_starts_from_its_weights_at_another_input_size(trained_bundle, tiny_catalogue, tiny_photos,
+                                                                          tiny_street, tmp_path):
+    from classification import train
+
+    from .conftest import training_args
+
+    size = [str(s + 8) for s in trained_bundle["manifest"]["model"]["input_size"]]
+    manifest = train.main(training_args(trained_bundle["trunk"], tiny_catalogue, tiny_photos, tiny_street,
+                                        tmp_path / "bundle", tmp_path / "run", epochs=0)
+                          + ["--init-from", str(trained_bundle["bundle"]), "--height", size[0], "--input-width", size[1],
+                             "--street-per-epoch", "3", "--no-evaluate"])
+    assert manifest["model"]["input_size"] == [int(s) for s in size]
+    assert manifest["training"]["initialised_from"]["version"] == trained_bundle["manifest"]["version"]
+    assert manifest["training"]["street_per_epoch"] == 3
+    with np.load(trained_bundle["bundle"] / "weights.npz") as before, np.load(tmp_path / "bundle" / "weights.npz") as after:
+        assert sorted(before.files) == sorted(after.files)
+        assert all(np.array_equal(before[k], after[k]) for k in before.files)
+
+
+def test_init_from_refuses_a_bundle_of_another_trunk(trained_bundle, tiny_catalogue, tiny_photos, tiny_street, tmp_path):
+    from classification import train
+
+    from .conftest import TRUNK_OPTIONS, training_args
+
+    other = next(t for t in sorted(TRUNK_OPTIONS) if t != trained_bundle["trunk"])
+    with pytest.raises(SystemExit, match="trunk"):
+        train.main(training_args(other, tiny_catalogue, tiny_photos, tiny_street, tmp_path / "bundle",
+                                 tmp_path / "run", epochs=0) + ["--init-from", str(trained_bundle["bundle"])])
