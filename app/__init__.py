@@ -9,11 +9,13 @@ from .config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import api, auth, cli, db, errors, logs, ops, ratelimits
+    from . import api, auth, cli, db, embeddings, errors, logs, ops, ratelimits, search_api
+    from .catalogue import views as catalogue
     from .jobs import api as jobs_api
     from .jobs import cli as jobs_cli
     from .jobs.queue import make_queue
     from .pipeline import PipelineHolder
+    from .similarity import SimilarityIndex
 
     app = Flask(__name__)
     settings = settings or Settings.from_env()
@@ -26,12 +28,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     auth.init_app(app)  # before the limiter: limits are counted per key
     ratelimits.init_app(app)
     app.extensions["pipeline"] = PipelineHolder(settings)
+    app.extensions["similarity"] = SimilarityIndex(settings)
+    if settings.similarity_build_at_start:  # each serving process builds its index as its models load
+        app.extensions["pipeline"].on_loaded.append(lambda pipeline: app.extensions["similarity"].build_in_background(
+            app.extensions["sessionmaker"], pipeline.embedding_model))
     app.register_blueprint(api.bp)
+    app.register_blueprint(search_api.bp)
+    if settings.catalogue_enabled:
+        catalogue.init_app(app)
     app.register_blueprint(ops.bp)
     app.register_blueprint(jobs_api.bp)
     app.extensions["job_queue"] = make_queue(app)
     cli.init_app(app)
     jobs_cli.init_app(app)
+    embeddings.init_app(app)
     if settings.preload_models:
         app.extensions["pipeline"].load()
     return app

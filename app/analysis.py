@@ -7,6 +7,7 @@ import time
 
 from sqlalchemy.orm import Session
 
+from . import thumbnails
 from .config import Settings
 from .errors import ApiError
 from .fetch import FetchedImage, decode
@@ -40,6 +41,7 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
             existing = find_analysis(session, fetched.sha256, pipeline.bundle_key)
             if existing is not None:
                 remember_source(session, existing.image_id, fetched.url)
+                _keep_thumbnail(session, settings, existing.image_id, fetched)
                 session.commit()
                 outcomes[index] = Outcome(analysis_json(existing), False)
                 continue
@@ -52,7 +54,7 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
         timings[index]["decode"] = round((time.perf_counter() - start) * 1000, 2)
         pending.append((index, fetched.sha256, image))
     if pending:
-        _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh, api_key_id)
+        _analyse_and_store(session, pipeline, settings, inputs, pending, outcomes, timings, refresh, api_key_id)
     for index, original in duplicates:
         outcomes[index] = dataclasses.replace(outcomes[original], created=False)
         if outcomes[index].analysis and inputs[index].url:
@@ -62,7 +64,7 @@ def analyse_images(session: Session, pipeline: Pipeline, settings: Settings, inp
     return outcomes
 
 
-def _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, refresh, api_key_id) -> None:
+def _analyse_and_store(session, pipeline, settings, inputs, pending, outcomes, timings, refresh, api_key_id) -> None:
     stage_times: dict = {}
     items = pipeline.analyse_many([image for _, _, image in pending], stage_times)
     for (index, sha256, image), image_items in zip(pending, items):
@@ -73,5 +75,19 @@ def _analyse_and_store(session, pipeline, inputs, pending, outcomes, timings, re
         analysis, created = save_analysis(
             session, sha256=sha256, width=image.shape[1], height=image.shape[0], url=inputs[index].url,
             bundle_key=pipeline.bundle_key, bundles=pipeline.bundles, timings=stages, items=image_items,
-            refresh=refresh, api_key_id=api_key_id)
+            refresh=refresh, api_key_id=api_key_id, embedding_model=pipeline.embedding_model,
+            thumbnail=thumbnails.make(image, settings.thumbnail_max_side, settings.thumbnail_quality),
+            thumbnail_dir=settings.thumbnail_dir)
         outcomes[index] = Outcome(analysis_json(analysis), created)
+
+
+def _keep_thumbnail(session, settings: Settings, image_id: int, fetched: FetchedImage) -> None:
+    """An image analysed before thumbnails were kept gets one when it is seen again (no model work)."""
+    if settings.thumbnail_max_side <= 0 or thumbnails.exists(session, image_id):
+        return
+    try:
+        image = decode(fetched.data, settings)
+    except ApiError:
+        return
+    thumbnail = thumbnails.make(image, settings.thumbnail_max_side, settings.thumbnail_quality)
+    thumbnails.put(session, image_id, fetched.sha256, thumbnail, settings.thumbnail_dir)

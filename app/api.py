@@ -10,6 +10,7 @@ from .analysis import analyse_images
 from .auth import current_key_id
 from .errors import ApiError
 from .fetch import FetchedImage, fetch
+from .filters import ItemFilters
 from .metrics import FETCH_FAILURES
 from .store import analysis_json, get_analysis, latest_for_url, query_items
 
@@ -20,18 +21,19 @@ def _settings():
     return current_app.config["SETTINGS"]
 
 
-def _flag(value) -> bool:
+def parse_flag(value, name: str = "refresh") -> bool:
     if isinstance(value, bool):
         return value
     if value is None:
         return False
     if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no", ""):
         return value.lower() in ("true", "1", "yes")
-    raise ApiError("invalid_request", "refresh must be a boolean")
+    raise ApiError("invalid_request", f"{name} must be a boolean")
 
 
-def read_input() -> tuple[FetchedImage, bool, dict]:
-    """(the image bytes, refresh, timings) from a JSON body with image_url or a multipart upload."""
+def read_input(flag: str = "refresh") -> tuple[FetchedImage, bool, dict]:
+    """(the image bytes, the boolean `flag` (refresh; store for searches), timings) from a JSON body with
+    image_url or a multipart upload."""
     timings: dict = {}
     settings = _settings()
     if request.files:
@@ -41,16 +43,16 @@ def read_input() -> tuple[FetchedImage, bool, dict]:
         data = upload.stream.read(settings.fetch_max_bytes + 1)
         if len(data) > settings.fetch_max_bytes:
             raise ApiError("too_large", f"the upload exceeds {settings.fetch_max_bytes} bytes")
-        return FetchedImage(data, None, upload.mimetype), _flag(request.form.get("refresh")), timings
+        return FetchedImage(data, None, upload.mimetype), parse_flag(request.form.get(flag), flag), timings
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ApiError("invalid_request", "send JSON {\"image_url\": ...} or a multipart upload with field 'image'")
-    unknown = set(body) - {"image_url", "refresh"}
+    unknown = set(body) - {"image_url", flag}
     if unknown:
         raise ApiError("invalid_request", f"unknown fields: {', '.join(sorted(unknown))}")
     if "image_url" not in body:
         raise ApiError("invalid_request", "image_url is required")
-    refresh = _flag(body.get("refresh"))  # validated before any download
+    value = parse_flag(body.get(flag), flag)  # validated before any download
     start = time.perf_counter()
     try:
         fetched = fetch(body["image_url"], settings)
@@ -58,7 +60,7 @@ def read_input() -> tuple[FetchedImage, bool, dict]:
         FETCH_FAILURES.labels(error.code).inc()
         raise
     timings["fetch"] = round((time.perf_counter() - start) * 1000, 2)
-    return fetched, refresh, timings
+    return fetched, value, timings
 
 
 def analyse(fetched: FetchedImage, refresh: bool, timings: dict) -> tuple[dict, bool]:
@@ -98,20 +100,13 @@ def read_image_by_url():
 
 @bp.get("/items")
 def list_items():
-    args = request.args
-    filters = {k: args[k] for k in ("gender", "masterCategory", "subCategory", "articleType", "usage", "season") if args.get(k)}
+    query = ItemFilters.parse(request.args)
     try:
-        min_confidence = float(args["min_confidence"]) if args.get("min_confidence") else None
-        limit = int(args.get("limit", _settings().items_page_size))
+        limit = int(request.args.get("limit", _settings().items_page_size))
     except ValueError:
-        raise ApiError("invalid_request", "min_confidence must be a number and limit an integer")
+        raise ApiError("invalid_request", "limit must be an integer")
     if not 1 <= limit <= 500:
         raise ApiError("invalid_request", "limit must be between 1 and 500")
-    if min_confidence is not None and not 0 <= min_confidence <= 1:
-        raise ApiError("invalid_request", "min_confidence must be between 0 and 1")
-    kind = args.get("kind")
-    if kind not in (None, "", "product", "garment"):
-        raise ApiError("invalid_request", "kind must be product or garment")
-    items, next_cursor = query_items(db.session(), filters, args.get("colour"), min_confidence, kind or None,
-                                     args.get("cursor"), limit)
+    items, next_cursor = query_items(db.session(), query.filters, query.colour, query.min_confidence, query.kind,
+                                     request.args.get("cursor"), limit)
     return {"items": items, "next_cursor": next_cursor}

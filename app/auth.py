@@ -11,7 +11,7 @@ import hmac
 import secrets
 
 import click
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, request, session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -74,11 +74,38 @@ def _unauthorized(detail: str) -> ApiError:
     return ApiError("unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="fashion-tagger"'})
 
 
+def _client(row: ApiKey, settings) -> Client:
+    return Client(row.id, row.name, row.prefix, row.rate_limit or settings.api_key_rate_limit,
+                  row.job_url_quota or settings.api_key_job_url_quota)
+
+
+SESSION_KEY_ID = "api_key_id"  # the catalogue page's signed session cookie holds the key's id, never the key
+
+
+def session_client(settings) -> Client | None:
+    """The key a catalogue page visitor signed in with, if it is still valid (a revoked key signs out)."""
+    key_id = session.get(SESSION_KEY_ID)
+    if not isinstance(key_id, int):
+        return None
+    row = db.session().get(ApiKey, key_id)
+    if row is None or row.revoked_at is not None:
+        session.pop(SESSION_KEY_ID, None)
+        return None
+    return _client(row, settings)
+
+
 def authenticate() -> None:
-    """before_request: identify the client of a /v1 call (or refuse it)."""
+    """before_request: identify the client of a /v1 call (or refuse it), and of a catalogue page request
+    (from its session; the page's own guard sends visitors without one to sign in). Both count against
+    the key's rate limit."""
     settings = current_app.config["SETTINGS"]
     g.api_client = None
-    if not settings.api_keys_required or not (request.path == "/v1" or request.path.startswith("/v1/")):
+    if not settings.api_keys_required:
+        return
+    if request.blueprint == "catalogue":
+        g.api_client = session_client(settings)
+        return
+    if not (request.path == "/v1" or request.path.startswith("/v1/")):
         return
     key = presented_key()
     if key is None:
@@ -86,8 +113,7 @@ def authenticate() -> None:
     row = find_key(db.session(), key)
     if row is None:
         raise _unauthorized("this API key is unknown or revoked")
-    g.api_client = Client(row.id, row.name, row.prefix, row.rate_limit or settings.api_key_rate_limit,
-                          row.job_url_quota or settings.api_key_job_url_quota)
+    g.api_client = _client(row, settings)
 
 
 def check_metrics_token() -> None:

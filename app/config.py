@@ -67,6 +67,25 @@ class Settings:
     api_key_job_url_quota: str = "20000/day"  # job URLs per key, unless the key has its own
     rate_limit_storage_url: str | None = None  # None: the broker's Redis when there is one, else memory
     metrics_token: str | None = None  # when set, /metrics needs Authorization: Bearer <token>
+    # Thumbnails (app/thumbnails.py): longest side in pixels (0: none kept), JPEG quality, and where:
+    # None keeps them in the database (one place to back up; fine to ~100k images), a folder otherwise.
+    thumbnail_max_side: int = 384
+    thumbnail_quality: int = 85
+    thumbnail_dir: Path | None = None
+    # Similarity search (app/similarity.py): exact search up to this many vectors, an inverted file
+    # (IVF) above, scanning `nprobe` cells; both from bench/similarity_index.py (README, Similarity search).
+    similarity_build_at_start: bool = True  # off for processes that never search (Celery workers)
+    similarity_exact_max: int = 30_000
+    similarity_nprobe: int = 16
+    similarity_max_k: int = 100
+    similarity_overfetch: int = 10  # filtered searches ask the index for k x this many, then filter
+    similarity_filtered_exact_max: int = 20_000  # few matches: exact search over the filtered subset
+    # The catalogue page (app/catalogue). With API keys required, people sign in with a key once and
+    # get a session cookie signed with SECRET_KEY (instance/secret_key is made when unset).
+    catalogue_enabled: bool = True
+    catalogue_page_size: int = 48
+    catalogue_cookie_secure: bool = False  # true behind HTTPS: the session cookie is never sent in clear
+    secret_key: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
@@ -114,6 +133,20 @@ class Settings:
             api_key_job_url_quota=env.get("API_KEY_JOB_URL_QUOTA") or defaults.api_key_job_url_quota,
             rate_limit_storage_url=env.get("RATE_LIMIT_STORAGE_URL") or None,
             metrics_token=env.get("METRICS_TOKEN") or None,
+            thumbnail_max_side=int(env.get("THUMBNAIL_MAX_SIDE", defaults.thumbnail_max_side)),
+            thumbnail_quality=int(env.get("THUMBNAIL_QUALITY", defaults.thumbnail_quality)),
+            thumbnail_dir=Path(env["THUMBNAIL_DIR"]) if env.get("THUMBNAIL_DIR") else None,
+            similarity_build_at_start=_bool(env.get("SIMILARITY_BUILD_AT_START"), defaults.similarity_build_at_start),
+            similarity_exact_max=int(env.get("SIMILARITY_EXACT_MAX", defaults.similarity_exact_max)),
+            similarity_nprobe=int(env.get("SIMILARITY_NPROBE", defaults.similarity_nprobe)),
+            similarity_max_k=int(env.get("SIMILARITY_MAX_K", defaults.similarity_max_k)),
+            similarity_overfetch=int(env.get("SIMILARITY_OVERFETCH", defaults.similarity_overfetch)),
+            similarity_filtered_exact_max=int(env.get("SIMILARITY_FILTERED_EXACT_MAX",
+                                                      defaults.similarity_filtered_exact_max)),
+            catalogue_enabled=_bool(env.get("CATALOGUE_ENABLED"), defaults.catalogue_enabled),
+            catalogue_cookie_secure=_bool(env.get("CATALOGUE_COOKIE_SECURE"), defaults.catalogue_cookie_secure),
+            catalogue_page_size=int(env.get("CATALOGUE_PAGE_SIZE", defaults.catalogue_page_size)),
+            secret_key=env.get("SECRET_KEY") or None,
         )
 
     def replace(self, **changes) -> "Settings":

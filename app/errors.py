@@ -20,6 +20,7 @@ CODES = {
     "queue_unavailable": (503, "The job queue cannot be reached; retry later"),
     "unauthorized": (401, "A valid API key is required"),
     "rate_limited": (429, "Too many requests for this API key; retry later"),
+    "embedding_unavailable": (409, "The item has no embedding from the serving classifier; run `flask embeddings backfill`"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint, func
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -104,6 +104,34 @@ class Item(Base):
     colours: Mapped[list] = mapped_column(JSON)
     dominant_colour: Mapped[str | None] = mapped_column(String(32))
     analysis: Mapped[Analysis] = relationship(back_populates="items")
+    embeddings: Mapped[list["ItemEmbedding"]] = relationship(back_populates="item", cascade="all, delete-orphan",
+                                                             passive_deletes=True)
+
+
+class ItemEmbedding(Base):
+    """An item's L2-normalised classifier-trunk embedding, float16 little-endian bytes. `model` is the
+    classifier bundle's name:version: only vectors of one model are comparable, so each index holds one.
+    The id only grows (also when `flask embeddings backfill` embeds old items): it is the cursor by which
+    every worker's index picks up new rows."""
+    __tablename__ = "item_embeddings"
+    __table_args__ = (UniqueConstraint("item_id", "model", name="uq_item_embeddings_item_model"),
+                      Index("ix_item_embeddings_model_id", "model", "id"),
+                      {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    model: Mapped[str] = mapped_column(String(200))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    item: Mapped[Item] = relationship(back_populates="embeddings")
+
+
+class Thumbnail(Base):
+    """A small JPEG of an analysed image, so pages show it without hot-linking the customer's URL and
+    `flask embeddings backfill` can embed old items. `data` is None when THUMBNAIL_DIR holds the file."""
+    __tablename__ = "thumbnails"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 # API task name -> (value column, confidence column), in the order the API shows them.

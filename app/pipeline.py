@@ -1,5 +1,8 @@
 """image -> detections -> crops (+ the whole image) -> ONE classifier batch -> colours.
 
+Each item also carries `embedding`: the classifier's L2-normalised trunk features (float32, not part
+of the JSON), which storage keeps for similarity search.
+
 Models load once per process (after gunicorn forks) and are warmed up before readiness turns true.
 """
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Pipeline:
         self.garment_min_side = garment_min_side
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
+        self.embedding_model = classifier.embedding_version
         # One model call at a time per process: request threads and embedded job threads share the models.
         self._lock = threading.Lock()
         self.batcher = (RequestBatcher(self._analyse_many, batch_max_images, batch_max_wait)
@@ -77,12 +81,13 @@ class Pipeline:
             crops = []
             for image, found in zip(images, detections):
                 crops += [image] + [crop_detection(image, d.box, mask=d.mask) for d in found]
-        with timed(timings, "classify"):
-            tags = iter(self.classifier.predict(crops))
+        with timed(timings, "classify"):  # tags and embeddings from the same forward pass
+            tags, embeddings = self.classifier.predict_with_embeddings(crops)
+        tags, embeddings = iter(tags), iter(embeddings)
         results = []
         with timed(timings, "colours"):
             for image, found in zip(images, detections):
-                results.append([self._item(position, next(tags), image, detection)
+                results.append([self._item(position, next(tags), image, detection) | {"embedding": next(embeddings)}
                                 for position, detection in enumerate([None, *found])])
         return results
 
@@ -112,12 +117,14 @@ class PipelineHolder:
         self._pipeline: Pipeline | None = None
         self._lock = threading.Lock()
         self.error: str | None = None
+        # Called once with the pipeline when it has loaded (the similarity index starts building).
+        self.on_loaded: list = []
 
     @property
     def ready(self) -> bool:
         return self._pipeline is not None
 
-    def load(self) -> Pipeline:
+    def load(self, notify: bool = True) -> Pipeline:
         with self._lock:
             if self._pipeline is None:
                 try:
@@ -127,6 +134,9 @@ class PipelineHolder:
                     self.error = f"{type(error).__name__}: {error}"
                     raise ApiError("model_unavailable", f"the model bundles could not be loaded: {self.error}")
                 self._pipeline, self.error = pipeline, None
+                if notify:
+                    for callback in self.on_loaded:
+                        callback(pipeline)
             return self._pipeline
 
     def set(self, pipeline: Pipeline) -> None:

@@ -11,8 +11,10 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+from . import thumbnails
+from .embeddings import to_bytes
 from .errors import ApiError
-from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item
+from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding
 
 
 def _insert(session: Session, model):
@@ -50,7 +52,11 @@ def remember_source(session: Session, image_id: int, url: str | None) -> None:
     session.execute(statement.on_conflict_do_update(index_elements=["url", "image_id"], set_={"last_seen_at": now}))
 
 
-def item_row(item: dict) -> Item:
+def item_row(item: dict, embedding_model: str | None = None) -> Item:
+    """The row of one pipeline item; its `embedding` (when there is one) is stored with it, tagged with
+    the classifier bundle that made it."""
+    embeddings = ([ItemEmbedding(model=embedding_model, vector=to_bytes(item["embedding"]))]
+                  if embedding_model and item.get("embedding") is not None else [])
     tags = {**item["category"], **item["style"]}
     columns = {}
     for task, (value_column, confidence_column) in TASK_COLUMNS.items():
@@ -60,21 +66,28 @@ def item_row(item: dict) -> Item:
                 detector_label=(item["detector"] or {}).get("label"), detector_score=(item["detector"] or {}).get("score"),
                 category_path_confidence=item["category"]["path_confidence"],
                 top3={task: tags[task]["top3"] for task in TASK_COLUMNS}, colours=item["colours"],
-                dominant_colour=item["colours"][0]["name"] if item["colours"] else None, **columns)
+                dominant_colour=item["colours"][0]["name"] if item["colours"] else None, embeddings=embeddings,
+                **columns)
 
 
 def save_analysis(session: Session, *, sha256: str, width: int, height: int, url: str | None, bundle_key: str,
                   bundles: dict, timings: dict, items: list[dict], refresh: bool,
-                  api_key_id: int | None = None) -> tuple[Analysis, bool]:
-    """Store everything in one transaction. Returns (analysis, created). A concurrent writer of the same
-    image and bundles wins the unique constraint; the loser returns the winner's analysis."""
+                  api_key_id: int | None = None, embedding_model: str | None = None,
+                  thumbnail: thumbnails.ThumbnailData | None = None,
+                  thumbnail_dir=None) -> tuple[Analysis, bool]:
+    """Store everything in one transaction: image, source, analysis, items with their embeddings, and
+    the thumbnail. Returns (analysis, created). A concurrent writer of the same image and bundles wins
+    the unique constraint; the loser returns the winner's analysis."""
     try:
         image_id = _upsert_image(session, sha256, width, height)
         remember_source(session, image_id, url)
+        if thumbnail is not None and not thumbnails.exists(session, image_id):
+            thumbnails.put(session, image_id, sha256, thumbnail, thumbnail_dir)
         if refresh:
             session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
         analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
-                            source_url=url, api_key_id=api_key_id, items=[item_row(i) for i in items])
+                            source_url=url, api_key_id=api_key_id,
+                            items=[item_row(i, embedding_model) for i in items])
         session.add(analysis)
         session.commit()
     except IntegrityError:
@@ -137,25 +150,45 @@ def decode_cursor(cursor: str) -> int:
         raise ApiError("invalid_request", "cursor is not one this service issued")
 
 
-def query_items(session: Session, filters: dict[str, str], colour: str | None, min_confidence: float | None,
-                kind: str | None, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
-    """Keyset pagination on item id: stable under inserts, no OFFSET scans."""
-    statement = select(Item).join(Analysis).options(selectinload(Item.analysis).selectinload(Analysis.image))
+def item_conditions(filters: dict[str, str], colour: str | None, min_confidence: float | None,
+                    kind: str | None) -> list:
+    """The WHERE clauses of the catalogue filters (GET /v1/items, similarity searches, the catalogue page)."""
+    conditions = []
     for name, value in filters.items():
-        statement = statement.where(ITEM_FILTERS[name] == value)
+        conditions.append(ITEM_FILTERS[name] == value)
         if min_confidence is not None:
-            statement = statement.where(getattr(Item, TASK_COLUMNS[name][1]) >= min_confidence)
+            conditions.append(getattr(Item, TASK_COLUMNS[name][1]) >= min_confidence)
     if colour:
         colour = colour.strip()
-        statement = statement.where((func.lower(Item.base_colour) == colour.lower()) | (Item.dominant_colour == colour.lower()))
+        conditions.append((func.lower(Item.base_colour) == colour.lower()) | (Item.dominant_colour == colour.lower()))
     if min_confidence is not None and not filters:
-        statement = statement.where(Item.article_type_confidence >= min_confidence)
+        conditions.append(Item.article_type_confidence >= min_confidence)
     if kind:
-        statement = statement.where(Item.kind == kind)
+        conditions.append(Item.kind == kind)
+    return conditions
+
+
+def listed_item_json(item: Item) -> dict:
+    """An item as catalogue listings show it: with its analysis and image."""
+    image = item.analysis.image
+    return item_json(item) | {"analysis_id": item.analysis_id,
+                              "image": {"id": image.id, "sha256": image.sha256, "url": item.analysis.source_url,
+                                        "width": image.width, "height": image.height}}
+
+
+def query_item_rows(session: Session, filters: dict[str, str], colour: str | None, min_confidence: float | None,
+                    kind: str | None, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+    """Keyset pagination on item id: stable under inserts, no OFFSET scans."""
+    statement = select(Item).join(Analysis).options(selectinload(Item.analysis).selectinload(Analysis.image))
+    statement = statement.where(*item_conditions(filters, colour, min_confidence, kind))
     if cursor:
         statement = statement.where(Item.id > decode_cursor(cursor))
     rows = session.scalars(statement.order_by(Item.id).limit(limit + 1)).all()
     page = rows[:limit]
-    next_cursor = encode_cursor(page[-1].id) if len(rows) > limit else None
-    return [item_json(i) | {"analysis_id": i.analysis_id, "image": {"sha256": i.analysis.image.sha256,
-                                                                   "url": i.analysis.source_url}} for i in page], next_cursor
+    return page, (encode_cursor(page[-1].id) if len(rows) > limit else None)
+
+
+def query_items(session: Session, filters: dict[str, str], colour: str | None, min_confidence: float | None,
+                kind: str | None, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    page, next_cursor = query_item_rows(session, filters, colour, min_confidence, kind, cursor, limit)
+    return [listed_item_json(i) for i in page], next_cursor

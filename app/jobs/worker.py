@@ -10,11 +10,12 @@ from sqlalchemy.exc import InterfaceError, OperationalError  # noqa: E402
 from sqlalchemy.exc import TimeoutError as PoolTimeout  # noqa: E402
 
 from app import create_app  # noqa: E402
+from app.config import Settings  # noqa: E402
 
 from .queue import TASK_NAME, make_celery  # noqa: E402
 from .service import process_urls  # noqa: E402
 
-flask_app = create_app()
+flask_app = create_app(Settings.from_env().replace(similarity_build_at_start=False))  # it stores, never searches
 celery = make_celery(flask_app.config["SETTINGS"])
 queue = flask_app.extensions["job_queue"]
 

@@ -1,0 +1,174 @@
+"""Similarity search over stored items: each worker process keeps one vector index of the serving
+classifier's embeddings, current with the database, and answers "more like this" with the catalogue
+filters.
+
+Kept current without a restart: before each search the index reads embedding rows newer than the last
+one it saw (one indexed range query; nothing new is the common case), so items stored by other gunicorn
+workers, by Celery workers on other machines, or by `flask embeddings backfill` are found by the next
+search. Row ids come from a sequence, and on PostgreSQL a transaction may commit after one with a
+larger id; ids skipped over are therefore re-read for GAP_SECONDS before they are given up as rolled
+back or deleted.
+
+Filters: the index is asked for k x SIMILARITY_OVERFETCH neighbours, which are then filtered in SQL with
+the /v1/items conditions. When fewer than k pass (a rare filter), the search is exact over the filtered
+items themselves, provided there are at most SIMILARITY_FILTERED_EXACT_MAX of them (a filter that broad
+always passes enough over-fetched neighbours in practice).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+
+import numpy as np
+from sqlalchemy import or_, select, true
+from sqlalchemy.orm import Session, selectinload
+
+from .config import Settings
+from .embeddings import from_bytes, matrix_from_bytes
+from .filters import ItemFilters
+from .models import Analysis, Item, ItemEmbedding
+from .vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
+GAP_SECONDS = 120.0
+MAX_GAPS = 10_000
+LOAD_CHUNK = 5_000
+
+
+@dataclasses.dataclass
+class Hit:
+    item: Item
+    score: float
+
+
+@dataclasses.dataclass
+class SearchResult:
+    hits: list[Hit]
+    method: str  # "index", "index+filter" or "exact-subset"
+    index_kind: str  # "exact" or "ivf"
+    index_size: int
+
+
+class SimilarityIndex:
+    """This process's index of one classifier model's embeddings."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.model: str | None = None
+        self.index: VectorIndex | None = None
+        self.cursor = 0  # the largest embedding row id read
+        self._gaps: dict[int, float] = {}  # row ids skipped over -> when first noticed
+        self._lock = threading.Lock()
+
+    # ---- keeping current ------------------------------------------------------------------------------------
+
+    def sync(self, session: Session, model: str) -> VectorIndex:
+        """Read embedding rows of `model` stored since the last call (all of them the first time)."""
+        with self._lock:
+            if model != self.model or self.index is None:
+                self.model, self.index, self.cursor, self._gaps = model, None, 0, {}
+                started = time.perf_counter()
+                self._read_new(session)
+                if self.index is not None:
+                    log.info("similarity index built: %d vectors of %s (%s) in %.1f s", len(self.index), model,
+                             self.index.kind, time.perf_counter() - started)
+            else:
+                self._read_new(session)
+            return self.index or VectorIndex(1)
+
+    def _read_new(self, session: Session) -> None:
+        now = time.monotonic()
+        self._gaps = {i: t for i, t in self._gaps.items() if now - t < GAP_SECONDS}
+        newer = ItemEmbedding.id > self.cursor
+        condition = or_(newer, ItemEmbedding.id.in_(list(self._gaps))) if self._gaps else newer
+        statement = (select(ItemEmbedding.id, ItemEmbedding.item_id, ItemEmbedding.vector)
+                     .where(ItemEmbedding.model == self.model, condition).order_by(ItemEmbedding.id))
+        first_load = self.cursor == 0
+        seen: list[int] = []
+        result = session.execute(statement.execution_options(yield_per=LOAD_CHUNK))
+        for chunk in result.partitions(LOAD_CHUNK):
+            row_ids = [row.id for row in chunk]
+            vectors = matrix_from_bytes([row.vector for row in chunk])
+            if self.index is None:
+                self.index = VectorIndex(vectors.shape[1], self.settings.similarity_exact_max,
+                                         self.settings.similarity_nprobe)
+            self.index.add(np.array([row.item_id for row in chunk], np.int64), vectors, switch=False)
+            seen += row_ids
+        session.rollback()  # end the read transaction: the next sync must see newer commits
+        if self.index is not None:
+            self.index.switch_if_large()
+        if not seen:
+            return
+        for row_id in seen:
+            self._gaps.pop(row_id, None)
+        top = max(seen)
+        if top > self.cursor:
+            # Ids between the old cursor and the new top that did not come back may be transactions still
+            # in flight (PostgreSQL); look for them again in later syncs. A first load only watches the
+            # last ids below its top: older gaps are long settled (deleted rows).
+            low = max(self.cursor, top - 1_000) if first_load else self.cursor
+            missing = set(range(low + 1, top)) - set(seen)
+            if len(missing) <= MAX_GAPS:
+                self._gaps.update({i: now for i in missing})
+            self.cursor = top
+
+    def build_in_background(self, sessionmaker, model: str) -> threading.Thread:
+        """Build the index at process start without holding up readiness (searches meanwhile wait for it)."""
+        def build():
+            try:
+                with sessionmaker() as session:
+                    self.sync(session, model)
+            except Exception:  # noqa: BLE001 - the first search builds it again
+                log.exception("similarity index not built at start")
+
+        thread = threading.Thread(target=build, name="similarity-index-build", daemon=True)
+        thread.start()
+        return thread
+
+    # ---- searching ------------------------------------------------------------------------------------------
+
+    def item_vector(self, session: Session, item_id: int, model: str) -> np.ndarray | None:
+        vector = session.scalar(select(ItemEmbedding.vector).where(ItemEmbedding.item_id == item_id,
+                                                                   ItemEmbedding.model == model))
+        return None if vector is None else from_bytes(vector)
+
+    def search(self, session: Session, model: str, vector: np.ndarray, k: int, filters: ItemFilters,
+               exclude_analyses: set[int] = frozenset()) -> SearchResult:
+        """The k stored items most similar to `vector` that pass `filters`, best first; items of the
+        analyses in `exclude_analyses` (the query's own image) are left out."""
+        index = self.sync(session, model)
+        settings = self.settings
+        margin = 50 if exclude_analyses else 0  # the query image's own items come first; ask for more
+        asked = k * (settings.similarity_overfetch if filters.active else 1) + margin
+        with self._lock:
+            ids, scores = index.search(vector, asked)
+        hits = self._readable_hits(session, index, ids, scores, filters, exclude_analyses)
+        method = "index+filter" if filters.active else "index"
+        if len(hits) < k and filters.active and len(ids) >= asked:
+            subset = session.scalars(select(Item.id).join(Analysis).where(
+                *filters.conditions(), Analysis.id.not_in(exclude_analyses) if exclude_analyses else true())
+                .limit(settings.similarity_filtered_exact_max + 1)).all()
+            if len(subset) <= settings.similarity_filtered_exact_max:
+                with self._lock:
+                    ids, scores = index.search_subset(vector, subset, k)
+                hits = self._readable_hits(session, index, ids, scores, ItemFilters({}), exclude_analyses)
+                method = "exact-subset"
+        return SearchResult(hits[:k], method, index.kind, len(index))
+
+    @staticmethod
+    def _readable_hits(session, index, ids, scores, filters: ItemFilters, exclude_analyses) -> list[Hit]:
+        """Read the hits back from the database (in score order), applying the filters: ids whose items
+        are gone (a refreshed analysis) are dropped and forgotten by the index."""
+        if not len(ids):
+            return []
+        statement = (select(Item).join(Analysis).where(Item.id.in_(ids.tolist()), *filters.conditions())
+                     .options(selectinload(Item.analysis).selectinload(Analysis.image)))
+        rows = {item.id: item for item in session.scalars(statement)}
+        if not filters.active:
+            gone = set(ids.tolist()) - set(rows)
+            if gone:
+                index.forget(gone)
+        return [Hit(rows[i], float(s)) for i, s in zip(ids.tolist(), scores.tolist())
+                if i in rows and rows[i].analysis_id not in exclude_analyses]
