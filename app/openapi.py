@@ -9,6 +9,10 @@ from .errors import CODES
 PROBLEM = {"description": "application/problem+json with a stable `code`",
            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 TASK_FILTERS = ["gender", "masterCategory", "subCategory", "articleType", "usage", "season", "colour"]
+SEARCH_FILTERS = [
+    *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
+    {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+    {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}}]
 
 
 def spec() -> dict:
@@ -46,6 +50,39 @@ def spec() -> dict:
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
+            "/v1/items/{id}/similar": {"get": {
+                "summary": "More like this: the stored items most similar to an item (the /v1/items filters apply)",
+                "parameters": [
+                    {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}},
+                    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "same_image", "in": "query", "schema": {"type": "boolean", "default": False},
+                     "description": "include the other items of the query item's own image"},
+                    *SEARCH_FILTERS],
+                "responses": {"200": {"description": "the item and its neighbours, best first",
+                                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Similar"}}}},
+                              "400": PROBLEM, "404": PROBLEM, "409": PROBLEM}}},
+            "/v1/search": {"post": {
+                "summary": "Search by photo (URL or upload): the stored items most similar to the whole image and to each "
+                           "garment found in it. Stores nothing unless store=true",
+                "parameters": [
+                    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    {"name": "garments", "in": "query", "schema": {"type": "boolean", "default": True},
+                     "description": "also search with each detected garment (false: the whole image only)"},
+                    *SEARCH_FILTERS],
+                "requestBody": {"content": {
+                    "application/json": {"schema": {"type": "object", "required": ["image_url"], "properties": {
+                        "image_url": {"type": "string", "format": "uri"}, "store": {"type": "boolean", "default": False}}}},
+                    "multipart/form-data": {"schema": {"type": "object", "properties": {
+                        "image": {"type": "string", "format": "binary"}, "store": {"type": "boolean"}}}}}},
+                "responses": {"200": {"description": "one result list per query item", "content": {"application/json": {
+                    "schema": {"type": "object", "properties": {
+                        "analysis_id": {"type": ["integer", "null"]}, "stored": {"type": "boolean"},
+                        "model": {"type": "string"}, "timings_ms": {"type": "object"},
+                        "queries": {"type": "array", "items": {"type": "object", "properties": {
+                            "item": {"$ref": "#/components/schemas/Item"},
+                            "search": {"$ref": "#/components/schemas/SearchInfo"},
+                            "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}}}}}}}},
+                              **{str(status): PROBLEM for status in sorted({s for s, _ in CODES.values()}) if status not in (404, 409)}}}},
             "/healthz": {"get": {"summary": "Process alive", "security": [],
                                  "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Database (and broker) reachable, models loaded", "security": [],
@@ -70,6 +107,16 @@ def spec() -> dict:
                 "detector": {"type": ["object", "null"]}, "category": {"type": "object"}, "style": {"type": "object"},
                 "colours": {"type": "array", "items": {"type": "object", "properties": {
                     "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}}}},
+            "SearchInfo": {"type": "object", "properties": {
+                "method": {"enum": ["index", "index+filter", "exact-subset"]}, "index": {"enum": ["exact", "ivf"]},
+                "index_size": {"type": "integer"}}},
+            "Hit": {"type": "object", "properties": {
+                "score": {"type": "number", "description": "cosine similarity of the embeddings, -1..1"},
+                "item": {"$ref": "#/components/schemas/Item"}}},
+            "Similar": {"type": "object", "properties": {
+                "item": {"$ref": "#/components/schemas/Item"}, "model": {"type": "string"},
+                "search": {"$ref": "#/components/schemas/SearchInfo"},
+                "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}},
             "Analysis": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "image": {"type": "object"}, "bundles": {"type": "object"},
                 "timings_ms": {"type": "object"}, "created_at": {"type": "string"},

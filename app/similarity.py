@@ -22,7 +22,7 @@ import threading
 import time
 
 import numpy as np
-from sqlalchemy import or_, select, true
+from sqlalchemy import func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from .config import Settings
@@ -140,7 +140,9 @@ class SimilarityIndex:
         analyses in `exclude_analyses` (the query's own image) are left out."""
         index = self.sync(session, model)
         settings = self.settings
-        margin = 50 if exclude_analyses else 0  # the query image's own items come first; ask for more
+        # The query image's own items come first: ask for that many more.
+        margin = session.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(exclude_analyses))) \
+            if exclude_analyses else 0
         asked = k * (settings.similarity_overfetch if filters.active else 1) + margin
         with self._lock:
             ids, scores = index.search(vector, asked)
