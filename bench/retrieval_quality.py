@@ -1,0 +1,135 @@
+"""Retrieval quality of the similarity search's embeddings: precision@10 of "more like this".
+
+    nice -n 15 .venv/bin/python bench/retrieval_quality.py [--catalogue-queries 2000] [--photos all]
+
+- Catalogue: the classifier bundle's held-out test split of fashion-product-images-small (its
+  split.json, the 3,997 thumbnails it never trained on) is the gallery; `--catalogue-queries` of them,
+  drawn at random (seed 1234), are the queries, each searched against the rest of the gallery. A
+  neighbour counts when it has the query's articleType (and, separately, its baseColour; queries
+  without a colour are left out of that figure).
+- Phone photos: the clothing-dataset photos of the validation senders (split.json's photo.val: senders
+  the classifier never saw), each against the others; a neighbour counts when it carries the same
+  label (the same articleType group: "Pants", "Shoes", ...).
+
+Embeddings are the service's: Classifier.embed on the whole image (an item of kind product), rounded to
+float16 as stored, searched exactly; the chance level (the share of same-label pairs) is printed
+beside each figure. Also the recall@10 of the service's IVF index against exact search on these real
+vectors. Writes bench/results/retrieval-quality-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402,F401  (before TensorFlow)
+import torchvision  # noqa: E402,F401
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from app.vector_index import VectorIndex  # noqa: E402
+from bench.results import write_report  # noqa: E402
+from classification.catalogue import read_catalogue  # noqa: E402
+from classification.inference import Classifier  # noqa: E402
+from classification.label_map import LabelMap  # noqa: E402
+from classification.photo_datasets import read_labelled_photos  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+PHOTO_LABEL_MAP = ROOT / "classification" / "label_maps" / "clothing-dataset.json"
+
+
+def embed_files(classifier: Classifier, paths: list[Path], batch: int = 64, desc: str = "") -> np.ndarray:
+    out = []
+    for start in tqdm(range(0, len(paths), batch), desc=f"embedding {desc}", unit="batch"):
+        images = []
+        for path in paths[start:start + batch]:
+            with Image.open(path) as picture:
+                images.append(np.asarray(picture.convert("RGB")))
+        out.append(classifier.embed(images))
+    return np.concatenate(out).astype(np.float16).astype(np.float32)  # as the database stores them
+
+
+def precision_at_k(vectors: np.ndarray, labels: list, query_rows: np.ndarray, k: int) -> tuple[float, float, int]:
+    """Mean share of the k nearest other gallery items with the query's label (queries with a label
+    only), and the chance level: the mean share of other gallery items with that label."""
+    labels = np.array([label if label is not None else "\0none" for label in labels], dtype=object)
+    precisions, chance = [], []
+    for row in query_rows:
+        if labels[row] == "\0none":
+            continue
+        scores = vectors @ vectors[row]
+        scores[row] = -np.inf  # not itself
+        nearest = np.argpartition(-scores, k)[:k]
+        precisions.append(float(np.mean(labels[nearest] == labels[row])))
+        chance.append((np.sum(labels == labels[row]) - 1) / (len(labels) - 1))
+    return float(np.mean(precisions)), float(np.mean(chance)), len(precisions)
+
+
+def ivf_recall(vectors: np.ndarray, query_rows: np.ndarray, k: int, nprobe: int) -> dict:
+    """The service's IVF index (forced on, whatever the size) against exact search on real vectors."""
+    ids = np.arange(len(vectors), dtype=np.int64)
+    index = VectorIndex(vectors.shape[1], exact_max=0, nprobe=nprobe)
+    index.add(ids, vectors)
+    recalls = []
+    for row in query_rows:
+        exact = np.argsort(-(vectors @ vectors[row]), kind="stable")[:k]
+        found, _ = index.search(vectors[row], k)
+        recalls.append(len(set(found.tolist()) & set(exact.tolist())) / k)
+    return {"index": index.kind, "vectors": len(vectors), "nprobe": nprobe, f"recall@{k}": round(float(np.mean(recalls)), 4)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "fashion-lite0")
+    parser.add_argument("--catalogue", type=Path, default=DATASETS / "fashion-product-images-small")
+    parser.add_argument("--photos", type=Path, default=DATASETS / "clothing-dataset")
+    parser.add_argument("--catalogue-queries", type=int, default=2000)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--nprobe", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    classifier = Classifier(args.bundle)
+    split = json.loads((args.bundle / "split.json").read_text())
+    rng = np.random.default_rng(args.seed)
+    report = {"bundle": classifier.embedding_version, "embedding_dim": classifier.embedding_dim, "k": args.k}
+
+    catalogue = {r.id: r for r in read_catalogue(args.catalogue).records}
+    gallery = [catalogue[i] for i in split["test"] if i in catalogue]
+    vectors = embed_files(classifier, [r.image_path for r in gallery], desc="catalogue test split")
+    queries = np.sort(rng.choice(len(gallery), min(args.catalogue_queries, len(gallery)), replace=False))
+    article = precision_at_k(vectors, [r.get("articleType") for r in gallery], queries, args.k)
+    colour = precision_at_k(vectors, [r.get("baseColour") for r in gallery], queries, args.k)
+    report["catalogue"] = {
+        "gallery": len(gallery), "queries": len(queries),
+        f"precision@{args.k}_articleType": round(article[0], 4), "chance_articleType": round(article[1], 4),
+        f"precision@{args.k}_baseColour": round(colour[0], 4), "chance_baseColour": round(colour[1], 4),
+        "queries_with_colour": colour[2], "ivf": ivf_recall(vectors, queries[:500], args.k, args.nprobe)}
+    print(json.dumps(report["catalogue"]))
+
+    from classification.bundle import read_manifest
+    from classification.taxonomy import Taxonomy
+
+    taxonomy = Taxonomy.from_dict(read_manifest(args.bundle)["taxonomy"])
+    photos = {r.id: r for r in read_labelled_photos(args.photos, LabelMap.load(PHOTO_LABEL_MAP), taxonomy)}
+    val = [photos[i] for i in split["photo"]["val"] if i in photos]
+    photo_vectors = embed_files(classifier, [r.image_path for r in val], desc="validation senders' photos")
+    photo_queries = np.arange(len(val))
+    group = precision_at_k(photo_vectors, [r.source_label for r in val], photo_queries, args.k)
+    report["photos"] = {"gallery": len(val), "queries": len(val), "senders": len({r.group for r in val}),
+                        f"precision@{args.k}_label": round(group[0], 4), "chance_label": round(group[1], 4),
+                        "baseColour": "not labelled in this dataset"}
+    print(json.dumps(report["photos"]))
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    write_report("retrieval-quality", report)
+
+
+if __name__ == "__main__":
+    main()
