@@ -42,6 +42,24 @@ def clustered(n: int, dim: int, clusters: int, spread: float, rng) -> np.ndarray
     return out.astype(np.float16).astype(np.float32)  # what comes back from the database
 
 
+def stored_vectors(url: str) -> tuple[np.ndarray, np.ndarray]:
+    """The serving classifier's embeddings stored in a service database, and their item ids."""
+    from sqlalchemy import create_engine, select
+
+    from app.config import Settings
+    from app.embeddings import matrix_from_bytes
+    from app.models import ItemEmbedding
+    from classification.bundle import read_manifest
+
+    manifest = read_manifest(Settings.from_env().classifier_bundle)
+    model = f"{manifest['name']}:{manifest['version']}"
+    with create_engine(url).connect() as connection:
+        rows = connection.execute(select(ItemEmbedding.item_id, ItemEmbedding.vector).where(ItemEmbedding.model == model)).all()
+    if not rows:
+        raise SystemExit(f"no embeddings of {model} in that database")
+    return matrix_from_bytes([r.vector for r in rows]), np.array([r.item_id for r in rows], np.int64)
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1024
@@ -77,15 +95,22 @@ def main() -> None:
     parser.add_argument("--exact-sizes", type=int, nargs="+", default=[1_000, 5_000, 10_000, 20_000, 50_000, 100_000])
     parser.add_argument("--build-threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--from-database", metavar="URL", help="use the embeddings stored in this database")
     args = parser.parse_args()
 
     rng = np.random.default_rng(args.seed)
-    data = clustered(args.n + args.queries, args.dim, args.clusters, args.spread, rng)
-    vectors, queries = data[:args.n], data[args.n:]
-    ids = np.arange(1, args.n + 1, dtype=np.int64) * 3  # item ids are not positions
+    if args.from_database:
+        vectors, ids = stored_vectors(args.from_database)
+        args.n, args.dim = vectors.shape
+        queries = vectors[rng.choice(len(vectors), min(args.queries, len(vectors)), replace=False)]
+        data_info = {"synthetic": False, "source": "stored embeddings", "n": args.n, "dim": args.dim}
+    else:
+        data = clustered(args.n + args.queries, args.dim, args.clusters, args.spread, rng)
+        vectors, queries = data[:args.n], data[args.n:]
+        ids = np.arange(1, args.n + 1, dtype=np.int64) * 3  # item ids are not positions
+        data_info = {"synthetic": True, "n": args.n, "dim": args.dim, "clusters": args.clusters, "spread": args.spread}
     report = {"machine": {"cpu_count": os.cpu_count(), "faiss": faiss.__version__},
-              "data": {"synthetic": True, "n": args.n, "dim": args.dim, "clusters": args.clusters, "spread": args.spread,
-                       "queries": args.queries, "k": args.k, "stored_as": "float16, searched as float32"}}
+              "data": {**data_info, "queries": len(queries), "k": args.k, "stored_as": "float16, searched as float32"}}
 
     # Ground truth: exact search, all queries at once.
     faiss.omp_set_num_threads(args.build_threads)
