@@ -35,9 +35,11 @@ def make(image: np.ndarray, max_side: int, quality: int) -> ThumbnailData | None
     if max_side <= 0:
         return None
     picture = Image.fromarray(image)
-    picture.thumbnail((max_side, max_side), Image.LANCZOS)
+    # Bicubic with a box pre-reduction and no JPEG optimisation pass: 5 ms for a 550x826 photo on these
+    # cores instead of 18 ms (Lanczos, optimised) for a file 0.4% smaller; it runs in every analysis.
+    picture.thumbnail((max_side, max_side), Image.BICUBIC, reducing_gap=2.0)
     out = io.BytesIO()
-    picture.save(out, "JPEG", quality=quality, optimize=True)
+    picture.save(out, "JPEG", quality=quality)
     return ThumbnailData(out.getvalue(), picture.width, picture.height)
 
 

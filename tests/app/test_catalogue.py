@@ -147,3 +147,24 @@ def test_catalogue_can_be_turned_off(settings, pipeline):
     app = create_app(settings.replace(catalogue_enabled=False))
     assert app.test_client().get("/catalogue").status_code == 404
     app.extensions["engine"].dispose()
+
+
+def test_thumbnails_can_live_in_a_folder(settings, pipeline, tmp_path):
+    from sqlalchemy import select
+
+    from app import db
+    from app.models import Thumbnail
+
+    app = create_app(settings.replace(thumbnail_dir=tmp_path / "thumbs", thumbnail_max_side=100))
+    app.extensions["pipeline"].set(pipeline)
+    client = app.test_client()
+    analysis = upload_api(client, garment_photo((90, 20, 120), seed=5))
+    files = list((tmp_path / "thumbs").glob("*/*.jpg"))
+    assert [f.stem for f in files] == [analysis["image"]["sha256"]]
+    with app.app_context():
+        row = db.session().scalars(select(Thumbnail)).one()
+        assert row.data is None and (row.width, row.height) == (75, 100)
+    image_id = client.get("/v1/items?limit=1").json["items"][0]["image"]["id"]
+    served = client.get(f"/catalogue/images/{image_id}.jpg")
+    assert served.status_code == 200 and served.data == files[0].read_bytes()
+    app.extensions["engine"].dispose()

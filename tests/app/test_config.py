@@ -25,3 +25,16 @@ def test_embedded_defaults():
     assert settings.garment_min_side == 16 and settings.detector_score_threshold is None  # the bundle's
     assert settings.detector_class_agnostic_nms is None  # the bundle's
     assert settings.classifier_bundle.name == "fashion-lite0"  # the pretrained trunk serves by default
+
+
+def test_similarity_thumbnail_and_catalogue_settings():
+    settings = Settings.from_env({"THUMBNAIL_MAX_SIDE": "0", "THUMBNAIL_DIR": "/var/thumbs", "SIMILARITY_EXACT_MAX": "500",
+                                  "SIMILARITY_NPROBE": "32", "SIMILARITY_BUILD_AT_START": "false", "CATALOGUE_ENABLED": "no",
+                                  "SECRET_KEY": "s", "CATALOGUE_COOKIE_SECURE": "true"})
+    assert settings.thumbnail_max_side == 0 and settings.thumbnail_dir == Path("/var/thumbs")
+    assert settings.similarity_exact_max == 500 and settings.similarity_nprobe == 32
+    assert not settings.similarity_build_at_start and not settings.catalogue_enabled
+    assert settings.secret_key == "s" and settings.catalogue_cookie_secure
+    defaults = Settings.from_env({})
+    assert defaults.thumbnail_max_side == 384 and defaults.thumbnail_dir is None  # in the database
+    assert defaults.similarity_exact_max == 30_000 and defaults.catalogue_enabled and defaults.secret_key is None
