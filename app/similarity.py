@@ -71,9 +71,8 @@ class SimilarityIndex:
                 self.model, self.index, self.cursor, self._gaps = model, None, 0, {}
                 started = time.perf_counter()
                 self._read_new(session)
-                if self.index is not None:
-                    log.info("similarity index built: %d vectors of %s (%s) in %.1f s", len(self.index), model,
-                             self.index.kind, time.perf_counter() - started)
+                log.info("similarity index built: %d vectors of %s (%s) in %.1f s", len(self.index or ()), model,
+                         self.index.kind if self.index else "empty", time.perf_counter() - started)
             else:
                 self._read_new(session)
             return self.index or VectorIndex(1)

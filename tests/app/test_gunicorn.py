@@ -24,6 +24,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def gunicorn(tmp_path, database_url):
+    """The base URL; the log is tmp_path / 'gunicorn.log'."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "FETCH_ALLOW_PRIVATE": "127.0.0.0/8", "WEB_CONCURRENCY": "2",
            "BIND": f"127.0.0.1:{port}", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
@@ -56,7 +57,7 @@ def wait_until_ready(process, base, log, timeout=180):
     pytest.fail("gunicorn never became ready:\n" + log.read_text()[-3000:])
 
 
-def test_served_by_gunicorn(gunicorn, image_server):
+def test_served_by_gunicorn(gunicorn, image_server, tmp_path):
     created = requests.post(f"{gunicorn}/v1/analyses", files={"image": ("x.jpg", garment_photo((90, 20, 120)))}, timeout=60)
     assert created.status_code == 201, created.text
     by_url = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}, timeout=60)
@@ -69,3 +70,10 @@ def test_served_by_gunicorn(gunicorn, image_server):
     assert float(line.rsplit(" ", 1)[1]) == 6.0  # counted across workers, not per worker
     problem = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": "http://10.0.0.1/x.jpg"}, timeout=10)
     assert problem.headers["Content-Type"] == "application/problem+json" and problem.json()["code"] == "blocked_address"
+
+    # Each worker built its similarity index at start and sees the items either worker stores.
+    assert (tmp_path / "gunicorn.log").read_text().count("similarity index built") == 2
+    product = created.json()["items"][0]["id"]
+    for _ in range(6):
+        similar = requests.get(f"{gunicorn}/v1/items/{product}/similar", params={"kind": "product"}, timeout=30)
+        assert [r["item"]["analysis_id"] for r in similar.json()["results"]] == [by_url.json()["id"]]
