@@ -7,7 +7,10 @@ one it saw (one indexed range query; nothing new is the common case), so items s
 workers, by Celery workers on other machines, or by `flask embeddings backfill` are found by the next
 search. Row ids come from a sequence, and on PostgreSQL a transaction may commit after one with a
 larger id; ids skipped over are therefore re-read for GAP_SECONDS before they are given up as rolled
-back or deleted.
+back or deleted. When the rows read take the index past SIMILARITY_EXACT_MAX, or double it since its
+inverted file was trained, the inverted file is (re)built in a background thread and swapped in when
+ready; searches meanwhile use the index as it was (VectorIndex). Only the first load builds it before
+returning: searches wait for that load anyway, and exact search over that many vectors is too slow.
 
 Filters: the index is asked for k x SIMILARITY_OVERFETCH neighbours, which are then filtered in SQL with
 the /v1/items conditions. When fewer than k pass (a rare filter), the search is exact over the filtered
@@ -60,7 +63,7 @@ class SimilarityIndex:
         self.index: VectorIndex | None = None
         self.cursor = 0  # the largest embedding row id read
         self._gaps: dict[int, float] = {}  # row ids skipped over -> when first noticed
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the sync state: model, index, cursor, gaps
 
     # ---- keeping current ------------------------------------------------------------------------------------
 
@@ -97,7 +100,7 @@ class SimilarityIndex:
             seen += row_ids
         session.rollback()  # end the read transaction: the next sync must see newer commits
         if self.index is not None:
-            self.index.switch_if_large()
+            self.index.switch_if_large(background=not first_load)
         if not seen:
             return
         for row_id in seen:
@@ -143,8 +146,7 @@ class SimilarityIndex:
         margin = session.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(exclude_analyses))) \
             if exclude_analyses else 0
         asked = k * (settings.similarity_overfetch if filters.active else 1) + margin
-        with self._lock:
-            ids, scores = index.search(vector, asked)
+        ids, scores = index.search(vector, asked)  # the index guards itself (a rebuild may be swapping in)
         hits = self._readable_hits(session, index, ids, scores, filters, exclude_analyses)
         method = "index+filter" if filters.active else "index"
         if len(hits) < k and filters.active and len(ids) >= asked:
@@ -152,8 +154,7 @@ class SimilarityIndex:
                 *filters.conditions(), Analysis.id.not_in(exclude_analyses) if exclude_analyses else true())
                 .limit(settings.similarity_filtered_exact_max + 1)).all()
             if len(subset) <= settings.similarity_filtered_exact_max:
-                with self._lock:
-                    ids, scores = index.search_subset(vector, subset, k)
+                ids, scores = index.search_subset(vector, subset, k)
                 hits = self._readable_hits(session, index, ids, scores, ItemFilters({}), exclude_analyses)
                 method = "exact-subset"
         return SearchResult(hits[:k], method, index.kind, len(index))

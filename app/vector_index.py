@@ -10,19 +10,51 @@ and for retraining. bench/similarity_index.py measured where exact search stops 
 IVF against HNSW at 100,000 vectors: IVF built in seconds where HNSW took minutes on these 2 cores, at
 better recall and speed (README, Similarity search).
 
+(Re)training takes tens of seconds at 100,000 vectors, so it can run in a background thread
+(`switch_if_large(background=True)`, one at a time per index): it copies the stored vectors, trains
+and fills a new inverted file from the copy while the current index keeps answering, then, under the
+lock, adds the vectors stored meanwhile and swaps it in. A failed build is logged and the current index
+keeps serving; a growth check `retry_after_s` later tries again. Without `background` the build runs in
+the caller (bulk loads, benchmarks). Every method is safe to call from several threads.
+
 FAISS positions are 0..n-1 in insertion order; `ids` maps them to item ids. Vectors are never removed
 (removal from FAISS is a linear scan per call): items deleted since (a refreshed analysis) are dropped by the caller, which reads
 every hit back from the database, and told to `forget`, so later searches skip them.
 """
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from typing import Callable
+
 import faiss
 import numpy as np
 
+log = logging.getLogger(__name__)
+COPY_CHUNK = 10_000  # vectors copied per lock hold: searches wait milliseconds, not the whole copy
+
+
+def build_ivf(vectors: np.ndarray, train_per_cell: int) -> faiss.Index:
+    """An inverted file holding `vectors` (N, dim) at positions 0..N-1, trained on a sample of them."""
+    size, dim = vectors.shape
+    cells = int(4 * np.sqrt(size))  # the usual 4-16 x sqrt(n); measured in the benchmark
+    sample = np.random.default_rng(0).choice(size, min(size, cells * train_per_cell), replace=False)
+    ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, cells,
+                                        faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
+    ivf.set_direct_map_type(faiss.DirectMap.Array)  # position -> vector, for reading vectors back
+    for start in range(0, size, COPY_CHUNK):  # float32 a chunk at a time: the copy stays float16
+        ivf.add(np.ascontiguousarray(vectors[start:start + COPY_CHUNK], dtype=np.float32))
+    return ivf
+
 
 class VectorIndex:
-    def __init__(self, dim: int, exact_max: int = 20_000, nprobe: int = 16, train_per_cell: int = 40):
+    def __init__(self, dim: int, exact_max: int = 20_000, nprobe: int = 16, train_per_cell: int = 40,
+                 retry_after_s: float = 60.0, build: Callable[[np.ndarray, int], faiss.Index] = build_ivf):
+        """`build(vectors, train_per_cell)` makes the inverted file (replaceable: tests hold a rebuild open)."""
         self.dim, self.exact_max, self.nprobe, self.train_per_cell = dim, exact_max, nprobe, train_per_cell
+        self.retry_after_s, self.build = retry_after_s, build
         self._index: faiss.Index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_fp16,
                                                               faiss.METRIC_INNER_PRODUCT)
         self.kind = "exact"
@@ -30,6 +62,9 @@ class VectorIndex:
         self.ids = np.zeros(0, np.int64)
         self._known: set[int] = set()
         self._forgotten: set[int] = set()
+        self._lock = threading.Lock()  # FAISS indexes are not safe to read while another thread adds
+        self._rebuild: threading.Thread | None = None
+        self._failed_at: float | None = None  # monotonic time of the last failed background build
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -38,70 +73,135 @@ class VectorIndex:
         return item_id in self._known
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, switch: bool = True) -> None:
-        """Add vectors (N, dim) for item ids; ids already present are skipped. `switch`: turn into HNSW
-        now if the size passed `exact_max` (a bulk load adds everything first, then switches once)."""
+        """Add vectors (N, dim) for item ids; ids already present are skipped. `switch`: build the inverted
+        file now (in this thread) if the size passed `exact_max` (a bulk load adds everything first, then
+        switches once). During a background rebuild they also reach the new index, at its swap."""
         ids = np.asarray(ids, np.int64)
-        fresh = np.array([i not in self._known for i in ids.tolist()], bool)
-        if not fresh.all():
-            ids, vectors = ids[fresh], vectors[fresh]
-        if not len(ids):
-            return
-        if vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors of dimension {vectors.shape[1]} for an index of dimension {self.dim}")
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        self.ids = np.concatenate([self.ids, ids])
-        self._known.update(ids.tolist())
+        with self._lock:
+            fresh = np.array([i not in self._known for i in ids.tolist()], bool)
+            if not fresh.all():
+                ids, vectors = ids[fresh], vectors[fresh]
+            if not len(ids):
+                return
+            if vectors.shape[1] != self.dim:
+                raise ValueError(f"vectors of dimension {vectors.shape[1]} for an index of dimension {self.dim}")
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            self.ids = np.concatenate([self.ids, ids])
+            self._known.update(ids.tolist())
         if switch:
             self.switch_if_large()
 
-    def switch_if_large(self) -> None:
-        """Past exact_max, (re)train the inverted file: the first time, and whenever the index doubled."""
-        if len(self) <= self.exact_max or (self.kind == "ivf" and len(self) < 2 * self.trained_size):
+    # ---- switching to (and retraining) the inverted file -----------------------------------------------------
+
+    def switch_if_large(self, background: bool = False) -> None:
+        """Past exact_max, (re)train the inverted file: the first time, and whenever the index doubled.
+        `background`: in a thread of its own, returning at once (nothing is started while a rebuild is
+        running, or within `retry_after_s` of a failed one); otherwise here, after any pending rebuild."""
+        if not background:
+            self.wait_for_rebuild()
+            if self._needs_training():
+                self._rebuild_now()
             return
-        vectors = self._index.reconstruct_n(0, len(self))
-        cells = int(4 * np.sqrt(len(self)))  # the usual 4-16 x sqrt(n); measured in the benchmark
-        sample = np.random.default_rng(0).choice(len(self), min(len(self), cells * self.train_per_cell), replace=False)
-        ivf = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(self.dim), self.dim, cells,
-                                            faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
-        ivf.train(np.ascontiguousarray(vectors[np.sort(sample)]))
-        ivf.set_direct_map_type(faiss.DirectMap.Array)  # position -> vector, for reading vectors back
-        ivf.add(vectors)
-        del vectors
-        self._index, self.kind, self.trained_size = ivf, "ivf", len(self)
+        with self._lock:
+            if not self._needs_training() or self.rebuilding:
+                return
+            if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_after_s:
+                return
+            self._rebuild = threading.Thread(target=self._rebuild_logged, name="vector-index-rebuild", daemon=True)
+            self._rebuild.start()
+
+    @property
+    def rebuilding(self) -> bool:
+        thread = self._rebuild
+        return thread is not None and thread.is_alive()
+
+    def wait_for_rebuild(self, timeout: float | None = None) -> bool:
+        """Wait for a background rebuild to be swapped in (or to fail); False if it still runs after `timeout`."""
+        thread = self._rebuild
+        if thread is not None:
+            thread.join(timeout)
+            return not thread.is_alive()
+        return True
+
+    def _needs_training(self) -> bool:
+        return len(self) > self.exact_max and (self.kind == "exact" or len(self) >= 2 * self.trained_size)
+
+    def _rebuild_logged(self) -> None:
+        try:
+            self._rebuild_now()
+            self._failed_at = None
+        except Exception:  # noqa: BLE001 - the current index keeps serving; a later growth check retries
+            self._failed_at = time.monotonic()
+            log.exception("vector index: building the inverted file over %d vectors failed; the %s index keeps "
+                          "serving", len(self), self.kind)
+
+    def _rebuild_now(self) -> None:
+        started = time.perf_counter()
+        snapshot = self._copy_vectors()
+        ivf = self.build(snapshot, self.train_per_cell)
+        with self._lock:
+            # Vectors added while it trained follow the snapshot, at the same positions as in the current index.
+            size = len(self)
+            if size > len(snapshot):
+                ivf.add(self._index.reconstruct_n(len(snapshot), size - len(snapshot)))
+            self._index, self.kind, self.trained_size = ivf, "ivf", len(snapshot)
+        log.info("vector index: inverted file over %d vectors (%d added while it trained) in %.1f s",
+                 size, size - len(snapshot), time.perf_counter() - started)
+
+    def _copy_vectors(self) -> np.ndarray:
+        """The stored vectors as float16 (their stored precision: half the memory of float32), copied a chunk
+        per lock hold; positions already written never change, so the chunks make one consistent copy."""
+        size = len(self)
+        vectors = np.empty((size, self.dim), np.float16)
+        for start in range(0, size, COPY_CHUNK):
+            count = min(COPY_CHUNK, size - start)
+            with self._lock:
+                vectors[start:start + count] = self._index.reconstruct_n(start, count)
+        return vectors
+
+    # ---- reading ---------------------------------------------------------------------------------------------
 
     def forget(self, item_ids) -> None:
-        self._forgotten.update(int(i) for i in item_ids)
+        with self._lock:
+            self._forgotten.update(int(i) for i in item_ids)
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest item ids and their scores (best first); fewer when the index is smaller."""
-        k_asked = min(len(self), k + len(self._forgotten))
-        if k_asked <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
         query = np.ascontiguousarray(vector.reshape(1, -1), dtype=np.float32)
-        if self.kind == "ivf":
-            scores, positions = self._index.search(query, k_asked, params=faiss.SearchParametersIVF(nprobe=self.nprobe))
-        else:
-            scores, positions = self._index.search(query, k_asked)
-        keep = positions[0] >= 0
-        ids, scores = self.ids[positions[0][keep]], scores[0][keep]
-        if self._forgotten:
-            alive = np.array([i not in self._forgotten for i in ids.tolist()], bool)
-            ids, scores = ids[alive], scores[alive]
+        with self._lock:
+            k_asked = min(len(self), k + len(self._forgotten))
+            if k_asked <= 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            if self.kind == "ivf":
+                scores, positions = self._index.search(query, k_asked,
+                                                       params=faiss.SearchParametersIVF(nprobe=self.nprobe))
+            else:
+                scores, positions = self._index.search(query, k_asked)
+            keep = positions[0] >= 0
+            ids, scores = self.ids[positions[0][keep]], scores[0][keep]
+            if self._forgotten:
+                alive = np.array([i not in self._forgotten for i in ids.tolist()], bool)
+                ids, scores = ids[alive], scores[alive]
         return ids[:k], scores[:k]
 
     def search_subset(self, vector: np.ndarray, item_ids, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact search among `item_ids` only (ids not in the index are ignored)."""
-        positions = np.flatnonzero(np.isin(self.ids, np.asarray(list(item_ids), np.int64)))
-        if not len(positions):
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        scores = self._index.reconstruct_batch(positions.astype(np.int64)) @ vector.astype(np.float32)
+        with self._lock:
+            positions = np.flatnonzero(np.isin(self.ids, np.asarray(list(item_ids), np.int64)))
+            if not len(positions):
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            stored = self._index.reconstruct_batch(positions.astype(np.int64))
+            ids = self.ids[positions]
+        scores = stored @ vector.astype(np.float32)
         best = np.argsort(-scores, kind="stable")[:k]
-        return self.ids[positions[best]], scores[best]
+        return ids[best], scores[best]
 
     def vector(self, item_id: int) -> np.ndarray | None:
-        positions = np.flatnonzero(self.ids == item_id)
-        return self._index.reconstruct(int(positions[0])) if len(positions) else None
+        with self._lock:
+            positions = np.flatnonzero(self.ids == item_id)
+            return self._index.reconstruct(int(positions[0])) if len(positions) else None
 
     def memory_bytes(self) -> int:
         """Bytes FAISS holds (vectors, cells, id map), measured by serialising the index."""
-        return int(faiss.serialize_index(self._index).nbytes)
+        with self._lock:
+            return int(faiss.serialize_index(self._index).nbytes)

@@ -1,5 +1,9 @@
 """The vector index: exact search, the switch to an inverted file past its size, exact search over a
-subset, forgotten ids; and the per-process index reading rows committed out of id order."""
+subset, forgotten ids, (re)building the inverted file in the background; and the per-process index
+reading rows committed out of id order and retraining off the search path."""
+import logging
+import threading
+
 import numpy as np
 from sqlalchemy.orm import sessionmaker
 
@@ -10,7 +14,7 @@ from app.filters import ItemFilters
 from app.models import ItemEmbedding
 from app.similarity import SimilarityIndex
 from app.store import save_analysis
-from app.vector_index import VectorIndex
+from app.vector_index import VectorIndex, build_ivf
 
 from .test_store import _items
 
@@ -22,6 +26,26 @@ def unit(rows: int, dim: int = 32, seed: int = 0) -> np.ndarray:
 
 def exact_top(vectors, query, k):
     return np.argsort(-(vectors @ query), kind="stable")[:k]
+
+
+class HeldBuild:
+    """Stands in for build_ivf: waits until the test releases it, so a rebuild is observably in progress
+    without timing, and fails its first `failures` calls."""
+
+    def __init__(self, hold: bool = True, failures: int = 0):
+        self.started, self.release = threading.Event(), threading.Event()
+        if not hold:
+            self.release.set()
+        self.failures, self.calls = failures, 0
+
+    def __call__(self, vectors, train_per_cell):
+        self.calls += 1
+        self.started.set()
+        if not self.release.wait(30):
+            raise TimeoutError("the test never released the build")
+        if self.calls <= self.failures:
+            raise MemoryError("no room for the inverted file")
+        return build_ivf(vectors, train_per_cell)
 
 
 def test_exact_search_returns_item_ids_best_first():
@@ -65,6 +89,45 @@ def test_subset_search_is_exact_and_forgotten_ids_are_skipped():
     assert 3 not in index.search(vectors[3], 10)[0]
 
 
+def test_a_background_rebuild_leaves_the_old_index_answering_and_takes_the_vectors_added_meanwhile():
+    vectors = unit(1500)
+    build = HeldBuild()
+    index = VectorIndex(32, exact_max=1000, build=build)
+    index.add(np.arange(1200), vectors[:1200], switch=False)
+    index.switch_if_large(background=True)
+    assert build.started.wait(30) and index.rebuilding
+    for query in (0, 600, 1199):  # the exact index still answers, exactly
+        assert list(index.search(vectors[query], 5)[0]) == list(exact_top(vectors[:1200], vectors[query], 5))
+    index.add(np.arange(1200, 1500), vectors[1200:], switch=False)
+    index.switch_if_large(background=True)  # one rebuild at a time
+    assert index.kind == "exact" and index.search(vectors[1400], 1)[0][0] == 1400
+    build.release.set()
+    assert index.wait_for_rebuild(30) and not index.rebuilding
+    assert index.kind == "ivf" and index.trained_size == 1200 and len(index) == 1500 and build.calls == 1
+    for query in (5, 1200, 1350, 1499):  # trained on the snapshot; the later vectors were replayed at the swap
+        assert index.search(vectors[query], 1)[0][0] == query
+    np.testing.assert_allclose(index.vector(1499), vectors[1499], atol=1e-3)
+    assert list(index.search_subset(vectors[1300], [1300, 4, 1450], 1)[0]) == [1300]
+
+
+def test_a_failed_rebuild_is_logged_leaves_the_old_index_serving_and_is_retried_later(caplog):
+    vectors = unit(1200)
+    build = HeldBuild(hold=False, failures=1)
+    index = VectorIndex(32, exact_max=1000, retry_after_s=3600, build=build)
+    index.add(np.arange(1200), vectors, switch=False)
+    with caplog.at_level(logging.ERROR, logger="app.vector_index"):
+        index.switch_if_large(background=True)
+        assert index.wait_for_rebuild(30)
+    assert "building the inverted file over 1200 vectors failed" in caplog.text
+    assert index.kind == "exact" and index.trained_size == 0
+    assert list(index.search(vectors[7], 3)[0]) == list(exact_top(vectors, vectors[7], 3))
+    index.switch_if_large(background=True)  # within retry_after_s of the failure: not yet
+    assert not index.rebuilding and build.calls == 1
+    index.retry_after_s = 0
+    index.switch_if_large(background=True)
+    assert index.wait_for_rebuild(30) and build.calls == 2 and index.kind == "ivf" and index.trained_size == 1200
+
+
 def test_rows_committed_out_of_id_order_are_not_missed(database_url):
     """On PostgreSQL a transaction holding a smaller id can commit after one with a larger id has been
     read; the index looks for the skipped ids again."""
@@ -87,4 +150,35 @@ def test_rows_committed_out_of_id_order_are_not_missed(database_url):
         assert len(index.sync(session, "m")) == 3
         result = index.search(session, "m", vectors[1], 1, ItemFilters({}))
         assert [hit.item.id for hit in result.hits] == [item_ids[1]]
+    engine.dispose()
+
+
+def test_the_search_that_finds_the_index_doubled_does_not_wait_for_its_retraining(database_url):
+    engine = make_engine(database_url)
+    make_session = sessionmaker(engine)
+    with make_session() as session:
+        analysis, _ = save_analysis(session, sha256="d" * 64, width=10, height=10, url=None, bundle_key="k", bundles={},
+                                    timings={}, items=_items(60), refresh=False)
+        item_ids = [item.id for item in analysis.items]
+    vectors = unit(60)
+
+    def store(rows):
+        with make_session() as session:
+            session.add_all([ItemEmbedding(item_id=item_ids[n], model="m", vector=to_bytes(vectors[n])) for n in rows])
+            session.commit()
+
+    store(range(30))
+    similarity = SimilarityIndex(Settings(similarity_exact_max=20))
+    with make_session() as session:
+        index = similarity.sync(session, "m")  # the first load builds the inverted file before it returns
+        assert index.kind == "ivf" and index.trained_size == 30 and not index.rebuilding
+        index.build = build = HeldBuild()
+        store(range(30, 60))
+        result = similarity.search(session, "m", vectors[45], 1, ItemFilters({}))  # doubled: retrained in the background
+        assert [hit.item.id for hit in result.hits] == [item_ids[45]] and result.index_size == 60
+        assert build.started.wait(30) and index.rebuilding and index.trained_size == 30
+        build.release.set()
+        assert index.wait_for_rebuild(30) and index.trained_size == 60
+        result = similarity.search(session, "m", vectors[50], 1, ItemFilters({}))
+        assert [hit.item.id for hit in result.hits] == [item_ids[50]] and result.index_kind == "ivf"
     engine.dispose()
