@@ -21,7 +21,7 @@ def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
 class Settings:
     database_url: str = f"sqlite:///{ROOT / 'instance' / 'fashion-tagger.sqlite3'}"
     classifier_bundle: Path = ROOT / "models" / "fashion-lite0"
-    detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-mobilenet"
+    detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-efflite0"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
     detector_class_agnostic_nms: float | None = None  # IoU of the NMS across classes; None: the bundle's, 1: off

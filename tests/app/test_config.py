@@ -25,6 +25,8 @@ def test_embedded_defaults():
     assert settings.garment_min_side == 16 and settings.detector_score_threshold is None  # the bundle's
     assert settings.detector_class_agnostic_nms is None  # the bundle's
     assert settings.classifier_bundle.name == "fashion-lite0"  # the pretrained trunk serves by default
+    assert settings.detector_bundle.name == "ccp-maskrcnn-efflite0"  # and the ImageNet-backed detector
+    assert (settings.detector_bundle / "manifest.json").is_file()
 
 
 def test_similarity_thumbnail_and_catalogue_settings():
