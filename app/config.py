@@ -28,6 +28,12 @@ class Settings:
     # Garments whose box is narrower or shorter than this (pixels) are not reported: a crop of a few
     # pixels, blown up to the classifier's 80x60, gives labels that are noise.
     garment_min_side: int = 16
+    # The detector's class as evidence for a garment's category path (classification/detector_prior.py):
+    # off, hard (only the articleTypes the class allows can be chosen) or soft:<weight> (other paths'
+    # probability times <weight>), for detections scoring at least the min score. Product items never.
+    # Default: the best of bench/street_tags.py on held-out street photos (README, Models).
+    garment_detector_prior: str = "off"
+    garment_detector_prior_min_score: float = 0.0
     device: str = "auto"
     # Cross-request batching (app/batching.py): 1 turns it off.
     batch_max_images: int = 1
@@ -102,6 +108,9 @@ class Settings:
             detector_class_agnostic_nms=(float(env["DETECTOR_CLASS_AGNOSTIC_NMS"]) if env.get("DETECTOR_CLASS_AGNOSTIC_NMS")
                                          else defaults.detector_class_agnostic_nms),
             garment_min_side=int(env.get("GARMENT_MIN_SIDE", defaults.garment_min_side)),
+            garment_detector_prior=env.get("GARMENT_DETECTOR_PRIOR") or defaults.garment_detector_prior,
+            garment_detector_prior_min_score=float(env.get("GARMENT_DETECTOR_PRIOR_MIN_SCORE",
+                                                           defaults.garment_detector_prior_min_score)),
             device=env.get("DEVICE", defaults.device),
             batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),
             batch_max_wait_ms=float(env.get("BATCH_MAX_WAIT_MS", defaults.batch_max_wait_ms)),

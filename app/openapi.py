@@ -104,7 +104,12 @@ def spec() -> dict:
             "Item": {"type": "object", "properties": {
                 "kind": {"enum": ["product", "garment"]}, "box": {"type": ["array", "null"]},
                 "mask": {"type": ["object", "null"], "description": "COCO RLE {size: [h, w], counts}"},
-                "detector": {"type": ["object", "null"]}, "category": {"type": "object"}, "style": {"type": "object"},
+                "detector": {"type": ["object", "null"]},
+                "category": {"type": "object", "properties": {"constrained_by": {
+                    "type": ["string", "null"],
+                    "description": "detector:<class> when the detector's class constrained the category path "
+                                   "(GARMENT_DETECTOR_PRIOR); confidences and top3 stay the classifier's own"}}},
+                "style": {"type": "object"},
                 "colours": {"type": "array", "items": {"type": "object", "properties": {
                     "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}}}},
             "SearchInfo": {"type": "object", "properties": {

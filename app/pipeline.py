@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from classification.detector_prior import DetectorPrior
 from classification.inference import Classifier
 from detection.inference import Detector, crop_detection
 from detection.records import encode_mask
@@ -40,11 +41,15 @@ def timed(timings: dict, stage: str):
 
 class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
-                 batch_max_wait: float = 0.005, garment_min_side: int = 16):
+                 batch_max_wait: float = 0.005, garment_min_side: int = 16, prior: DetectorPrior | None = None):
         self.detector, self.classifier = detector, classifier
         self.garment_min_side = garment_min_side
+        self.prior = prior or DetectorPrior()
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
+        if self.prior.mode != "off":  # the tags depend on it: a stored analysis made without it is not reused
+            self.bundles["detector_prior"] = self.prior.name
+            self.bundle_key += f"|prior:{self.prior.name}"
         self.embedding_model = classifier.embedding_version
         # One model call at a time per process: request threads and embedded job threads share the models.
         self._lock = threading.Lock()
@@ -56,8 +61,11 @@ class Pipeline:
         detector = Detector(settings.detector_bundle, device=settings.device, min_size=settings.detector_min_size,
                             score_threshold=settings.detector_score_threshold,
                             class_agnostic_nms=settings.detector_class_agnostic_nms)
-        return cls(detector, Classifier(settings.classifier_bundle), settings.batch_max_images,
-                   settings.batch_max_wait_ms / 1000, settings.garment_min_side)
+        classifier = Classifier(settings.classifier_bundle)
+        prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
+                                    settings.garment_detector_prior_min_score)
+        return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,
+                   settings.garment_min_side, prior)
 
     def warm_up(self) -> None:
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
@@ -78,11 +86,12 @@ class Pipeline:
         with timed(timings, "detect"):
             detections = [[d for d in found if self._big_enough(d)] for found in self.detector.detect(images)]
         with timed(timings, "crop"):
-            crops = []
+            crops, allowed = [], []
             for image, found in zip(images, detections):
                 crops += [image] + [crop_detection(image, d.box, mask=d.mask) for d in found]
+                allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
-            tags, embeddings = self.classifier.predict_with_embeddings(crops)
+            tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight)
         tags, embeddings = iter(tags), iter(embeddings)
         results = []
         with timed(timings, "colours"):
@@ -97,13 +106,15 @@ class Pipeline:
 
     @staticmethod
     def _item(position: int, tag: dict, image: np.ndarray, detection) -> dict:
+        constrained_by = f"detector:{detection.label}" if detection and tag.get("category_constrained") else None
         return {
             "position": position,
             "kind": "garment" if detection else "product",
             "box": [round(v, 1) for v in detection.box] if detection else None,
             "mask": encode_mask(detection.mask) if detection else None,
             "detector": {"label": detection.label, "score": round(detection.score, 4)} if detection else None,
-            "category": {task: tag[task] for task in CATEGORY} | {"path_confidence": tag["category_path_confidence"]},
+            "category": {task: tag[task] for task in CATEGORY} | {"path_confidence": tag["category_path_confidence"],
+                                                                   "constrained_by": constrained_by},
             "style": {task: tag[task] for task in STYLE},
             "colours": dominant_colours(image, detection.mask if detection else None),
         }

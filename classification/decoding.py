@@ -3,10 +3,17 @@
 Independent argmaxes can contradict each other (Footwear + Topwear). Instead every path
 (masterCategory, subCategory, articleType) seen in the taxonomy is scored by the sum of its levels'
 log-probabilities and the best path wins, so the answer always exists in the taxonomy.
+
+An image may come with a set of allowed articleTypes (the garment detector's class, see
+detector_prior.py): the chosen path is then the best among the paths ending in an allowed articleType
+(hard), or the best after the probability of every other path is multiplied by `outside_weight`
+(soft). Only the choice changes: confidences, path shares and top paths stay the model's own.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from typing import Collection, Sequence
 
 from .taxonomy import HIERARCHY_LEVELS, Taxonomy
 
@@ -19,27 +26,44 @@ class HierarchyDecoder:
         self.paths = np.asarray(taxonomy.path_indices(), dtype=np.int64).reshape(-1, len(HIERARCHY_LEVELS))
         if len(self.paths) == 0:
             raise ValueError("taxonomy has no category paths to decode")
+        self.path_article_types = np.asarray([path[-1] for path in taxonomy.paths], dtype=object)
 
     def path_scores(self, probs: dict[str, np.ndarray]) -> np.ndarray:
         """(N, P) joint log-probability of every path."""
         return sum(np.log(probs[level][:, self.paths[:, i]] + _EPS) for i, level in enumerate(HIERARCHY_LEVELS))
 
-    def decode(self, probs: dict[str, np.ndarray], top_k: int = 3) -> list[dict]:
-        """Per image: the best path, each level's confidence, and the top-k paths with their share."""
+    def allowed_mask(self, allowed: Collection[str]) -> np.ndarray:
+        """(P,) bool: the paths whose articleType is in `allowed`."""
+        return np.isin(self.path_article_types, list(allowed))
+
+    def decode(self, probs: dict[str, np.ndarray], top_k: int = 3,
+               allowed: Sequence[Collection[str] | None] | None = None, outside_weight: float = 0.0) -> list[dict]:
+        """Per image: the best path, each level's confidence, and the top-k paths with their share.
+
+        `allowed` (one entry per image, None: unconstrained) restricts the choice to paths ending in
+        those articleTypes when `outside_weight` is 0, else multiplies the other paths' probability by
+        it. A set that matches no path of the taxonomy leaves that image unconstrained."""
         scores = self.path_scores(probs)
         shares = np.exp(scores - scores.max(axis=1, keepdims=True))
         shares /= shares.sum(axis=1, keepdims=True)
         order = np.argsort(-scores, axis=1)[:, :top_k]
+        outside = np.log(outside_weight) if outside_weight > 0 else -np.inf
         results = []
         for row in range(scores.shape[0]):
-            best = self.paths[order[row, 0]]
+            chosen, constrained = order[row, 0], False
+            if allowed is not None and allowed[row] is not None:
+                mask = self.allowed_mask(allowed[row])
+                if mask.any():
+                    chosen, constrained = int(np.argmax(np.where(mask, scores[row], scores[row] + outside))), True
+            best = self.paths[chosen]
             levels = {}
             for i, level in enumerate(HIERARCHY_LEVELS):
                 levels[level] = {"index": int(best[i]), "label": self.taxonomy.labels[level][best[i]],
                                  "confidence": float(probs[level][row, best[i]])}
             results.append({
                 "levels": levels,
-                "path_confidence": float(shares[row, order[row, 0]]),
+                "path_confidence": float(shares[row, chosen]),  # the model's own share of the chosen path
+                "constrained": constrained,
                 "top_paths": [
                     {"path": list(self.taxonomy.paths[p]), "confidence": float(shares[row, p])}
                     for p in order[row]

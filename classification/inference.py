@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 import keras
 import numpy as np
@@ -42,18 +42,24 @@ class Classifier:
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
         return {task: np.concatenate(chunks) for task, chunks in parts.items()}
 
-    def predict(self, images: Sequence[np.ndarray]) -> list[dict]:
-        """One result per image: every task's label, confidence and top-3; the category path decoded jointly."""
+    def predict(self, images: Sequence[np.ndarray], allowed: Sequence[Collection[str] | None] | None = None,
+                outside_weight: float = 0.0) -> list[dict]:
+        """One result per image: every task's label, confidence and top-3; the category path decoded jointly
+        (among each image's `allowed` articleTypes, when given: see HierarchyDecoder.decode)."""
         if not len(images):
             return []
         probs = self.predict_proba(images)
-        return self.describe(probs)
+        return self.describe(probs, allowed, outside_weight)
 
-    def describe(self, probs: dict[str, np.ndarray]) -> list[dict]:
-        paths = self.decoder.decode(probs)
+    def describe(self, probs: dict[str, np.ndarray], allowed: Sequence[Collection[str] | None] | None = None,
+                 outside_weight: float = 0.0) -> list[dict]:
+        """Labels from softmax outputs; `allowed` (per image, None: unconstrained) and `outside_weight`
+        steer only the choice of the category path, every confidence and top-3 stays the model's own."""
+        paths = self.decoder.decode(probs, allowed=allowed, outside_weight=outside_weight)
         results = []
         for row, path in enumerate(paths):
-            result = {"category_path_confidence": path["path_confidence"], "category_top_paths": path["top_paths"]}
+            result = {"category_path_confidence": path["path_confidence"], "category_top_paths": path["top_paths"],
+                      "category_constrained": path["constrained"]}
             for task in TASKS:
                 p = probs[task][row]
                 top = np.argsort(-p)[:3]
@@ -83,7 +89,9 @@ class Classifier:
             self._with_embedding = keras.Model(self.model.input, outputs, name=f"{self.model.name}_with_embedding")
         return self._with_embedding
 
-    def predict_with_embeddings(self, images: Sequence[np.ndarray]) -> tuple[list[dict], np.ndarray]:
+    def predict_with_embeddings(self, images: Sequence[np.ndarray],
+                                allowed: Sequence[Collection[str] | None] | None = None,
+                                outside_weight: float = 0.0) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised trunk embedding, (N, embedding_dim)
         float32, from the same forward pass."""
         if not len(images):
@@ -97,7 +105,7 @@ class Classifier:
             for name in parts:
                 parts[name].append(keras.ops.convert_to_numpy(outputs[name]).astype(np.float32))
         probs = {task: np.concatenate(parts[task]) for task in TASKS}
-        return self.describe(probs), l2_normalise(np.concatenate(parts["embedding"]))
+        return self.describe(probs, allowed, outside_weight), l2_normalise(np.concatenate(parts["embedding"]))
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised trunk embeddings, (N, embedding_dim) float32."""

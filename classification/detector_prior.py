@@ -1,0 +1,80 @@
+"""The detector's class as a prior on the classifier's category path.
+
+Which articleTypes a garment detector class allows is derived from the two files that already say it:
+`detection/taxonomy.py` groups Clothing Co-Parsing's pixel labels into detector classes, and the CCP
+label map (`label_maps/clothing-co-parsing.json`) says which articleTypes each pixel label allows. A
+class allows the union of its labels' articleTypes. A class is left unconstrained (None) when one of
+its labels allows nothing the taxonomy can express (ignored by the map as too vague, like
+`accessories`, or absent from a small taxonomy): constraining it would force those garments into
+their neighbours' types.
+
+`DetectorPrior` is the serving policy (GARMENT_DETECTOR_PRIOR): off, hard (only allowed paths can
+win) or soft:<weight> (paths outside the allowed set have their probability multiplied by <weight>
+before the best path is chosen), applied to detections scoring at least `min_score`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from detection.taxonomy import CCP_GROUPS
+
+from .label_map import LabelMap, UnresolvableLabel
+from .taxonomy import Taxonomy
+
+CCP_LABEL_MAP = Path(__file__).parent / "label_maps" / "clothing-co-parsing.json"
+
+
+def allowed_article_types(taxonomy: Taxonomy, label_map: LabelMap | None = None,
+                          groups: Mapping[str, Sequence[str]] = CCP_GROUPS) -> dict[str, frozenset[str] | None]:
+    """Detector class -> the articleTypes (of `taxonomy`) it allows; None: unconstrained."""
+    label_map = label_map or LabelMap.load(CCP_LABEL_MAP)
+    out = {}
+    for detector_class, members in groups.items():
+        union: set[str] | None = set()
+        for label in members:
+            try:
+                allowed = label_map.allowed(label, taxonomy)  # raises for a label neither mapped nor ignored
+            except UnresolvableLabel:
+                allowed = None
+            if allowed is None or "articleType" not in allowed:
+                union = None
+                break
+            union |= set(allowed["articleType"])
+        out[detector_class] = frozenset(union) if union else None
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorPrior:
+    mode: str = "off"  # off | hard | soft
+    weight: float = 0.0  # factor on the probability of paths outside the allowed set (hard: 0)
+    min_score: float = 0.0  # detections scoring less are not used as evidence
+    allowed: Mapping[str, frozenset[str] | None] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, spec: str, taxonomy: Taxonomy, min_score: float = 0.0) -> "DetectorPrior":
+        """`off`, `hard` or `soft:<weight>` with 0 < weight < 1."""
+        spec = spec.strip().lower()
+        if spec == "off":
+            return cls()
+        if spec == "hard":
+            return cls("hard", 0.0, min_score, allowed_article_types(taxonomy))
+        if spec.startswith("soft:"):
+            weight = float(spec.split(":", 1)[1])
+            if not 0.0 < weight < 1.0:
+                raise ValueError(f"soft prior weight must be in (0, 1), got {weight}")
+            return cls("soft", weight, min_score, allowed_article_types(taxonomy))
+        raise ValueError(f"detector prior must be off, hard or soft:<weight>, got {spec!r}")
+
+    @property
+    def name(self) -> str:
+        base = "off" if self.mode == "off" else ("hard" if self.mode == "hard" else f"soft:{self.weight:g}")
+        return base if self.mode == "off" or not self.min_score else f"{base}@{self.min_score:g}"
+
+    def for_detection(self, label: str | None, score: float | None) -> frozenset[str] | None:
+        """The articleTypes a detection allows under this policy; None: decode unconstrained."""
+        if self.mode == "off" or label is None or score is None or score < self.min_score:
+            return None
+        return self.allowed.get(label)
