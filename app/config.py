@@ -29,7 +29,7 @@ class Settings:
     # pixels, blown up to the classifier's 80x60, gives labels that are noise.
     garment_min_side: int = 16
     # The detector's class as evidence for a garment's category path (classification/detector_prior.py):
-    # off, hard (only the articleTypes the class allows can be chosen) or soft:<weight> (other paths'
+    # off, hard (only the taxonomy paths the class allows can be chosen) or soft:<weight> (other paths'
     # probability times <weight>), for detections scoring at least the min score. Product items never.
     # Default: the best of bench/street_tags.py on held-out street photos (README, Models).
     garment_detector_prior: str = "off"

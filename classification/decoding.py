@@ -4,10 +4,10 @@ Independent argmaxes can contradict each other (Footwear + Topwear). Instead eve
 (masterCategory, subCategory, articleType) seen in the taxonomy is scored by the sum of its levels'
 log-probabilities and the best path wins, so the answer always exists in the taxonomy.
 
-An image may come with a set of allowed articleTypes (the garment detector's class, see
-detector_prior.py): the chosen path is then the best among the paths ending in an allowed articleType
-(hard), or the best after the probability of every other path is multiplied by `outside_weight`
-(soft). Only the choice changes: confidences, path shares and top paths stay the model's own.
+An image may come with a set of allowed paths (the garment detector's class, see detector_prior.py):
+the chosen path is then the best allowed one (hard), or the best after the probability of every other
+path is multiplied by `outside_weight` (soft). Only the choice changes: confidences, path shares and
+top paths stay the model's own.
 """
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from typing import Collection, Sequence
 from .taxonomy import HIERARCHY_LEVELS, Taxonomy
 
 _EPS = 1e-9
+# An image's allowed (masterCategory, subCategory, articleType) paths.
+AllowedPaths = Collection[tuple[str, str, str]]
 
 
 class HierarchyDecoder:
@@ -26,23 +28,23 @@ class HierarchyDecoder:
         self.paths = np.asarray(taxonomy.path_indices(), dtype=np.int64).reshape(-1, len(HIERARCHY_LEVELS))
         if len(self.paths) == 0:
             raise ValueError("taxonomy has no category paths to decode")
-        self.path_article_types = np.asarray([path[-1] for path in taxonomy.paths], dtype=object)
 
     def path_scores(self, probs: dict[str, np.ndarray]) -> np.ndarray:
         """(N, P) joint log-probability of every path."""
         return sum(np.log(probs[level][:, self.paths[:, i]] + _EPS) for i, level in enumerate(HIERARCHY_LEVELS))
 
-    def allowed_mask(self, allowed: Collection[str]) -> np.ndarray:
-        """(P,) bool: the paths whose articleType is in `allowed`."""
-        return np.isin(self.path_article_types, list(allowed))
+    def allowed_mask(self, allowed: AllowedPaths) -> np.ndarray:
+        """(P,) bool: which of the taxonomy's paths (masterCategory, subCategory, articleType) are in `allowed`."""
+        allowed = {tuple(path) for path in allowed}
+        return np.asarray([tuple(path) in allowed for path in self.taxonomy.paths], dtype=bool)
 
     def decode(self, probs: dict[str, np.ndarray], top_k: int = 3,
-               allowed: Sequence[Collection[str] | None] | None = None, outside_weight: float = 0.0) -> list[dict]:
+               allowed: Sequence[AllowedPaths | None] | None = None, outside_weight: float = 0.0) -> list[dict]:
         """Per image: the best path, each level's confidence, and the top-k paths with their share.
 
-        `allowed` (one entry per image, None: unconstrained) restricts the choice to paths ending in
-        those articleTypes when `outside_weight` is 0, else multiplies the other paths' probability by
-        it. A set that matches no path of the taxonomy leaves that image unconstrained."""
+        `allowed` (one set of paths per image, None: unconstrained) restricts the choice to those paths
+        when `outside_weight` is 0, else multiplies the other paths' probability by it. A set that
+        holds no path of the taxonomy leaves that image unconstrained."""
         scores = self.path_scores(probs)
         shares = np.exp(scores - scores.max(axis=1, keepdims=True))
         shares /= shares.sum(axis=1, keepdims=True)

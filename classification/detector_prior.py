@@ -1,12 +1,13 @@
 """The detector's class as a prior on the classifier's category path.
 
-Which articleTypes a garment detector class allows is derived from the two files that already say it:
-`detection/taxonomy.py` groups Clothing Co-Parsing's pixel labels into detector classes, and the CCP
-label map (`label_maps/clothing-co-parsing.json`) says which articleTypes each pixel label allows. A
-class allows the union of its labels' articleTypes. A class is left unconstrained (None) when one of
-its labels allows nothing the taxonomy can express (ignored by the map as too vague, like
-`accessories`, or absent from a small taxonomy): constraining it would force those garments into
-their neighbours' types.
+Which taxonomy paths a garment detector class allows is derived from the two files that already say
+it: `detection/taxonomy.py` groups Clothing Co-Parsing's pixel labels into detector classes, and the
+CCP label map (`label_maps/clothing-co-parsing.json`) says which masterCategories and articleTypes each
+pixel label allows. A class allows the union of its labels' paths (the taxonomy's paths through the
+allowed articleTypes within the allowed masterCategories: a bag is Accessories/Bags/Handbags, not Free
+Items/Bags/Handbags). A class is left unconstrained (None) when one of its labels allows nothing the
+taxonomy can express (ignored by the map as too vague, like `accessories`, or absent from a small
+taxonomy): constraining it would force those garments into their neighbours' types.
 
 `DetectorPrior` is the serving policy (GARMENT_DETECTOR_PRIOR): off, hard (only allowed paths can
 win) or soft:<weight> (paths outside the allowed set have their probability multiplied by <weight>
@@ -21,18 +22,27 @@ from typing import Mapping, Sequence
 from detection.taxonomy import CCP_GROUPS
 
 from .label_map import LabelMap, UnresolvableLabel
-from .taxonomy import Taxonomy
+from .taxonomy import HIERARCHY_LEVELS, Taxonomy
 
 CCP_LABEL_MAP = Path(__file__).parent / "label_maps" / "clothing-co-parsing.json"
 
 
-def allowed_article_types(taxonomy: Taxonomy, label_map: LabelMap | None = None,
-                          groups: Mapping[str, Sequence[str]] = CCP_GROUPS) -> dict[str, frozenset[str] | None]:
-    """Detector class -> the articleTypes (of `taxonomy`) it allows; None: unconstrained."""
+Path = tuple[str, str, str]  # masterCategory, subCategory, articleType
+
+
+def label_paths(allowed: Mapping[str, Sequence[str]], taxonomy: Taxonomy) -> set[Path]:
+    """The taxonomy's paths a resolved label-map entry allows at every level."""
+    return {path for path in taxonomy.paths
+            if all(path[i] in allowed.get(level, (path[i],)) for i, level in enumerate(HIERARCHY_LEVELS))}
+
+
+def allowed_paths(taxonomy: Taxonomy, label_map: LabelMap | None = None,
+                  groups: Mapping[str, Sequence[str]] = CCP_GROUPS) -> dict[str, frozenset[Path] | None]:
+    """Detector class -> the paths of `taxonomy` it allows; None: unconstrained."""
     label_map = label_map or LabelMap.load(CCP_LABEL_MAP)
     out = {}
     for detector_class, members in groups.items():
-        union: set[str] | None = set()
+        union: set[Path] | None = set()
         for label in members:
             try:
                 allowed = label_map.allowed(label, taxonomy)  # raises for a label neither mapped nor ignored
@@ -41,9 +51,16 @@ def allowed_article_types(taxonomy: Taxonomy, label_map: LabelMap | None = None,
             if allowed is None or "articleType" not in allowed:
                 union = None
                 break
-            union |= set(allowed["articleType"])
+            union |= label_paths(allowed, taxonomy)
         out[detector_class] = frozenset(union) if union else None
     return out
+
+
+def allowed_article_types(taxonomy: Taxonomy, label_map: LabelMap | None = None,
+                          groups: Mapping[str, Sequence[str]] = CCP_GROUPS) -> dict[str, frozenset[str] | None]:
+    """Detector class -> the articleTypes of its allowed paths; None: unconstrained."""
+    return {detector_class: None if paths is None else frozenset(path[2] for path in paths)
+            for detector_class, paths in allowed_paths(taxonomy, label_map, groups).items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +68,7 @@ class DetectorPrior:
     mode: str = "off"  # off | hard | soft
     weight: float = 0.0  # factor on the probability of paths outside the allowed set (hard: 0)
     min_score: float = 0.0  # detections scoring less are not used as evidence
-    allowed: Mapping[str, frozenset[str] | None] = dataclasses.field(default_factory=dict)
+    allowed: Mapping[str, frozenset[Path] | None] = dataclasses.field(default_factory=dict)  # per detector class
 
     @classmethod
     def parse(cls, spec: str, taxonomy: Taxonomy, min_score: float = 0.0) -> "DetectorPrior":
@@ -60,12 +77,12 @@ class DetectorPrior:
         if spec == "off":
             return cls()
         if spec == "hard":
-            return cls("hard", 0.0, min_score, allowed_article_types(taxonomy))
+            return cls("hard", 0.0, min_score, allowed_paths(taxonomy))
         if spec.startswith("soft:"):
             weight = float(spec.split(":", 1)[1])
             if not 0.0 < weight < 1.0:
                 raise ValueError(f"soft prior weight must be in (0, 1), got {weight}")
-            return cls("soft", weight, min_score, allowed_article_types(taxonomy))
+            return cls("soft", weight, min_score, allowed_paths(taxonomy))
         raise ValueError(f"detector prior must be off, hard or soft:<weight>, got {spec!r}")
 
     @property
@@ -73,8 +90,8 @@ class DetectorPrior:
         base = "off" if self.mode == "off" else ("hard" if self.mode == "hard" else f"soft:{self.weight:g}")
         return base if self.mode == "off" or not self.min_score else f"{base}@{self.min_score:g}"
 
-    def for_detection(self, label: str | None, score: float | None) -> frozenset[str] | None:
-        """The articleTypes a detection allows under this policy; None: decode unconstrained."""
+    def for_detection(self, label: str | None, score: float | None) -> frozenset[Path] | None:
+        """The paths a detection allows under this policy; None: decode unconstrained."""
         if self.mode == "off" or label is None or score is None or score < self.min_score:
             return None
         return self.allowed.get(label)

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Collection, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
 
 from . import runtime
 from .bundle import load_bundle
-from .decoding import HierarchyDecoder
+from .decoding import AllowedPaths, HierarchyDecoder
 from .preprocess import preprocess_batch
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
@@ -42,16 +42,16 @@ class Classifier:
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
         return {task: np.concatenate(chunks) for task, chunks in parts.items()}
 
-    def predict(self, images: Sequence[np.ndarray], allowed: Sequence[Collection[str] | None] | None = None,
+    def predict(self, images: Sequence[np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,
                 outside_weight: float = 0.0) -> list[dict]:
         """One result per image: every task's label, confidence and top-3; the category path decoded jointly
-        (among each image's `allowed` articleTypes, when given: see HierarchyDecoder.decode)."""
+        (among each image's `allowed` paths, when given: see HierarchyDecoder.decode)."""
         if not len(images):
             return []
         probs = self.predict_proba(images)
         return self.describe(probs, allowed, outside_weight)
 
-    def describe(self, probs: dict[str, np.ndarray], allowed: Sequence[Collection[str] | None] | None = None,
+    def describe(self, probs: dict[str, np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,
                  outside_weight: float = 0.0) -> list[dict]:
         """Labels from softmax outputs; `allowed` (per image, None: unconstrained) and `outside_weight`
         steer only the choice of the category path, every confidence and top-3 stays the model's own."""
@@ -90,7 +90,7 @@ class Classifier:
         return self._with_embedding
 
     def predict_with_embeddings(self, images: Sequence[np.ndarray],
-                                allowed: Sequence[Collection[str] | None] | None = None,
+                                allowed: Sequence[AllowedPaths | None] | None = None,
                                 outside_weight: float = 0.0) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised trunk embedding, (N, embedding_dim)
         float32, from the same forward pass."""
