@@ -1,8 +1,16 @@
 """The pipeline around the models: which detections become garment items."""
-import numpy as np
+import io
 
+import numpy as np
+import pytest
+
+from app import create_app
+from app.config import Settings
 from app.pipeline import Pipeline
-from detection.inference import Detection
+from classification.detector_prior import DetectorPrior, allowed_paths
+from detection.inference import Detection, crop_detection
+
+from .servers import garment_photo
 
 
 def test_garments_too_small_to_classify_are_not_reported(pipeline, monkeypatch):
@@ -18,3 +26,86 @@ def test_garments_too_small_to_classify_are_not_reported(pipeline, monkeypatch):
     assert [i["detector"]["label"] for i in items[1:]] == ["top", "hat"]
     everything = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0).analyse(image, {})
     assert [i["detector"]["label"] for i in everything[1:]] == ["top", "footwear", "hat"]
+
+
+# ---- the detector prior ---------------------------------------------------------------------------------
+
+def path_of(item):
+    return tuple(item["category"][level]["label"] for level in ("masterCategory", "subCategory", "articleType"))
+
+
+def with_prior(pipeline, monkeypatch, spec, min_score=0.0, found=None):
+    """The committed models behind a pipeline with the prior `spec`; the detector answers `found`."""
+    prior = DetectorPrior.parse(spec, pipeline.classifier.taxonomy, min_score)
+    constrained = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0, prior=prior)
+    if found is not None:
+        monkeypatch.setattr(constrained.detector, "detect", lambda images: [list(found) for _ in images])
+    return constrained
+
+
+# A striped photo: whatever the classifier makes of it, the detector's class decides under "hard".
+PHOTO = np.where(((np.arange(160) // 8) % 2 == 0)[:, None, None], np.uint8([40, 60, 200]), np.uint8([230, 230, 230]))
+PHOTO = np.ascontiguousarray(np.broadcast_to(PHOTO, (160, 120, 3)), dtype=np.uint8)
+FULL = np.ones(PHOTO.shape[:2], dtype=bool)
+FOUND = [Detection((0.0, 0.0, 120.0, 160.0), FULL, "footwear", 0.61),
+         Detection((0.0, 0.0, 120.0, 160.0), FULL, "accessory", 0.9),  # no mapping: never constrained
+         Detection((0.0, 0.0, 120.0, 160.0), FULL, "skirt", 0.55)]
+
+
+def test_hard_prior_constrains_garments_but_never_the_product(pipeline, monkeypatch):
+    off = with_prior(pipeline, monkeypatch, "off", found=FOUND).analyse(PHOTO, {})
+    hard = with_prior(pipeline, monkeypatch, "hard", found=FOUND).analyse(PHOTO, {})
+    allowed = allowed_paths(pipeline.classifier.taxonomy)
+    product, footwear, accessory, skirt = hard
+    assert product["kind"] == "product" and product["category"]["constrained_by"] is None
+    assert product["category"] == off[0]["category"]
+    assert path_of(footwear) in allowed["footwear"] and footwear["category"]["constrained_by"] == "detector:footwear"
+    assert path_of(skirt) in allowed["skirt"] and skirt["category"]["constrained_by"] == "detector:skirt"
+    assert accessory["category"] == off[2]["category"]  # unconstrained class: today's answer, no field
+    assert all(item["category"]["constrained_by"] is None for item in off)
+    # The reported confidences and top-3 stay the classifier's own.
+    assert footwear["category"]["articleType"]["top3"] == off[1]["category"]["articleType"]["top3"]
+    probs = pipeline.classifier.predict_proba([crop_detection(PHOTO, FOUND[0].box, mask=FULL)])
+    taxonomy = pipeline.classifier.taxonomy
+    for level, label in zip(("masterCategory", "subCategory", "articleType"), path_of(footwear)):
+        model_own = probs[level][0, taxonomy.index(level, label)]
+        assert footwear["category"][level]["confidence"] == pytest.approx(model_own, rel=1e-3, abs=1e-6)
+
+
+def test_weak_detections_are_not_used_as_evidence(pipeline, monkeypatch):
+    items = with_prior(pipeline, monkeypatch, "hard", min_score=0.6, found=FOUND).analyse(PHOTO, {})
+    assert [i["category"]["constrained_by"] for i in items] == [None, "detector:footwear", None, None]
+
+
+def test_the_prior_is_part_of_the_bundle_key(pipeline, monkeypatch):
+    off = with_prior(pipeline, monkeypatch, "off")
+    soft = with_prior(pipeline, monkeypatch, "soft:0.001", min_score=0.7)
+    assert off.bundle_key == pipeline.bundle_key and "detector_prior" not in off.bundles
+    assert soft.bundle_key == f"{pipeline.bundle_key}|prior:soft:0.001@0.7"
+    assert soft.bundles["detector_prior"] == "soft:0.001@0.7"
+
+
+def test_settings_choose_the_prior(pipeline, monkeypatch):
+    settings = Settings.from_env({"GARMENT_DETECTOR_PRIOR": "soft:0.01", "GARMENT_DETECTOR_PRIOR_MIN_SCORE": "0.8"})
+    assert (settings.garment_detector_prior, settings.garment_detector_prior_min_score) == ("soft:0.01", 0.8)
+    monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)
+    monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
+    monkeypatch.setattr("app.pipeline.Classifier", lambda *a, **k: pipeline.classifier)
+    prior = Pipeline.load(settings).args[-1]
+    assert (prior.mode, prior.weight, prior.min_score) == ("soft", 0.01, 0.8)
+
+
+def test_the_response_and_the_stored_item_say_the_category_was_constrained(settings, pipeline, monkeypatch):
+    app = create_app(settings)
+    shoe = Detection((75.0, 80.0, 225.0, 240.0), np.ones((400, 300), dtype=bool), "footwear", 0.61)
+    app.extensions["pipeline"].set(with_prior(pipeline, monkeypatch, "hard", found=[shoe]))
+    client = app.test_client()
+    response = client.post("/v1/analyses", data={"image": (io.BytesIO(garment_photo((30, 160, 60))), "g.jpg")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.json
+    items = response.json["items"]
+    assert [i["category"]["constrained_by"] for i in items] == [None, "detector:footwear"]
+    assert client.get(f"/v1/analyses/{response.json['id']}").json == response.json
+    listed = client.get("/v1/items", query_string={"kind": "garment"}).json["items"]
+    assert listed[0]["category"]["constrained_by"] == "detector:footwear"
+    app.extensions["engine"].dispose()
