@@ -78,14 +78,17 @@ def test_weak_detections_are_not_used_as_evidence(pipeline, monkeypatch):
 
 
 def test_the_prior_is_part_of_the_bundle_key(pipeline, monkeypatch):
+    models_only = f"{pipeline.detector.version}|{pipeline.classifier.versions['category']}|" \
+                  f"{pipeline.classifier.versions['style']}"
     off = with_prior(pipeline, monkeypatch, "off")
     soft = with_prior(pipeline, monkeypatch, "soft:0.001", min_score=0.7)
-    assert off.bundle_key == pipeline.bundle_key and "detector_prior" not in off.bundles
-    assert soft.bundle_key == f"{pipeline.bundle_key}|prior:soft:0.001@0.7"
+    assert off.bundle_key == models_only and "detector_prior" not in off.bundles  # analyses stored before stay valid
+    assert soft.bundle_key == f"{models_only}|prior:soft:0.001@0.7"
     assert soft.bundles["detector_prior"] == "soft:0.001@0.7"
 
 
 def test_settings_choose_the_prior(pipeline, monkeypatch):
+    assert Settings.from_env({}).garment_detector_prior == "hard"  # the measured best (bench/street_tags.py)
     settings = Settings.from_env({"GARMENT_DETECTOR_PRIOR": "soft:0.01", "GARMENT_DETECTOR_PRIOR_MIN_SCORE": "0.8"})
     assert (settings.garment_detector_prior, settings.garment_detector_prior_min_score) == ("soft:0.01", 0.8)
     monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)

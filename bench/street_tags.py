@@ -1,0 +1,236 @@
+"""Garment tags end to end on held-out street photos, with the detector prior off / hard / soft.
+
+    nice -n 15 .venv/bin/python bench/street_tags.py [--classifier models/fashion-lite0] \
+        [--detector models/ccp-maskrcnn-efflite0] [--data ../shared/datasets/clothing-co-parsing]
+
+The photos are Clothing Co-Parsing's validation split of the detector bundle (`split.json`, `val`):
+neither model trained on them (the classifier's street crops use the same split). Each photo goes
+through the serving code: the app's decoder, the detector at its serving threshold with the pipeline's
+minimum garment size, masked crops, and the classifier's `describe` with the allowed articleTypes
+`DetectorPrior.for_detection` gives (what `Pipeline._analyse_many` calls); the model runs once and
+every prior variant re-decodes the same probabilities (a check re-runs the pipeline itself on a few
+photos and asserts the same tags).
+
+Ground truth: one instance per connected region of each CCP pixel label (`detection.records.read_ccp`
+with one class per raw label, as the classifier's street crops), its allowed masterCategories and
+articleTypes from the CCP label map (`classification.photo_datasets.resolver`, as
+`classification.evaluate` scores crops). Detections are matched to instances by box IoU >= 0.5,
+greedily by score, whatever their class; unmatched detections are false positives, reported apart.
+Matched garments are scored as `evaluate_allowed_sets` scores crops: articleType group accuracy (the
+decoded articleType is one the label allows) and masterCategory accuracy, as a mean over labels and
+over garments. Writes bench/results/street-tags-<time>.json and prints Markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402  (before TensorFlow)
+import torchvision  # noqa: E402,F401
+import numpy as np  # noqa: E402
+
+from app.config import Settings  # noqa: E402
+from app.fetch import decode  # noqa: E402
+from app.pipeline import Pipeline  # noqa: E402
+from bench.results import write_report  # noqa: E402
+from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: E402
+from classification.label_map import LabelMap  # noqa: E402
+from classification.photo_datasets import resolver  # noqa: E402
+from detection.inference import crop_detection  # noqa: E402
+from detection.records import ccp_label_names, read_ccp  # noqa: E402
+from detection.taxonomy import CCP_GROUPS  # noqa: E402
+
+CCP = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing"
+# Variants: the prior off, then hard and soft (factor on paths outside the allowed set) at a few
+# minimum detector scores (0: every served detection, the serving threshold already applied). Path
+# probabilities are products over three levels, so they are peaked: useful soft factors are small.
+WEIGHTS = ("hard", "soft:0.1", "soft:0.01", "soft:0.001", "soft:0.0001", "soft:1e-06")
+MIN_SCORES = (0.0, 0.7, 0.9)
+CHECKED_PHOTOS = 3
+
+
+def box_iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match(detections, instances, threshold: float) -> list[int | None]:
+    """For each detection (any order) the index of its instance or None; greedy by falling score."""
+    taken, out = set(), [None] * len(detections)
+    for d in sorted(range(len(detections)), key=lambda i: -detections[i].score):
+        best, best_iou = None, threshold
+        for g, instance in enumerate(instances):
+            if g not in taken:
+                iou = box_iou(detections[d].box, instance.box)
+                if iou >= best_iou:
+                    best, best_iou = g, iou
+        if best is not None:
+            taken.add(best)
+            out[d] = best
+    return out
+
+
+def score(garments: list[dict], tags: list[dict]) -> dict:
+    """evaluate_allowed_sets' figures for matched garments and their decoded tags."""
+    group_ok = np.asarray([t["articleType"]["label"] in g["allowed"]["articleType"] for g, t in zip(garments, tags)])
+    master_ok = np.asarray([t["masterCategory"]["label"] in g["allowed"]["masterCategory"]
+                            for g, t in zip(garments, tags)])
+    labels = sorted({g["label"] for g in garments})
+    rows = {label: [i for i, g in enumerate(garments) if g["label"] == label] for label in labels}
+    return {
+        "garments": len(garments), "labels": len(labels),
+        "articleType_group_accuracy": float(np.mean([group_ok[r].mean() for r in rows.values()])),
+        "articleType_group_accuracy_micro": float(group_ok.mean()),
+        "masterCategory_accuracy_mean_over_labels": float(np.mean([master_ok[r].mean() for r in rows.values()])),
+        "masterCategory_accuracy": float(master_ok.mean()),
+        "constrained": int(sum(t["category_constrained"] for t in tags)),
+        "_group_ok": group_ok, "_master_ok": master_ok,
+    }
+
+
+def main(argv=None) -> dict:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classifier", type=Path, default=defaults.classifier_bundle)
+    parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
+    parser.add_argument("--data", type=Path, default=CCP, help="Clothing Co-Parsing folder")
+    parser.add_argument("--split", type=Path, help="photo split (default: <detector>/split.json)")
+    parser.add_argument("--iou", type=float, default=0.5)
+    parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu")
+    pipeline = Pipeline.load(settings)  # the serving load path (prior off: variants are decoded below)
+    classifier, taxonomy = pipeline.classifier, pipeline.classifier.taxonomy
+    label_map = LabelMap.load(CCP_LABEL_MAP)
+    resolve = resolver(label_map, taxonomy)
+    names = ccp_label_names(args.data)
+    # One instance class per raw CCP label (as read_street_crops): every detector garment label and
+    # every label the map scores; labels that resolve to nothing are matched but not scored.
+    garment_labels = {name for members in CCP_GROUPS.values() for name in members}
+    candidates = {v: n for v, n in enumerate(names) if n and (n in garment_labels or n in label_map.labels)}
+    class_of_label = {name: group for group, members in CCP_GROUPS.items() for name in members}
+
+    val = set(json.loads((args.split or args.detector / "split.json").read_text())["val"])
+    photos = [r for r in read_ccp(args.data, pixel_to_class={v: v for v in candidates}) if r.image_id in val]
+    photos = photos[:args.limit] if args.limit else photos
+
+    started = time.perf_counter()
+    images, crops, garments, false_positives, missed, unscored = [], [], [], Counter(), 0, 0
+    detections_per_photo = []
+    for record in photos:
+        image = decode(record.image_path.read_bytes(), settings)
+        if image.shape[:2] != (record.height, record.width):
+            raise SystemExit(f"{record.image_path}: decoded {image.shape[:2]}, annotated {record.height}x{record.width}")
+        found = [d for d in pipeline.detector.detect([image])[0] if pipeline._big_enough(d)]
+        instances = record.instances()
+        matched = match(found, instances, args.iou)
+        missed += len(instances) - sum(m is not None for m in matched)
+        images.append(image)
+        detections_per_photo.append(found)
+        for detection, g in zip(found, matched):
+            if g is None:
+                false_positives[detection.label] += 1
+                continue
+            label = candidates[instances[g].category]
+            allowed = resolve(label) if label not in label_map.ignore else None
+            if allowed is None:
+                unscored += 1
+                continue
+            crops.append(crop_detection(image, detection.box, mask=detection.mask))
+            garments.append({"photo": record.image_id, "label": label, "allowed": allowed,
+                             "detector": detection.label, "score": detection.score,
+                             "detector_right": class_of_label.get(label) == detection.label})
+    detect_seconds = time.perf_counter() - started
+    probs = classifier.predict_proba(crops)
+
+    variants = [DetectorPrior()] + [
+        DetectorPrior.parse(weight, taxonomy, min_score) for weight in WEIGHTS for min_score in MIN_SCORES]
+    results, per_class = {}, defaultdict(dict)
+    for prior in variants:
+        allowed = [prior.for_detection(g["detector"], g["score"]) for g in garments]
+        tags = classifier.describe(probs, allowed, prior.weight)  # what the pipeline's classify stage calls
+        figures = score(garments, tags)
+        results[prior.name] = {k: v for k, v in figures.items() if not k.startswith("_")}
+        for cls in sorted({g["detector"] for g in garments}):
+            rows = [i for i, g in enumerate(garments) if g["detector"] == cls]
+            per_class[cls][prior.name] = {"group": float(figures["_group_ok"][rows].mean()),
+                                          "master": float(figures["_master_ok"][rows].mean())}
+    for cls, rows in per_class.items():
+        members = [g for g in garments if g["detector"] == cls]
+        rows["garments"] = len(members)
+        rows["detector_precision_matched"] = float(np.mean([g["detector_right"] for g in members]))
+        rows["labels"] = dict(Counter(g["label"] for g in members).most_common(4))
+
+    best = max(results, key=lambda n: (round(results[n]["articleType_group_accuracy"], 4),
+                                       round(results[n]["masterCategory_accuracy"], 4)))
+    check = pipeline_check(pipeline, images[:CHECKED_PHOTOS], detections_per_photo[:CHECKED_PHOTOS], taxonomy)
+
+    report = {
+        "classifier": classifier.embedding_version, "detector": pipeline.detector.version,
+        "classifier_bundle": str(args.classifier), "detector_bundle": str(args.detector),
+        "photos": len(photos), "iou": args.iou, "garment_min_side": settings.garment_min_side,
+        "detections": sum(len(d) for d in detections_per_photo),
+        "matched_scored": len(garments), "matched_unscored": unscored,
+        "false_positives": sum(false_positives.values()), "false_positives_by_class": dict(false_positives),
+        "missed_instances": missed,
+        "detector_class_right_on_matched": float(np.mean([g["detector_right"] for g in garments])),
+        "variants": results, "best": best, "per_detector_class": per_class,
+        "pipeline_check": check, "detect_seconds": round(detect_seconds, 1),
+    }
+    write_report("street-tags", report)
+    print(markdown(report))
+    return report
+
+
+def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:
+    """Run Pipeline._analyse_many itself (hard prior) on a few photos and compare with the re-decoding."""
+    hard = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=pipeline.garment_min_side,
+                    prior=DetectorPrior.parse("hard", taxonomy))
+    items = hard._analyse_many(images, {})
+    served = [i["category"]["articleType"]["label"] for per_image in items for i in per_image if i["kind"] == "garment"]
+    crops = [crop_detection(image, d.box, mask=d.mask) for image, found in zip(images, detections) for d in found]
+    allowed = [hard.prior.for_detection(d.label, d.score) for found in detections for d in found]
+    redecoded = [t["articleType"]["label"] for t in pipeline.classifier.predict(crops, allowed)]
+    if served != redecoded:
+        raise SystemExit(f"the pipeline and the re-decoding disagree: {served} vs {redecoded}")
+    return {"photos": len(images), "garments": len(served), "same_articleTypes": True}
+
+
+def markdown(report: dict) -> str:
+    out = [f"Held-out CCP street photos: {report['photos']}, detections {report['detections']} "
+           f"(matched+scored {report['matched_scored']}, matched unscored {report['matched_unscored']}, "
+           f"false positives {report['false_positives']}), missed instances {report['missed_instances']}; "
+           f"detector class right on matched garments: {report['detector_class_right_on_matched']:.3f}", "",
+           "| prior | articleType group (mean over labels) | group (over garments) | masterCategory (over garments) "
+           "| masterCategory (mean over labels) | constrained |", "|---|---:|---:|---:|---:|---:|"]
+    for name, r in report["variants"].items():
+        mark = " **best**" if name == report["best"] else ""
+        out.append(f"| {name}{mark} | {r['articleType_group_accuracy']:.3f} | {r['articleType_group_accuracy_micro']:.3f} "
+                   f"| {r['masterCategory_accuracy']:.3f} | {r['masterCategory_accuracy_mean_over_labels']:.3f} "
+                   f"| {r['constrained']} |")
+    shown = ["off", "hard", report["best"]] if report["best"] not in ("off", "hard") else ["off", "hard"]
+    out += ["", "Per detector class (matched garments; group / masterCategory accuracy over garments):", "",
+            "| detector class | garments | detector right | " + " | ".join(shown) + " | labels |",
+            "|---|---:|---:|" + "---:|" * len(shown) + "---|"]
+    for cls, rows in sorted(report["per_detector_class"].items(), key=lambda kv: -kv[1]["garments"]):
+        cells = " | ".join(f"{rows[n]['group']:.2f} / {rows[n]['master']:.2f}" for n in shown)
+        labels = ", ".join(f"{k} {v}" for k, v in rows["labels"].items())
+        out.append(f"| {cls} | {rows['garments']} | {rows['detector_precision_matched']:.2f} | {cells} | {labels} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
