@@ -27,22 +27,22 @@ from .taxonomy import HIERARCHY_LEVELS, Taxonomy
 CCP_LABEL_MAP = Path(__file__).parent / "label_maps" / "clothing-co-parsing.json"
 
 
-Path = tuple[str, str, str]  # masterCategory, subCategory, articleType
+TaxonomyPath = tuple[str, str, str]  # masterCategory, subCategory, articleType
 
 
-def label_paths(allowed: Mapping[str, Sequence[str]], taxonomy: Taxonomy) -> set[Path]:
+def label_paths(allowed: Mapping[str, Sequence[str]], taxonomy: Taxonomy) -> set[TaxonomyPath]:
     """The taxonomy's paths a resolved label-map entry allows at every level."""
     return {path for path in taxonomy.paths
             if all(path[i] in allowed.get(level, (path[i],)) for i, level in enumerate(HIERARCHY_LEVELS))}
 
 
 def allowed_paths(taxonomy: Taxonomy, label_map: LabelMap | None = None,
-                  groups: Mapping[str, Sequence[str]] = CCP_GROUPS) -> dict[str, frozenset[Path] | None]:
+                  groups: Mapping[str, Sequence[str]] = CCP_GROUPS) -> dict[str, frozenset[TaxonomyPath] | None]:
     """Detector class -> the paths of `taxonomy` it allows; None: unconstrained."""
     label_map = label_map or LabelMap.load(CCP_LABEL_MAP)
     out = {}
     for detector_class, members in groups.items():
-        union: set[Path] | None = set()
+        union: set[TaxonomyPath] | None = set()
         for label in members:
             try:
                 allowed = label_map.allowed(label, taxonomy)  # raises for a label neither mapped nor ignored
@@ -68,7 +68,7 @@ class DetectorPrior:
     mode: str = "off"  # off | hard | soft
     weight: float = 0.0  # factor on the probability of paths outside the allowed set (hard: 0)
     min_score: float = 0.0  # detections scoring less are not used as evidence
-    allowed: Mapping[str, frozenset[Path] | None] = dataclasses.field(default_factory=dict)  # per detector class
+    allowed: Mapping[str, frozenset[TaxonomyPath] | None] = dataclasses.field(default_factory=dict)  # per detector class
 
     @classmethod
     def parse(cls, spec: str, taxonomy: Taxonomy, min_score: float = 0.0) -> "DetectorPrior":
@@ -90,7 +90,7 @@ class DetectorPrior:
         base = "off" if self.mode == "off" else ("hard" if self.mode == "hard" else f"soft:{self.weight:g}")
         return base if self.mode == "off" or not self.min_score else f"{base}@{self.min_score:g}"
 
-    def for_detection(self, label: str | None, score: float | None) -> frozenset[Path] | None:
+    def for_detection(self, label: str | None, score: float | None) -> frozenset[TaxonomyPath] | None:
         """The paths a detection allows under this policy; None: decode unconstrained."""
         if self.mode == "off" or label is None or score is None or score < self.min_score:
             return None
