@@ -94,6 +94,8 @@ class Item(Base):
     article_type: Mapped[str] = mapped_column(String(64))
     article_type_confidence: Mapped[float] = mapped_column(Float)
     category_path_confidence: Mapped[float] = mapped_column(Float)
+    # The detector class that constrained the category path ("detector:footwear"); None when nothing did.
+    category_constrained_by: Mapped[str | None] = mapped_column(String(64))
     base_colour: Mapped[str] = mapped_column(String(64))
     base_colour_confidence: Mapped[float] = mapped_column(Float)
     season: Mapped[str] = mapped_column(String(32))

@@ -52,18 +52,12 @@ def remember_source(session: Session, image_id: int, url: str | None) -> None:
     session.execute(statement.on_conflict_do_update(index_elements=["url", "image_id"], set_={"last_seen_at": now}))
 
 
-# The item's `category.constrained_by` rides in the top3 JSON column under this key: an additive field
-# without a schema migration (item_json reads top3 per task, so the extra key is invisible there).
-CONSTRAINED_BY_KEY = "category_constrained_by"
-
-
 def item_row(item: dict, embedding_model: str | None = None) -> Item:
     """The row of one pipeline item; its `embedding` (when there is one) is stored with it, tagged with
     the classifier bundle that made it."""
     embeddings = ([ItemEmbedding(model=embedding_model, vector=to_bytes(item["embedding"]))]
                   if embedding_model and item.get("embedding") is not None else [])
     tags = {**item["category"], **item["style"]}
-    constrained_by = item["category"].get("constrained_by")
     columns = {}
     for task, (value_column, confidence_column) in TASK_COLUMNS.items():
         columns[value_column] = tags[task]["label"]
@@ -71,8 +65,8 @@ def item_row(item: dict, embedding_model: str | None = None) -> Item:
     return Item(position=item["position"], kind=item["kind"], box=item["box"], mask=item["mask"],
                 detector_label=(item["detector"] or {}).get("label"), detector_score=(item["detector"] or {}).get("score"),
                 category_path_confidence=item["category"]["path_confidence"],
-                top3={task: tags[task]["top3"] for task in TASK_COLUMNS}
-                | ({CONSTRAINED_BY_KEY: constrained_by} if constrained_by else {}), colours=item["colours"],
+                category_constrained_by=item["category"].get("constrained_by") or None,
+                top3={task: tags[task]["top3"] for task in TASK_COLUMNS}, colours=item["colours"],
                 dominant_colour=item["colours"][0]["name"] if item["colours"] else None, embeddings=embeddings,
                 **columns)
 
@@ -121,7 +115,7 @@ def item_json(item: Item) -> dict:
         "detector": {"label": item.detector_label, "score": item.detector_score} if item.detector_label else None,
         "category": {t: tag[t] for t in ("gender", "masterCategory", "subCategory", "articleType")}
         | {"path_confidence": item.category_path_confidence,
-           "constrained_by": (item.top3 or {}).get(CONSTRAINED_BY_KEY)},
+           "constrained_by": item.category_constrained_by},
         "style": {t: tag[t] for t in ("baseColour", "season", "usage")},
         "colours": item.colours,
     }

@@ -1,13 +1,15 @@
 import threading
+import uuid
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, func, select
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import MetaData, Table, create_engine, func, inspect, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import make_engine
-from app.models import Analysis, Base, ImageRecord, Item
+from app.db import alembic_config, make_engine, upgrade
+from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, Item
 
 
 def test_migrations_match_the_models(database_url):
@@ -56,4 +58,92 @@ def test_concurrent_posts_of_the_same_image_store_it_once(database_url):
     assert sum(created for _, created in results) == 1
     with Session() as session:
         assert [session.scalar(select(func.count()).select_from(m)) for m in (ImageRecord, Analysis, Item)] == [1, 1, 2]
+    engine.dispose()
+
+
+# ---- category.constrained_by: its own column (migration 0005) ----------------------------------------------
+
+def test_constrained_by_is_stored_in_its_column_not_in_top3(database_url):
+    from app.store import item_json, save_analysis
+
+    items = _items(3)
+    items[1]["category"] = items[1]["category"] | {"constrained_by": "detector:footwear"}
+    items[2]["category"] = items[2]["category"] | {"constrained_by": None}
+    engine = make_engine(database_url)
+    with Session(engine) as session:
+        analysis, created = save_analysis(session, sha256="c" * 64, width=10, height=10, url=None, bundle_key="k",
+                                          bundles={}, timings={}, items=items, refresh=False)
+        assert created
+        rows = session.scalars(select(Item).order_by(Item.position)).all()
+        assert [r.category_constrained_by for r in rows] == [None, "detector:footwear", None]
+        assert all(set(r.top3) == set(TASK_COLUMNS) for r in rows)  # nothing but the tasks' top3 in top3
+        assert [item_json(r)["category"]["constrained_by"] for r in rows] == [None, "detector:footwear", None]
+        footwear = session.scalars(select(Item).where(Item.category_constrained_by == "detector:footwear")).all()
+        assert [r.position for r in footwear] == [1]
+    engine.dispose()
+
+
+@pytest.fixture
+def empty_database_url(tmp_path, postgres_server_url):
+    """A database without any schema (its own, also on PostgreSQL: the shared test database is at head)."""
+    if not postgres_server_url:
+        yield f"sqlite:///{tmp_path / 'migrations.sqlite3'}"
+        return
+    name = f"fashion_tagger_migration_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres_server_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _item_values(analysis_id, position, top3):
+    values = {"analysis_id": analysis_id, "position": position, "kind": "garment" if position else "product",
+              "box": None, "mask": None, "category_path_confidence": 0.5, "top3": top3, "colours": []}
+    for value_column, confidence_column in TASK_COLUMNS.values():
+        values |= {value_column: "x", confidence_column: 0.5}
+    return values
+
+
+def test_migration_0005_moves_constrained_by_out_of_top3_and_back(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0004")
+    tasks = {task: [{"label": "x", "confidence": 0.5}] for task in TASK_COLUMNS}
+    engine = create_engine(url)
+    with engine.begin() as connection:  # rows as the top3 hack stored them, and older ones
+        tables = MetaData()
+        images, analyses, items = (Table(n, tables, autoload_with=connection) for n in ("images", "analyses", "items"))
+        assert "category_constrained_by" not in items.c
+        image_id = connection.execute(images.insert().values(sha256="d" * 64, width=1, height=1)).inserted_primary_key[0]
+        analysis_id = connection.execute(analyses.insert().values(
+            image_id=image_id, bundle_key="k", bundles={}, timings_ms={})).inserted_primary_key[0]
+        connection.execute(items.insert(), [
+            _item_values(analysis_id, 0, tasks),
+            _item_values(analysis_id, 1, tasks | {"category_constrained_by": "detector:footwear"}),
+            _item_values(analysis_id, 2, tasks)])
+    engine.dispose()
+
+    upgrade(url, "0005")
+    engine = create_engine(url)
+    with Session(engine) as session:
+        rows = session.scalars(select(Item).order_by(Item.position)).all()
+        assert [r.category_constrained_by for r in rows] == [None, "detector:footwear", None]
+        assert all(r.top3 == tasks for r in rows)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diff == []
+    engine.dispose()
+
+    command.downgrade(alembic_config(url), "0004")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert "category_constrained_by" not in {c["name"] for c in inspect(connection).get_columns("items")}
+        items = Table("items", MetaData(), autoload_with=connection)
+        top3 = connection.execute(select(items.c.top3).order_by(items.c.position)).scalars().all()
+        assert top3 == [tasks, tasks | {"category_constrained_by": "detector:footwear"}, tasks]
+        if url.startswith("sqlite"):  # the rebuilt table keeps AUTOINCREMENT (ids only grow)
+            sql = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'items'")).scalar()
+            assert "AUTOINCREMENT" in sql
     engine.dispose()
