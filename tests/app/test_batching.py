@@ -100,10 +100,9 @@ def test_the_real_pipeline_gives_the_same_items_batched_or_not(pipeline):
 
 
 def tags(items):
-    return [{task: tag["label"] for task, tag in (i["category"] | i["style"]).items() if task != "path_confidence"}
-            for i in items]
+    return [{task: tag["label"] for task, tag in (i["category"] | i["style"]).items() if isinstance(tag, dict)}
+            for i in items]  # the task entries; path_confidence and constrained_by are not tasks
 
 
 def confidences(items):
-    return [tag["confidence"] for i in items for task, tag in (i["category"] | i["style"]).items()
-            if task != "path_confidence"]
+    return [tag["confidence"] for i in items for tag in (i["category"] | i["style"]).values() if isinstance(tag, dict)]
