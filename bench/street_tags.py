@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402  (before TensorFlow)
 import torchvision  # noqa: E402,F401
+from torchvision.ops import box_iou  # noqa: E402
 import numpy as np  # noqa: E402
 
 from app.config import Settings  # noqa: E402
@@ -42,6 +43,7 @@ from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: E402
+from classification.evaluate import allowed_set_scores  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
 from classification.photo_datasets import resolver  # noqa: E402
 from detection.inference import crop_detection  # noqa: E402
@@ -57,24 +59,18 @@ MIN_SCORES = (0.0, 0.7, 0.9)
 CHECKED_PHOTOS = 3
 
 
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match(detections, instances, threshold: float) -> list[int | None]:
     """For each detection (any order) the index of its instance or None; greedy by falling score."""
     taken, out = set(), [None] * len(detections)
+    if not detections or not instances:
+        return out
+    ious = box_iou(torch.tensor([d.box for d in detections], dtype=torch.float32),
+                   torch.tensor([g.box for g in instances], dtype=torch.float32)).numpy()
     for d in sorted(range(len(detections)), key=lambda i: -detections[i].score):
         best, best_iou = None, threshold
-        for g, instance in enumerate(instances):
-            if g not in taken:
-                iou = box_iou(detections[d].box, instance.box)
-                if iou >= best_iou:
-                    best, best_iou = g, iou
+        for g in range(len(instances)):
+            if g not in taken and ious[d, g] >= best_iou:
+                best, best_iou = g, ious[d, g]
         if best is not None:
             taken.add(best)
             out[d] = best
@@ -83,17 +79,11 @@ def match(detections, instances, threshold: float) -> list[int | None]:
 
 def score(garments: list[dict], tags: list[dict]) -> dict:
     """evaluate_allowed_sets' figures for matched garments and their decoded tags."""
-    group_ok = np.asarray([t["articleType"]["label"] in g["allowed"]["articleType"] for g, t in zip(garments, tags)])
-    master_ok = np.asarray([t["masterCategory"]["label"] in g["allowed"]["masterCategory"]
-                            for g, t in zip(garments, tags)])
-    labels = sorted({g["label"] for g in garments})
-    rows = {label: [i for i, g in enumerate(garments) if g["label"] == label] for label in labels}
+    report, group_ok, master_ok = allowed_set_scores([g["allowed"] for g in garments], [g["label"] for g in garments], tags)
     return {
-        "garments": len(garments), "labels": len(labels),
-        "articleType_group_accuracy": float(np.mean([group_ok[r].mean() for r in rows.values()])),
-        "articleType_group_accuracy_micro": float(group_ok.mean()),
-        "masterCategory_accuracy_mean_over_labels": float(np.mean([master_ok[r].mean() for r in rows.values()])),
-        "masterCategory_accuracy": float(master_ok.mean()),
+        "garments": report["images"], "labels": report["labels"],
+        **{key: report[key] for key in ("articleType_group_accuracy", "articleType_group_accuracy_micro",
+                                        "masterCategory_accuracy_mean_over_labels", "masterCategory_accuracy")},
         "constrained": int(sum(t["category_constrained"] for t in tags)),
         "_group_ok": group_ok, "_master_ok": master_ok,
     }

@@ -28,15 +28,20 @@ class HierarchyDecoder:
         self.paths = np.asarray(taxonomy.path_indices(), dtype=np.int64).reshape(-1, len(HIERARCHY_LEVELS))
         if len(self.paths) == 0:
             raise ValueError("taxonomy has no category paths to decode")
+        self._masks: dict[frozenset, np.ndarray] = {}
 
     def path_scores(self, probs: dict[str, np.ndarray]) -> np.ndarray:
         """(N, P) joint log-probability of every path."""
         return sum(np.log(probs[level][:, self.paths[:, i]] + _EPS) for i, level in enumerate(HIERARCHY_LEVELS))
 
     def allowed_mask(self, allowed: AllowedPaths) -> np.ndarray:
-        """(P,) bool: which of the taxonomy's paths (masterCategory, subCategory, articleType) are in `allowed`."""
-        allowed = {tuple(path) for path in allowed}
-        return np.asarray([tuple(path) in allowed for path in self.taxonomy.paths], dtype=bool)
+        """(P,) bool: which of the taxonomy's paths (masterCategory, subCategory, articleType) are in `allowed`.
+        Cached per set: the serving prior hands the same few sets (one per detector class) to every crop."""
+        key = allowed if isinstance(allowed, frozenset) else frozenset(tuple(path) for path in allowed)
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = self._masks[key] = np.asarray([tuple(path) in key for path in self.taxonomy.paths], dtype=bool)
+        return mask
 
     def decode(self, probs: dict[str, np.ndarray], top_k: int = 3,
                allowed: Sequence[AllowedPaths | None] | None = None, outside_weight: float = 0.0) -> list[dict]:

@@ -84,28 +84,35 @@ def evaluate_allowed_sets(classifier: Classifier, records: Sequence[LabelledImag
                           out_dir: Path | None = None) -> dict:
     """Articletype-group and masterCategory accuracy against each record's allowed labels."""
     images, _, described = predict(classifier, records, images)
-    group_ok = np.asarray([d["articleType"]["label"] in r.allowed["articleType"] for r, d in zip(records, described)])
-    master_ok = np.asarray([d["masterCategory"]["label"] in r.allowed["masterCategory"]
-                            for r, d in zip(records, described)])
+    report, group_ok, _ = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records], described)
+    if out_dir is not None:
+        _mistakes_png(records, images, described, ~group_ok, kind, out_dir)
+    return {"kind": kind, **report}
+
+
+def allowed_set_scores(allowed: Sequence[Mapping[str, Sequence[str]]], source_labels: Sequence[str],
+                       described: Sequence[dict]) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Each image's decoded tags against the labels its source label allows: the report's figures (per
+    label and overall) and the per-image articleType-group and masterCategory hits."""
+    group_ok = np.asarray([d["articleType"]["label"] in a["articleType"] for a, d in zip(allowed, described)], bool)
+    master_ok = np.asarray([d["masterCategory"]["label"] in a["masterCategory"] for a, d in zip(allowed, described)], bool)
     per_label = {}
-    for label in sorted({r.source_label for r in records}):
-        rows = [i for i, r in enumerate(records) if r.source_label == label]
+    for label in sorted(set(source_labels)):
+        rows = [i for i, source in enumerate(source_labels) if source == label]
         predicted = Counter(described[i]["articleType"]["label"] for i in rows)
         per_label[label] = {"support": len(rows), "group_accuracy": float(group_ok[rows].mean()),
                             "masterCategory_accuracy": float(master_ok[rows].mean()),
                             "predicted": [f"{name} ({n})" for name, n in predicted.most_common(3)]}
     report = {
-        "kind": kind, "images": len(records), "labels": len(per_label),
+        "images": len(described), "labels": len(per_label),
         "articleType_group_accuracy": float(np.mean([m["group_accuracy"] for m in per_label.values()])) if per_label else None,
-        "articleType_group_accuracy_micro": float(group_ok.mean()) if len(records) else None,
-        "masterCategory_accuracy": float(master_ok.mean()) if len(records) else None,
+        "articleType_group_accuracy_micro": float(group_ok.mean()) if len(described) else None,
+        "masterCategory_accuracy": float(master_ok.mean()) if len(described) else None,
         "masterCategory_accuracy_mean_over_labels":
             float(np.mean([m["masterCategory_accuracy"] for m in per_label.values()])) if per_label else None,
         "per_label": per_label,
     }
-    if out_dir is not None:
-        _mistakes_png(records, images, described, ~group_ok, kind, out_dir)
-    return report
+    return report, group_ok, master_ok
 
 
 def _mistakes_png(records, images, described, wrong, kind: str, out_dir: Path) -> None:

@@ -32,15 +32,19 @@ class Classifier:
         return self.predict_proba_preprocessed(batch)
 
     def predict_proba_preprocessed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        parts = {task: [] for task in TASKS}
-        for start in range(0, len(batch), self.batch_size):
-            with runtime.no_grad():
-                outputs = self.model(batch[start:start + self.batch_size], training=False)
-            for task in TASKS:
-                parts[task].append(keras.ops.convert_to_numpy(outputs[task]).astype(np.float32))
         if not len(batch):
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
-        return {task: np.concatenate(chunks) for task, chunks in parts.items()}
+        return self._forward(self.model, batch, TASKS)
+
+    def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size."""
+        parts = {name: [] for name in names}
+        for start in range(0, len(batch), self.batch_size):
+            with runtime.no_grad():
+                outputs = model(batch[start:start + self.batch_size], training=False)
+            for name in names:
+                parts[name].append(keras.ops.convert_to_numpy(outputs[name]).astype(np.float32))
+        return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
     def predict(self, images: Sequence[np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,
                 outside_weight: float = 0.0) -> list[dict]:
@@ -96,16 +100,9 @@ class Classifier:
         float32, from the same forward pass."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
-        batch = preprocess_batch(images, self.input_size)
-        model = self._two_output_model()
-        parts = {task: [] for task in (*TASKS, "embedding")}
-        for start in range(0, len(batch), self.batch_size):
-            with runtime.no_grad():
-                outputs = model(batch[start:start + self.batch_size], training=False)
-            for name in parts:
-                parts[name].append(keras.ops.convert_to_numpy(outputs[name]).astype(np.float32))
-        probs = {task: np.concatenate(parts[task]) for task in TASKS}
-        return self.describe(probs, allowed, outside_weight), l2_normalise(np.concatenate(parts["embedding"]))
+        outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
+        embeddings = outputs.pop("embedding")
+        return self.describe(outputs, allowed, outside_weight), l2_normalise(embeddings)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised trunk embeddings, (N, embedding_dim) float32."""

@@ -128,15 +128,20 @@ def test_a_failed_rebuild_is_logged_leaves_the_old_index_serving_and_is_retried_
     assert index.wait_for_rebuild(30) and build.calls == 2 and index.kind == "ivf" and index.trained_size == 1200
 
 
-def test_rows_committed_out_of_id_order_are_not_missed(database_url):
-    """On PostgreSQL a transaction holding a smaller id can commit after one with a larger id has been
-    read; the index looks for the skipped ids again."""
+def _stored_items(database_url: str, sha_char: str, count: int):
+    """An engine, its session factory and the ids of `count` items of one stored analysis."""
     engine = make_engine(database_url)
     make_session = sessionmaker(engine)
     with make_session() as session:
-        analysis, _ = save_analysis(session, sha256="c" * 64, width=10, height=10, url=None, bundle_key="k", bundles={},
-                                    timings={}, items=_items(3), refresh=False)
-        item_ids = [item.id for item in analysis.items]
+        analysis, _ = save_analysis(session, sha256=sha_char * 64, width=10, height=10, url=None, bundle_key="k",
+                                    bundles={}, timings={}, items=_items(count), refresh=False)
+        return engine, make_session, [item.id for item in analysis.items]
+
+
+def test_rows_committed_out_of_id_order_are_not_missed(database_url):
+    """On PostgreSQL a transaction holding a smaller id can commit after one with a larger id has been
+    read; the index looks for the skipped ids again."""
+    engine, make_session, item_ids = _stored_items(database_url, "c", 3)
     vectors = unit(3)
     with make_session() as session:
         session.add_all([ItemEmbedding(id=row_id, item_id=item_ids[n], model="m", vector=to_bytes(vectors[n]))
@@ -154,12 +159,7 @@ def test_rows_committed_out_of_id_order_are_not_missed(database_url):
 
 
 def test_the_search_that_finds_the_index_doubled_does_not_wait_for_its_retraining(database_url):
-    engine = make_engine(database_url)
-    make_session = sessionmaker(engine)
-    with make_session() as session:
-        analysis, _ = save_analysis(session, sha256="d" * 64, width=10, height=10, url=None, bundle_key="k", bundles={},
-                                    timings={}, items=_items(60), refresh=False)
-        item_ids = [item.id for item in analysis.items]
+    engine, make_session, item_ids = _stored_items(database_url, "d", 60)
     vectors = unit(60)
 
     def store(rows):
