@@ -10,6 +10,7 @@ import torch
 from torchvision.ops import nms
 
 from .bundle import load_bundle
+from .folding import fold_batch_norms
 
 
 @dataclasses.dataclass
@@ -35,9 +36,11 @@ class Detector:
         self.bundle_dir = Path(bundle_dir)
         self.device = pick_device(device)
         self.model, self.manifest = load_bundle(self.bundle_dir, {k: v for k, v in overrides.items() if v is not None})
-        self.model.to(self.device)
-        if self.device.type == "cuda":  # tensor cores want NHWC
-            self.model.to(memory_format=torch.channels_last)
+        # Serving-only speed-ups, same detections (tests/detection/test_folding.py): the frozen batch
+        # norms fold into their convolutions, and NHWC feature maps suit both oneDNN's depthwise
+        # convolutions on the CPU and tensor cores (README, detector speed).
+        self.folded_batch_norms = fold_batch_norms(self.model)
+        self.model.to(self.device).to(memory_format=torch.channels_last)
         self.classes = self.manifest["classes"]
         self.batch_size = batch_size
         self.version = f"{self.manifest['name']}:{self.manifest['version']}"

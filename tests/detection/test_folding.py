@@ -1,0 +1,84 @@
+"""Folding frozen batch norm into convolutions changes nothing the detector outputs."""
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from timm.layers.norm_act import BatchNormAct2d, FrozenBatchNormAct2d
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from common.images import load_rgb
+from detection.bundle import load_bundle
+from detection.folding import fold_batch_norms
+from detection.inference import Detector
+from detection.model import DetectorConfig, build_detector
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVED = ROOT / "models" / "ccp-maskrcnn-efflite0"
+PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing" / "photos"
+NORMS = (FrozenBatchNorm2d, FrozenBatchNormAct2d, BatchNormAct2d, nn.BatchNorm2d)
+
+
+def norms_in(module: nn.Module) -> int:
+    return sum(isinstance(m, NORMS) for m in module.modules())
+
+
+def image(seed: int = 0, size=(96, 128)) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.rand(3, *size, generator=generator)
+
+
+@pytest.mark.parametrize("architecture", ["maskrcnn_efficientnet_lite0_fpn", "maskrcnn_mobilenet_v3_fpn"])
+def test_every_backbone_batch_norm_folds_and_the_features_stay_the_same(architecture):
+    model = build_detector(DetectorConfig(architecture=architecture, num_classes=3, min_size=96, max_size=128),
+                           pretrained=architecture == "maskrcnn_efficientnet_lite0_fpn").eval()
+    # Statistics far from the identity (a randomly initialised norm has mean 0, variance 1), so that a
+    # fold with the wrong formula would show.
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, NORMS):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator) * 0.1)
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+    folded = copy.deepcopy(model)
+    before = norms_in(model.backbone.body)
+    assert before > 10
+    assert fold_batch_norms(folded) >= before
+    assert norms_in(folded.backbone.body) == 0
+
+    pixels = model.transform([image()])[0].tensors
+    with torch.no_grad():
+        expected, ours = model.backbone(pixels), folded.backbone(pixels)
+    assert list(expected) == list(ours)
+    for name in expected:  # float32 rounding, relative to the maps' own scale
+        scale = expected[name].abs().max().item()
+        torch.testing.assert_close(ours[name], expected[name], rtol=1e-4, atol=1e-4 * scale)
+
+
+def test_a_norm_that_does_not_follow_a_convolution_is_left_alone():
+    model = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(4), nn.Conv2d(4, 8, 3), nn.BatchNorm2d(8)).eval()
+    assert fold_batch_norms(model) == 1
+    assert isinstance(model[1], nn.BatchNorm2d) and isinstance(model[3], nn.Identity)
+
+
+def test_a_training_mode_norm_is_not_folded():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
+    assert fold_batch_norms(model) == 0
+
+
+def test_the_served_detector_finds_what_the_unfolded_bundle_finds_on_a_street_photo():
+    photos = sorted(PHOTOS.glob("*.jpg"))[:1]
+    if not photos:
+        pytest.skip(f"no street photo under {PHOTOS}")
+    pixels = load_rgb(photos[0])
+    reference, _ = load_bundle(SERVED)
+    detector = Detector(SERVED, device="cpu")
+    assert detector.folded_batch_norms > 40
+    with torch.no_grad():
+        expected = reference([torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255.0])[0]
+    found = detector.detect_per_class([pixels])[0]
+    assert len(found) == len(expected["boxes"]) > 0
+    assert [d.label for d in found] == [detector.classes[i - 1] for i in expected["labels"].tolist()]
+    np.testing.assert_allclose([d.box for d in found], expected["boxes"].numpy(), atol=0.05)
+    np.testing.assert_allclose([d.score for d in found], expected["scores"].numpy(), atol=1e-4)
