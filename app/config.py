@@ -25,6 +25,9 @@ class Settings:
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
     detector_class_agnostic_nms: float | None = None  # IoU of the NMS across classes; None: the bundle's, 1: off
+    # float32, or bfloat16 on a CPU with AVX-512 BF16: a faster detect stage for slightly different
+    # detections (README, Detector). A GPU runs float16 autocast either way.
+    detector_compute_dtype: str = "float32"
     # Garments whose box is narrower or shorter than this (pixels) are not reported: a crop of a few
     # pixels, blown up to the classifier's 80x60, gives labels that are noise.
     garment_min_side: int = 16
@@ -109,6 +112,7 @@ class Settings:
                                       else defaults.detector_score_threshold),
             detector_class_agnostic_nms=(float(env["DETECTOR_CLASS_AGNOSTIC_NMS"]) if env.get("DETECTOR_CLASS_AGNOSTIC_NMS")
                                          else defaults.detector_class_agnostic_nms),
+            detector_compute_dtype=env.get("DETECTOR_COMPUTE_DTYPE") or defaults.detector_compute_dtype,
             garment_min_side=int(env.get("GARMENT_MIN_SIDE", defaults.garment_min_side)),
             garment_detector_prior=env.get("GARMENT_DETECTOR_PRIOR") or defaults.garment_detector_prior,
             garment_detector_prior_min_score=float(env.get("GARMENT_DETECTOR_PRIOR_MIN_SCORE",

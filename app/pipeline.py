@@ -60,7 +60,8 @@ class Pipeline:
     def load(cls, settings: Settings) -> "Pipeline":
         detector = Detector(settings.detector_bundle, device=settings.device, min_size=settings.detector_min_size,
                             score_threshold=settings.detector_score_threshold,
-                            class_agnostic_nms=settings.detector_class_agnostic_nms)
+                            class_agnostic_nms=settings.detector_class_agnostic_nms,
+                            compute_dtype=settings.detector_compute_dtype)
         classifier = Classifier(settings.classifier_bundle)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score)

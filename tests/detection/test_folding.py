@@ -1,4 +1,5 @@
-"""Folding frozen batch norm into convolutions changes nothing the detector outputs."""
+"""Serving speed-ups: folding frozen batch norm into convolutions changes nothing the detector outputs;
+bfloat16 arithmetic (opt-in) finds the same garments."""
 import copy
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 from timm.layers.norm_act import BatchNormAct2d, FrozenBatchNormAct2d
 from torch import nn
+from torchvision.ops import box_iou
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 from common.images import load_rgb
@@ -82,3 +84,23 @@ def test_the_served_detector_finds_what_the_unfolded_bundle_finds_on_a_street_ph
     assert [d.label for d in found] == [detector.classes[i - 1] for i in expected["labels"].tolist()]
     np.testing.assert_allclose([d.box for d in found], expected["boxes"].numpy(), atol=0.05)
     np.testing.assert_allclose([d.score for d in found], expected["scores"].numpy(), atol=1e-4)
+
+
+def test_bfloat16_finds_the_confident_garments_float32_finds():
+    photos = sorted(PHOTOS.glob("*.jpg"))[:1]
+    if not photos:
+        pytest.skip(f"no street photo under {PHOTOS}")
+    pixels = load_rgb(photos[0])
+    exact = Detector(SERVED, device="cpu").detect([pixels])[0]
+    fast = Detector(SERVED, device="cpu", compute_dtype="bfloat16").detect([pixels])[0]
+    confident = [d for d in exact if d.score >= 0.7]
+    assert confident and fast
+    overlaps = box_iou(torch.tensor([d.box for d in confident]), torch.tensor([d.box for d in fast]))
+    for row, garment in enumerate(confident):
+        best = int(overlaps[row].argmax())
+        assert overlaps[row, best] >= 0.8 and fast[best].label == garment.label
+
+
+def test_an_unknown_compute_dtype_is_refused():
+    with pytest.raises(ValueError, match="compute dtype"):
+        Detector(SERVED, device="cpu", compute_dtype="float8")
