@@ -62,7 +62,8 @@ class Detector:
         """Garments in each image: the model's per-class detections, then one box per garment across classes."""
         return [suppress_across_classes(found, self.class_agnostic_nms) for found in self.detect_per_class(images)]
 
-    def _autocast(self) -> torch.autocast:
+    def autocast(self) -> torch.autocast:
+        """The forward pass's autocast: float16 on a GPU; off on the CPU (a bfloat16 backbone casts itself)."""
         return torch.autocast(self.device.type, enabled=self.device.type == "cuda")
 
     @torch.inference_mode()
@@ -71,7 +72,7 @@ class Detector:
         results = []
         for start in range(0, len(images), self.batch_size):
             chunk = [to_tensor(image, self.device) for image in images[start:start + self.batch_size]]
-            with self._autocast():
+            with self.autocast():
                 outputs = self.model(chunk)
             for output in outputs:
                 masks = (output["masks"][:, 0] > 0.5).cpu().numpy()
