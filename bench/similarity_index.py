@@ -9,7 +9,7 @@ and searched as the service does (float16 in the database, float32 in the index)
 draws from the same clusters. Recall@10 is against exact search over the same vectors. Query times are
 single queries, one thread (a gunicorn worker serves one request at a time), p50/p99 over `--queries`.
 Also times exact search alone at growing sizes: where it passes half the 10 ms budget is where the
-service switches to HNSW (SIMILARITY_EXACT_MAX). Writes bench/results/similarity-index-<time>.json.
+service switches to the inverted file (SIMILARITY_EXACT_MAX). Writes bench/results/similarity-index-<time>.json.
 """
 from __future__ import annotations
 
