@@ -20,11 +20,11 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402,F401
+from torchvision.ops import box_iou  # noqa: E402
 
 from bench.results import write_report  # noqa: E402
 from common.images import load_rgb  # noqa: E402
 from detection.bundle import load_bundle  # noqa: E402
-from torchvision.ops import box_iou  # noqa: E402
 from detection.inference import Detector, to_tensor  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing" / "photos"

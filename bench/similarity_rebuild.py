@@ -24,13 +24,7 @@ import numpy as np  # noqa: E402
 
 from app.vector_index import VectorIndex  # noqa: E402
 from bench.results import write_report  # noqa: E402
-from bench.similarity_index import clustered, recall, time_queries  # noqa: E402
-
-
-def exact_truth(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
-    return ids[flat.search(queries, k)[1]]
+from bench.similarity_index import clustered, exact_truth, recall, time_queries  # noqa: E402
 
 
 def main() -> None:
@@ -63,7 +57,7 @@ def main() -> None:
     index.add(ids[args.n:], vectors[args.n:], switch=False)
     started = time.perf_counter()
     index.switch_if_large(background=True)
-    times, rounds = [], 0
+    times = []
     while index.rebuilding:
         for query in queries:
             begin = time.perf_counter()
@@ -71,7 +65,6 @@ def main() -> None:
             times.append((time.perf_counter() - begin) * 1000)
             if not index.rebuilding:
                 break
-        rounds += 1
     rebuild_s = time.perf_counter() - started
     during = {"queries": len(times), "p50_ms": round(float(np.percentile(times, 50)), 3),
               "p99_ms": round(float(np.percentile(times, 99)), 3), "max_ms": round(float(np.max(times)), 3)}
