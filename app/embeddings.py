@@ -1,6 +1,6 @@
 """Item embeddings: their storage format and `flask embeddings backfill|status`.
 
-Every item the pipeline stores gets its classifier-trunk embedding in the same transaction
+Every item the pipeline stores gets its classifier embedding (Classifier.embed) in the same transaction
 (app/store.py). Items analysed before that, or embedded by another classifier bundle, are filled by
 `flask embeddings backfill`: it crops each item again from the image's stored thumbnail, or, for an
 image without one, downloads its source URL again (through the same safe fetcher; the bytes must have
@@ -157,12 +157,13 @@ def init_app(app: Flask) -> None:
     def status_command():
         """Embedded items per classifier bundle, and how many lack one from the serving bundle."""
         from classification.bundle import read_manifest
+        from classification.embedding_head import embedding_version
 
         from . import db
         from .models import ItemEmbedding
 
-        manifest = read_manifest(app.config["SETTINGS"].classifier_bundle)
-        serving = f"{manifest['name']}:{manifest['version']}"
+        bundle = app.config["SETTINGS"].classifier_bundle
+        serving = embedding_version(bundle, read_manifest(bundle))
         with app.app_context():
             session = db.session()
             for model, count in session.execute(select(ItemEmbedding.model, func.count()).group_by(ItemEmbedding.model)):

@@ -111,8 +111,9 @@ class Item(Base):
 
 
 class ItemEmbedding(Base):
-    """An item's L2-normalised classifier-trunk embedding, float16 little-endian bytes. `model` is the
-    classifier bundle's name:version: only vectors of one model are comparable, so each index holds one.
+    """An item's L2-normalised classifier embedding, float16 little-endian bytes. `model` is the
+    classifier bundle's name:version (+ its embedding head's hash): only vectors of one model are
+    comparable, so each index holds one.
     The id only grows (also when `flask embeddings backfill` embeds old items): it is the cursor by which
     every worker's index picks up new rows."""
     __tablename__ = "item_embeddings"

@@ -1,7 +1,7 @@
 """image -> detections -> crops (+ the whole image) -> ONE classifier batch -> colours.
 
-Each item also carries `embedding`: the classifier's L2-normalised trunk features (float32, not part
-of the JSON), which storage keeps for similarity search.
+Each item also carries `embedding`: the classifier's L2-normalised embedding (float32, not part of
+the JSON; Classifier.embed), which storage keeps for similarity search.
 
 Models load once per process (after gunicorn forks) and are warmed up before readiness turns true.
 """

@@ -36,6 +36,7 @@ from tqdm import tqdm  # noqa: E402
 from app.vector_index import VectorIndex  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
+from classification.embedding_head import precision_at_k  # noqa: E402
 from classification.inference import Classifier  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
 from classification.photo_datasets import read_labelled_photos  # noqa: E402
@@ -53,22 +54,6 @@ def embed_files(classifier: Classifier, paths: list[Path], batch: int = 64, desc
                 images.append(np.asarray(picture.convert("RGB")))
         out.append(classifier.embed(images))
     return np.concatenate(out).astype(np.float16).astype(np.float32)  # as the database stores them
-
-
-def precision_at_k(vectors: np.ndarray, labels: list, query_rows: np.ndarray, k: int) -> tuple[float, float, int]:
-    """Mean share of the k nearest other gallery items with the query's label (queries with a label
-    only), and the chance level: the mean share of other gallery items with that label."""
-    labels = np.array([label if label is not None else "\0none" for label in labels], dtype=object)
-    precisions, chance = [], []
-    for row in query_rows:
-        if labels[row] == "\0none":
-            continue
-        scores = vectors @ vectors[row]
-        scores[row] = -np.inf  # not itself
-        nearest = np.argpartition(-scores, k)[:k]
-        precisions.append(float(np.mean(labels[nearest] == labels[row])))
-        chance.append((np.sum(labels == labels[row]) - 1) / (len(labels) - 1))
-    return float(np.mean(precisions)), float(np.mean(chance)), len(precisions)
 
 
 def ivf_recall(vectors: np.ndarray, query_rows: np.ndarray, k: int, nprobe: int) -> dict:
@@ -99,7 +84,8 @@ def main() -> None:
     classifier = Classifier(args.bundle)
     split = json.loads((args.bundle / "split.json").read_text())
     rng = np.random.default_rng(args.seed)
-    report = {"bundle": classifier.embedding_version, "embedding_dim": classifier.embedding_dim, "k": args.k}
+    report = {"bundle": classifier.embedding_version, "embedding_dim": classifier.embedding_dim, "k": args.k,
+              "embedding": "trained head (classification.embedding_head)" if classifier.embedding_head else "pooled trunk features"}
 
     catalogue = {r.id: r for r in read_catalogue(args.catalogue).records}
     gallery = [catalogue[i] for i in split["test"] if i in catalogue]

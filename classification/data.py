@@ -49,6 +49,12 @@ def load_image(record: LabelledImage, max_side: int | None = None) -> np.ndarray
     return np.ascontiguousarray(image)
 
 
+def image_cache_path(folder: Path, kind: str, max_side: int | None, count: int) -> Path:
+    """Where a run keeps the decoded images of one kind, named by the run's --max-side (catalogue
+    thumbnails are kept whole whatever it is); training and the embedding head share them."""
+    return Path(folder) / f"images-{kind}-{max_side}-{count}.pkl"
+
+
 def load_images(records: Sequence[LabelledImage], max_side: int | None = None, desc: str = "decoding",
                 cache: Path | None = None) -> list[np.ndarray]:
     """Decode every record (4 threads: JPEG decoding releases the GIL), optionally cached as a pickle."""

@@ -10,6 +10,7 @@ import numpy as np
 from . import runtime
 from .bundle import load_bundle
 from .decoding import AllowedPaths, HierarchyDecoder
+from .embedding_head import embedding_version, l2_normalise, load_head
 from .preprocess import preprocess_batch
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
@@ -22,8 +23,10 @@ class Classifier:
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
         self.versions = {group: f"{self.manifest['name']}:{self.manifest['version']}/{group}" for group in MODEL_GROUPS}
-        # Embeddings are comparable only between images embedded by the same weights: name:version.
-        self.embedding_version = f"{self.manifest['name']}:{self.manifest['version']}"
+        # The retrieval projection trained on the pooled features, when the bundle has one.
+        self.embedding_head = load_head(self.bundle_dir)
+        # Embeddings are comparable only between images embedded by the same weights (and head).
+        self.embedding_version = embedding_version(self.bundle_dir, self.manifest)
         self._with_embedding: keras.Model | None = None
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -82,7 +85,18 @@ class Classifier:
 
     @property
     def embedding_dim(self) -> int:
+        if self.embedding_head is not None:
+            return self.embedding_head.dim
+        return self.features_dim
+
+    @property
+    def features_dim(self) -> int:
         return int(self.model.get_layer(self.EMBEDDING_LAYER).output.shape[-1])
+
+    def _embedding_of(self, features: np.ndarray) -> np.ndarray:
+        if self.embedding_head is not None:
+            return self.embedding_head.project(features)
+        return l2_normalise(features)
 
     def _two_output_model(self) -> keras.Model:
         """The same network with the pooled trunk features as one more output, so tags and embedding
@@ -96,19 +110,21 @@ class Classifier:
     def predict_with_embeddings(self, images: Sequence[np.ndarray],
                                 allowed: Sequence[AllowedPaths | None] | None = None,
                                 outside_weight: float = 0.0) -> tuple[list[dict], np.ndarray]:
-        """What `predict` returns, plus each image's L2-normalised trunk embedding, (N, embedding_dim)
-        float32, from the same forward pass."""
+        """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
+        from the same forward pass."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
-        embeddings = outputs.pop("embedding")
-        return self.describe(outputs, allowed, outside_weight), l2_normalise(embeddings)
+        features = outputs.pop("embedding")
+        return self.describe(outputs, allowed, outside_weight), self._embedding_of(features)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """L2-normalised trunk embeddings, (N, embedding_dim) float32."""
+        """L2-normalised embeddings, (N, embedding_dim) float32."""
         return self.predict_with_embeddings(images)[1]
 
-
-def l2_normalise(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)  # an all-zero vector stays zero instead of NaN
+    def trunk_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """The raw pooled trunk features, (N, features_dim) float32: what an embedding head trains on."""
+        if not len(images):
+            return np.zeros((0, self.features_dim), np.float32)
+        outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), ("embedding",))
+        return outputs["embedding"]

@@ -35,7 +35,7 @@ import keras  # noqa: E402  (after runtime, which picks the backend and import o
 from .augment import PhotoAugmenter  # noqa: E402
 from .bundle import load_weights, read_manifest, write_bundle  # noqa: E402
 from .catalogue import read_catalogue, split_ids  # noqa: E402
-from .data import MixedBatches, encode_allowed, load_images  # noqa: E402
+from .data import MixedBatches, encode_allowed, image_cache_path, load_images  # noqa: E402
 from .label_map import LabelMap  # noqa: E402
 from .losses import PartialLabelAccuracy, PartialLabelCrossEntropy  # noqa: E402
 from .model import build_model  # noqa: E402
@@ -196,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # One flat table of every record of every kind; the datasets index into it.
     table, images, rows = [], [], {}
     for kind, kind_records in records.items():
-        cache = args.run_dir / f"images-{kind}-{args.max_side}-{len(kind_records)}.pkl"
+        cache = image_cache_path(args.run_dir, kind, args.max_side, len(kind_records))
         kind_images = load_images(kind_records, None if kind == "catalogue" else args.max_side,
                                   desc=f"decoding {kind}", cache=cache)
         position = {r.id: len(table) + i for i, r in enumerate(kind_records)}

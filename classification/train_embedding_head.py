@@ -1,0 +1,181 @@
+"""Train a classifier bundle's retrieval embedding head (classification.embedding_head) and score it.
+
+    python -m classification.train_embedding_head --bundle models/fashion-lite0 \\
+        --catalogue ../shared/datasets/fashion-product-images-small \\
+        --photos ../shared/datasets/clothing-dataset --street ../shared/datasets/clothing-co-parsing \\
+        --run-dir runs/embedding-head [--image-cache runs/lite0-160] [--write]
+
+The bundle's own split decides what the head may learn from: its training images only (catalogue
+train split, the training senders' phone photos, the training photos' street crops). Pooled features
+are computed once by the bundle (cached in --run-dir, keyed by the bundle version). Precision@10 is
+measured before (pooled features) and after (head) on the catalogue validation split (articleType
+and baseColour), the catalogue test split, and the validation senders' photos (their coarse label);
+`--write` stores the head in the bundle and the figures and this command in its manifest.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from . import runtime  # noqa: F401  (import order and backend first)
+
+import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from .bundle import read_manifest  # noqa: E402
+from .catalogue import read_catalogue  # noqa: E402
+from .data import image_cache_path, load_images  # noqa: E402
+from .embedding_head import MISSING, l2_normalise, precision_at_k, train_head  # noqa: E402
+from .inference import Classifier  # noqa: E402
+from .label_map import LabelMap  # noqa: E402
+from .photo_datasets import read_labelled_photos, read_street_crops  # noqa: E402
+from .records import LabelledImage, from_catalogue  # noqa: E402
+from .taxonomy import Taxonomy  # noqa: E402
+
+LABEL_MAPS = Path(__file__).resolve().parent / "label_maps"
+K = 10
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
+    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
+    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
+    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
+    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
+    parser.add_argument("--run-dir", type=Path, required=True, help="feature cache")
+    parser.add_argument("--image-cache", type=Path, help="a training run's folder whose decoded images to reuse")
+    parser.add_argument("--max-side", type=int, default=192, help="photos and crops are shrunk to this, as in training")
+    parser.add_argument("--dim", type=int, default=256)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--scale", type=float, default=16.0, help="softmax scale of the cosines")
+    parser.add_argument("--colour-weight", type=float, default=0.5, help="loss weight of catalogue baseColour")
+    parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass of the bundle")
+    parser.add_argument("--write", action="store_true", help="store the head and its figures in the bundle")
+    return parser.parse_args(argv)
+
+
+def read_records(args, taxonomy: Taxonomy, split: dict) -> tuple[dict, dict]:
+    """(kind, part) -> records, by the bundle's split; and kind -> every record of that kind."""
+    def pick(records, ids):
+        by_id = {r.id: r for r in records}
+        return [by_id[i] for i in ids if i in by_id]
+
+    catalogue = from_catalogue(read_catalogue(args.catalogue).records)
+    parts = {("catalogue", part): pick(catalogue, split[part]) for part in ("train", "val", "test")}
+    if args.photos:
+        photos = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
+        parts |= {("photo", part): pick(photos, split["photo"][part]) for part in ("train", "val")}
+    if args.street:
+        crops = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
+        parts |= {("street", part): pick(crops, split["street"][part]) for part in ("train", "val")}
+    return parts, {"catalogue": catalogue, **({"photo": photos} if args.photos else {}),
+                   **({"street": crops} if args.street else {})}
+
+
+def pooled_features(classifier: Classifier, args, kind: str, part: str, records: list[LabelledImage],
+                    all_of_kind: list[LabelledImage]) -> np.ndarray:
+    """The bundle's pooled trunk features of `records`, cached by bundle version."""
+    cache = args.run_dir / f"features-{classifier.manifest['version']}-{kind}-{part}-{len(records)}.npy"
+    if cache.is_file():
+        return np.load(cache)
+    max_side = None if kind == "catalogue" else args.max_side
+    decoded = None
+    if args.image_cache is not None:
+        path = image_cache_path(args.image_cache, kind, args.max_side, len(all_of_kind))
+        if path.is_file():
+            images_of = dict(zip((r.id for r in all_of_kind), load_images(all_of_kind, max_side, cache=path)))
+            decoded = [images_of[r.id] for r in records]
+    chunks = []
+    step = 1024
+    for start in tqdm(range(0, len(records), step), desc=f"features {kind}/{part}", unit="chunk"):
+        batch = records[start:start + step]
+        images = decoded[start:start + step] if decoded is not None else load_images(batch, max_side, desc="decoding")
+        chunks.append(classifier.trunk_features(images))
+    features = np.concatenate(chunks) if chunks else np.zeros((0, classifier.features_dim), np.float32)
+    np.save(cache, features)
+    return features
+
+
+def label_indices(records: list[LabelledImage], label_of, vocabulary: list[str]) -> np.ndarray:
+    position = {label: i for i, label in enumerate(vocabulary)}
+    return np.array([position.get(label_of(r), MISSING) for r in records], dtype=np.int64)
+
+
+def retrieval_scores(vectors: dict, records: dict) -> dict:
+    """Precision@10 on each held-out gallery, each image against the rest of its gallery."""
+    scores = {}
+    for part in ("val", "test"):
+        gallery = records[("catalogue", part)]
+        scores[f"catalogue_{part}"] = {
+            "gallery": len(gallery),
+            "precision@10_articleType": round(precision_at_k(vectors[("catalogue", part)], [r.label("articleType") for r in gallery], k=K)[0], 4),
+            "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K)[0], 4)}
+    if ("photo", "val") in vectors:
+        gallery = records[("photo", "val")]
+        scores["photo_val"] = {"gallery": len(gallery), "precision@10_label": round(
+            precision_at_k(vectors[("photo", "val")], [r.source_label for r in gallery], k=K)[0], 4)}
+    return scores
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    started = time.time()
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(args.bundle)
+    taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
+    split = json.loads((args.bundle / "split.json").read_text())
+    records, by_kind = read_records(args, taxonomy, split)
+    classifier = Classifier(args.bundle)
+    features = {key: pooled_features(classifier, args, *key, recs, by_kind[key[0]]) for key, recs in records.items()}
+
+    # Training rows: every kind's training part; each label set is one kind's labels.
+    train_keys = [key for key in records if key[1] == "train"]
+    train_features = np.concatenate([features[key] for key in train_keys])
+    train_records = [r for key in train_keys for r in records[key]]
+    labels = {
+        "articleType": label_indices(train_records, lambda r: r.kind == "catalogue" and r.label("articleType"),
+                                     taxonomy.labels["articleType"]),
+        "baseColour": label_indices(train_records, lambda r: r.kind == "catalogue" and r.label("baseColour"),
+                                    taxonomy.labels["baseColour"])}
+    for kind in ("photo", "street"):
+        vocabulary = sorted({r.source_label for r in train_records if r.kind == kind})
+        if vocabulary:
+            labels[f"{kind}_label"] = label_indices(train_records, lambda r, k=kind: r.kind == k and r.source_label,
+                                                    vocabulary)
+    head, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs, learning_rate=args.lr,
+                               scale=args.scale, loss_weights={"baseColour": args.colour_weight}, verbose=2)
+
+    held_out = [key for key in records if key[1] != "train"]
+    before = retrieval_scores({key: l2_normalise(features[key]) for key in held_out}, records)
+    after = retrieval_scores({key: head.project(features[key]) for key in held_out}, records)
+    report = {"head": head.version, "dim": head.dim, "before (pooled features)": before, "after (head)": after,
+              "train_images": {f"{k}/{p}": len(records[(k, p)]) for k, p in train_keys},
+              "seconds": round(time.time() - started, 1)}
+    print(json.dumps(report, indent=2))
+    if args.write:
+        head.save(args.bundle)
+        manifest["embedding"] = {
+            "source": "the trunk's globally pooled features (layer gap), L2-normalised",
+            "head": {"file": "embedding_head.npz", "version": head.version, "dim": head.dim, "dtype": "float16",
+                     "loss": f"normalised softmax over label proxies (cosine x {args.scale}), one proxy set per "
+                             "label set; an image counts only in the sets it is labelled in",
+                     "label_sets": {name: int((values != MISSING).sum()) for name, values in labels.items()},
+                     "loss_weights": {"baseColour": args.colour_weight},
+                     "epochs": args.epochs, "learning_rate": args.lr, "optimizer": "AdamW, cosine decay",
+                     "trained_on": "pooled features of the bundle's training split only (each kind's train part)",
+                     "final_losses": {key: values[-1] for key, values in history.items()}},
+            "precision@10": {"pooled_features": before, "head": after},
+            "command": "python -m classification.train_embedding_head " + " ".join(sys.argv[1:] if argv is None else argv)}
+        (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The retrieval embedding head: it learns label neighbourhoods that raw features miss, ignores images a
+label set says nothing about, round-trips through the bundle, and names its own embedding space."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classification.embedding_head import (MISSING, EmbeddingHead, l2_normalise, load_head, precision_at_k,
+                                           train_head)
+from classification.inference import Classifier
+
+BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0"
+
+
+def _features_with_a_nuisance(n, classes=6, backgrounds=4, dim=48, seed=0):
+    """Each row: its class's direction plus a three times stronger direction of one of a few
+    backgrounds (which says nothing about the class) and noise: raw neighbours share a background."""
+    rng = np.random.default_rng(seed)
+    class_dirs = l2_normalise(rng.normal(size=(classes, dim)))
+    background_dirs = l2_normalise(rng.normal(size=(backgrounds, dim)))
+    labels = rng.integers(0, classes, n)
+    background = rng.integers(0, backgrounds, n)
+    features = class_dirs[labels] + 3.0 * background_dirs[background] + 0.3 * rng.normal(size=(n, dim))
+    return features.astype(np.float32), labels
+
+
+def test_precision_at_k_counts_labelled_neighbours_other_than_the_query():
+    vectors = l2_normalise(np.array([[1, 0], [0.9, 0.1], [0.8, 0.3], [0, 1], [0.1, 0.9]], np.float32))
+    labels = ["a", "a", "b", "b", None]
+    precision, chance, queries = precision_at_k(vectors, labels, k=1)
+    # nearest other: 0->1 (a: hit), 1->0 (hit), 2->1 (a: miss), 3->4 (None: miss); row 4 has no label
+    assert queries == 4 and precision == pytest.approx(2 / 4)
+    assert chance == pytest.approx(np.mean([1 / 4, 1 / 4, 1 / 4, 1 / 4]))
+    # the same as a direct count at k=2
+    scores = vectors @ vectors.T
+    np.fill_diagonal(scores, -np.inf)
+    top2 = np.argsort(-scores, axis=1)[:, :2]
+    direct = np.mean([np.mean([labels[j] == labels[i] for j in top2[i]]) for i in range(4)])
+    assert precision_at_k(vectors, labels, k=2)[0] == pytest.approx(direct)
+
+
+def test_head_learns_label_neighbourhoods_the_raw_features_miss():
+    features, labels = _features_with_a_nuisance(1600, seed=0)
+    train_x, train_y, test_x, test_y = features[:1200], labels[:1200], features[1200:], labels[1200:]
+    raw = precision_at_k(l2_normalise(test_x), list(test_y), k=10)[0]
+    head, history = train_head(train_x, {"label": train_y}, dim=16, epochs=40, batch_size=64, learning_rate=1e-2)
+    learned = precision_at_k(head.project(test_x), list(test_y), k=10)[0]
+    assert raw < 0.55 and learned > 0.8, (raw, learned)
+    assert history["loss"][-1] < history["loss"][0]
+    assert head.dim == 16 and head.weight.shape == (48, 16)
+
+
+def test_images_missing_from_a_label_set_count_for_nothing():
+    features, labels = _features_with_a_nuisance(600, seed=1)
+    unknown = np.full(600, MISSING)
+    half = np.where(np.arange(600) % 2 == 0, labels, MISSING)
+    head, history = train_head(features, {"label": half, "nothing": unknown}, dim=8, epochs=3)
+    assert "nothing_loss" not in history and np.isfinite(head.weight).all()
+    # The MISSING rows carry zero weight: whatever their features, the head comes out the same.
+    scrambled = features.copy()
+    scrambled[1::2] = np.random.default_rng(5).normal(scale=10.0, size=scrambled[1::2].shape)
+    other, _ = train_head(scrambled, {"label": half, "nothing": unknown}, dim=8, epochs=3)
+    np.testing.assert_allclose(other.weight, head.weight, atol=1e-4)
+    with pytest.raises(ValueError, match="no image is labelled"):
+        train_head(features, {"nothing": unknown})
+
+
+def test_head_round_trips_and_names_its_space(tmp_path):
+    head = EmbeddingHead(np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32))
+    assert load_head(tmp_path) is None
+    head.save(tmp_path)
+    loaded = load_head(tmp_path)
+    assert loaded.dim == 8 and loaded.version == head.version
+    features = np.random.default_rng(1).normal(size=(5, 32)).astype(np.float32)
+    projected = loaded.project(features)
+    assert projected.shape == (5, 8) and projected.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(projected, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(projected, head.project(features), atol=2e-3)  # float16 on disk
+    # the scale of the features does not matter; other weights are another space
+    np.testing.assert_allclose(loaded.project(features * 7.0), projected, atol=1e-5)
+    assert EmbeddingHead(head.weight * 2 + 1).version != head.version
+
+
+@pytest.fixture(scope="module")
+def bundle_with_a_new_head(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bundle") / "fashion-lite0"
+    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation"))
+    classifier = Classifier(folder)
+    head = EmbeddingHead(np.random.default_rng(2).normal(size=(classifier.features_dim, 24)).astype(np.float32))
+    head.save(folder)
+    return folder, head
+
+
+def test_classifier_embeds_through_the_bundles_head(bundle_with_a_new_head):
+    folder, head = bundle_with_a_new_head
+    classifier = Classifier(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    images = [np.full((90, 60, 3), (200, 30, 40), np.uint8), np.full((50, 120, 3), 90, np.uint8)]
+    tags, embeddings = classifier.predict_with_embeddings(images)
+    assert classifier.embedding_dim == 24 and embeddings.shape == (2, 24)
+    np.testing.assert_allclose(embeddings, load_head(folder).project(classifier.trunk_features(images)), atol=1e-5)
+    assert tags == classifier.predict(images)
+    assert classifier.embedding_version == f"{manifest['name']}:{manifest['version']}+{head.version}"
+
+
+def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bundle, tiny_catalogue, tiny_photos,
+                                                                      tiny_street, tmp_path):
+    from classification import train_embedding_head
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    report = train_embedding_head.main([
+        "--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--photos", str(tiny_photos),
+        "--street", str(tiny_street), "--run-dir", str(tmp_path / "run"), "--image-cache", str(trained_bundle["run_dir"]),
+        "--max-side", "96", "--dim", "8", "--epochs", "2", "--write"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    head = load_head(bundle)
+    assert head.dim == 8 and manifest["embedding"]["head"]["version"] == head.version == report["head"]
+    assert set(manifest["embedding"]["head"]["label_sets"]) >= {"articleType", "baseColour", "photo_label"}
+    for scores in (report["before (pooled features)"], report["after (head)"]):
+        assert 0.0 <= scores["catalogue_test"]["precision@10_articleType"] <= 1.0
+        assert scores["catalogue_test"]["gallery"] == len(json.loads((bundle / "split.json").read_text())["test"])
+    assert Classifier(bundle).embed([np.full((80, 60, 3), 128, np.uint8)]).shape == (1, 8)
+    # the features were cached: a second run reads them instead of running the network again
+    assert any((tmp_path / "run").glob("features-*-catalogue-train-*.npy"))
