@@ -40,7 +40,7 @@ def test_every_stored_item_has_a_unit_embedding_of_the_serving_classifier(app, c
         assert len(rows) == items and {r.model for r in rows} == {pipeline.embedding_model}
         for row in rows:
             vector = from_bytes(row.vector)
-            assert vector.shape == (1280,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-2
+            assert vector.shape == (pipeline.classifier.embedding_dim,) and abs(float(np.linalg.norm(vector)) - 1) < 1e-2
         assert len(db.session().scalars(select(Thumbnail)).all()) == 3  # one per image, for the page and backfill
     assert "embedding" not in catalogue[0]["items"][0]  # not part of the JSON
 
