@@ -157,13 +157,13 @@ def init_app(app: Flask) -> None:
     def status_command():
         """Embedded items per classifier bundle, and how many lack one from the serving bundle."""
         from classification.bundle import read_manifest
-        from classification.embedding_head import embedding_version
+        from classification.embedding_head import embedding_version, load_head
 
         from . import db
         from .models import ItemEmbedding
 
         bundle = app.config["SETTINGS"].classifier_bundle
-        serving = embedding_version(bundle, read_manifest(bundle))
+        serving = embedding_version(read_manifest(bundle), load_head(bundle))
         with app.app_context():
             session = db.session()
             for model, count in session.execute(select(ItemEmbedding.model, func.count()).group_by(ItemEmbedding.model)):

@@ -70,10 +70,9 @@ def load_head(folder: str | Path) -> EmbeddingHead | None:
         return EmbeddingHead(arrays["weight"].astype(np.float32))
 
 
-def embedding_version(folder: str | Path, manifest: Mapping) -> str:
+def embedding_version(manifest: Mapping, head: EmbeddingHead | None) -> str:
     """The name of a bundle's embedding space: name:version, plus its head's hash when it has one.
     Embeddings are comparable only within one space."""
-    head = load_head(folder)
     return f"{manifest['name']}:{manifest['version']}" + (f"+{head.version}" if head else "")
 
 

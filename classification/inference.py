@@ -26,7 +26,7 @@ class Classifier:
         # The retrieval projection trained on the pooled features, when the bundle has one.
         self.embedding_head = load_head(self.bundle_dir)
         # Embeddings are comparable only between images embedded by the same weights (and head).
-        self.embedding_version = embedding_version(self.bundle_dir, self.manifest)
+        self.embedding_version = embedding_version(self.manifest, self.embedding_head)
         self._with_embedding: keras.Model | None = None
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:

@@ -67,45 +67,56 @@ def read_records(args, taxonomy: Taxonomy, split: dict) -> tuple[dict, dict]:
         by_id = {r.id: r for r in records}
         return [by_id[i] for i in ids if i in by_id]
 
-    catalogue = from_catalogue(read_catalogue(args.catalogue).records)
-    parts = {("catalogue", part): pick(catalogue, split[part]) for part in ("train", "val", "test")}
+    by_kind = {"catalogue": from_catalogue(read_catalogue(args.catalogue).records)}
+    parts = {("catalogue", part): pick(by_kind["catalogue"], split[part]) for part in ("train", "val", "test")}
     if args.photos:
-        photos = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
-        parts |= {("photo", part): pick(photos, split["photo"][part]) for part in ("train", "val")}
+        by_kind["photo"] = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
     if args.street:
-        crops = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
-        parts |= {("street", part): pick(crops, split["street"][part]) for part in ("train", "val")}
-    return parts, {"catalogue": catalogue, **({"photo": photos} if args.photos else {}),
-                   **({"street": crops} if args.street else {})}
+        by_kind["street"] = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
+    for kind in ("photo", "street"):
+        if kind in by_kind:
+            parts |= {(kind, part): pick(by_kind[kind], split[kind][part]) for part in ("train", "val")}
+    return parts, by_kind
+
+
+def features_path(args, classifier: Classifier, kind: str, part: str, count: int) -> Path:
+    return args.run_dir / f"features-{classifier.manifest['version']}-{kind}-{part}-{count}.npy"
+
+
+def cached_images(args, kind: str, all_of_kind: list[LabelledImage]) -> dict | None:
+    """id -> decoded image from a training run's cache of this kind (read once per kind), or None."""
+    if args.image_cache is None:
+        return None
+    path = image_cache_path(args.image_cache, kind, args.max_side, len(all_of_kind))
+    if not path.is_file():
+        return None
+    max_side = None if kind == "catalogue" else args.max_side
+    return dict(zip((r.id for r in all_of_kind), load_images(all_of_kind, max_side, cache=path)))
 
 
 def pooled_features(classifier: Classifier, args, kind: str, part: str, records: list[LabelledImage],
-                    all_of_kind: list[LabelledImage]) -> np.ndarray:
-    """The bundle's pooled trunk features of `records`, cached by bundle version."""
-    cache = args.run_dir / f"features-{classifier.manifest['version']}-{kind}-{part}-{len(records)}.npy"
+                    decoded: dict | None) -> np.ndarray:
+    """The bundle's pooled trunk features of `records`, cached by bundle version; images come from
+    `decoded` (id -> image) when given, else from their files."""
+    cache = features_path(args, classifier, kind, part, len(records))
     if cache.is_file():
         return np.load(cache)
     max_side = None if kind == "catalogue" else args.max_side
-    decoded = None
-    if args.image_cache is not None:
-        path = image_cache_path(args.image_cache, kind, args.max_side, len(all_of_kind))
-        if path.is_file():
-            images_of = dict(zip((r.id for r in all_of_kind), load_images(all_of_kind, max_side, cache=path)))
-            decoded = [images_of[r.id] for r in records]
     chunks = []
     step = 1024
     for start in tqdm(range(0, len(records), step), desc=f"features {kind}/{part}", unit="chunk"):
         batch = records[start:start + step]
-        images = decoded[start:start + step] if decoded is not None else load_images(batch, max_side, desc="decoding")
+        images = [decoded[r.id] for r in batch] if decoded is not None else load_images(batch, max_side, desc="decoding")
         chunks.append(classifier.trunk_features(images))
     features = np.concatenate(chunks) if chunks else np.zeros((0, classifier.features_dim), np.float32)
     np.save(cache, features)
     return features
 
 
-def label_indices(records: list[LabelledImage], label_of, vocabulary: list[str]) -> np.ndarray:
+def label_indices(records: list[LabelledImage], kind: str, label_of, vocabulary: list[str]) -> np.ndarray:
+    """Each record's index of its label in `vocabulary`; MISSING for other kinds and unknown labels."""
     position = {label: i for i, label in enumerate(vocabulary)}
-    return np.array([position.get(label_of(r), MISSING) for r in records], dtype=np.int64)
+    return np.array([position.get(label_of(r), MISSING) if r.kind == kind else MISSING for r in records], dtype=np.int64)
 
 
 def retrieval_scores(vectors: dict, records: dict) -> dict:
@@ -133,22 +144,25 @@ def main(argv: Sequence[str] | None = None) -> dict:
     split = json.loads((args.bundle / "split.json").read_text())
     records, by_kind = read_records(args, taxonomy, split)
     classifier = Classifier(args.bundle)
-    features = {key: pooled_features(classifier, args, *key, recs, by_kind[key[0]]) for key, recs in records.items()}
+    features = {}
+    for kind in by_kind:
+        keys = [key for key in records if key[0] == kind]
+        done = all(features_path(args, classifier, *key, len(records[key])).is_file() for key in keys)
+        decoded = None if done else cached_images(args, kind, by_kind[kind])
+        for key in keys:
+            features[key] = pooled_features(classifier, args, *key, records[key], decoded)
 
     # Training rows: every kind's training part; each label set is one kind's labels.
     train_keys = [key for key in records if key[1] == "train"]
     train_features = np.concatenate([features[key] for key in train_keys])
     train_records = [r for key in train_keys for r in records[key]]
     labels = {
-        "articleType": label_indices(train_records, lambda r: r.kind == "catalogue" and r.label("articleType"),
-                                     taxonomy.labels["articleType"]),
-        "baseColour": label_indices(train_records, lambda r: r.kind == "catalogue" and r.label("baseColour"),
-                                    taxonomy.labels["baseColour"])}
+        task: label_indices(train_records, "catalogue", lambda r, t=task: r.label(t), taxonomy.labels[task])
+        for task in ("articleType", "baseColour")}
     for kind in ("photo", "street"):
         vocabulary = sorted({r.source_label for r in train_records if r.kind == kind})
         if vocabulary:
-            labels[f"{kind}_label"] = label_indices(train_records, lambda r, k=kind: r.kind == k and r.source_label,
-                                                    vocabulary)
+            labels[f"{kind}_label"] = label_indices(train_records, kind, lambda r: r.source_label, vocabulary)
     head, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs, learning_rate=args.lr,
                                scale=args.scale, loss_weights={"baseColour": args.colour_weight}, verbose=2)
 
