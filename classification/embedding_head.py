@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import io
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import keras
 import numpy as np
@@ -133,28 +133,35 @@ def train_head(features: np.ndarray, labels: Mapping[str, np.ndarray], dim: int 
     return EmbeddingHead(weight), {key: [round(float(v), 5) for v in values] for key, values in history.history.items()}
 
 
+class RetrievalScore(NamedTuple):
+    precision: float  # mean share of each query's k nearest others that carry its label
+    chance: float  # the same for k others drawn at random: the share of other items with the label
+    queries: int  # queries counted (those with a label)
+    ceiling: float  # the best any embedding could score here: a label with n items has only n - 1 others
+
+
 def precision_at_k(vectors: np.ndarray, labels, query_rows: np.ndarray | None = None, k: int = 10,
-                   chunk: int = 512) -> tuple[float, float, int]:
-    """Mean share of each query's k nearest other vectors (inner product) that carry its label, over the
-    queries that have a label (None: unlabelled); the chance level (mean share of other items with the
-    query's label); and the number of queries counted. A gallery of k or fewer items is scored on all
-    the others."""
+                   chunk: int = 512) -> RetrievalScore:
+    """Precision@k of nearest-neighbour search (inner product) over the queries that have a label
+    (None: unlabelled), with its chance level and its ceiling. A gallery of k or fewer items is scored
+    on all the others."""
     k = min(k, len(vectors) - 1)
     if k < 1:
-        return float("nan"), float("nan"), 0
+        return RetrievalScore(float("nan"), float("nan"), 0, float("nan"))
     labels = np.array([label if label is not None else "\0none" for label in labels], dtype=object)
     rows = np.arange(len(vectors)) if query_rows is None else np.asarray(query_rows)
     rows = rows[labels[rows] != "\0none"]
     _, codes = np.unique(labels.astype(str), return_inverse=True)
     counts = np.bincount(codes)
-    precisions, chance = [], []
+    precisions = []
     for start in range(0, len(rows), chunk):
         batch = rows[start:start + chunk]
         scores = vectors[batch] @ vectors.T
         scores[np.arange(len(batch)), batch] = -np.inf  # not itself
         nearest = np.argpartition(-scores, k, axis=1)[:, :k]
         precisions.append(np.mean(codes[nearest] == codes[batch][:, None], axis=1))
-        chance.append((counts[codes[batch]] - 1) / (len(labels) - 1))
     if not precisions:
-        return float("nan"), float("nan"), 0
-    return float(np.concatenate(precisions).mean()), float(np.concatenate(chance).mean()), len(rows)
+        return RetrievalScore(float("nan"), float("nan"), 0, float("nan"))
+    others = counts[codes[rows]] - 1
+    return RetrievalScore(float(np.concatenate(precisions).mean()), float(np.mean(others / (len(labels) - 1))),
+                          len(rows), float(np.mean(np.minimum(others, k) / k)))

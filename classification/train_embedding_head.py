@@ -126,12 +126,12 @@ def retrieval_scores(vectors: dict, records: dict) -> dict:
         gallery = records[("catalogue", part)]
         scores[f"catalogue_{part}"] = {
             "gallery": len(gallery),
-            "precision@10_articleType": round(precision_at_k(vectors[("catalogue", part)], [r.label("articleType") for r in gallery], k=K)[0], 4),
-            "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K)[0], 4)}
+            "precision@10_articleType": round(precision_at_k(vectors[("catalogue", part)], [r.label("articleType") for r in gallery], k=K).precision, 4),
+            "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K).precision, 4)}
     if ("photo", "val") in vectors:
         gallery = records[("photo", "val")]
         scores["photo_val"] = {"gallery": len(gallery), "precision@10_label": round(
-            precision_at_k(vectors[("photo", "val")], [r.source_label for r in gallery], k=K)[0], 4)}
+            precision_at_k(vectors[("photo", "val")], [r.source_label for r in gallery], k=K).precision, 4)}
     return scores
 
 

@@ -29,7 +29,7 @@ def _features_with_a_nuisance(n, classes=6, backgrounds=4, dim=48, seed=0):
 def test_precision_at_k_counts_labelled_neighbours_other_than_the_query():
     vectors = l2_normalise(np.array([[1, 0], [0.9, 0.1], [0.8, 0.3], [0, 1], [0.1, 0.9]], np.float32))
     labels = ["a", "a", "b", "b", None]
-    precision, chance, queries = precision_at_k(vectors, labels, k=1)
+    precision, chance, queries, _ = precision_at_k(vectors, labels, k=1)
     # nearest other: 0->1 (a: hit), 1->0 (hit), 2->1 (a: miss), 3->4 (None: miss); row 4 has no label
     assert queries == 4 and precision == pytest.approx(2 / 4)
     assert chance == pytest.approx(np.mean([1 / 4, 1 / 4, 1 / 4, 1 / 4]))
@@ -38,7 +38,10 @@ def test_precision_at_k_counts_labelled_neighbours_other_than_the_query():
     np.fill_diagonal(scores, -np.inf)
     top2 = np.argsort(-scores, axis=1)[:, :2]
     direct = np.mean([np.mean([labels[j] == labels[i] for j in top2[i]]) for i in range(4)])
-    assert precision_at_k(vectors, labels, k=2)[0] == pytest.approx(direct)
+    at_two = precision_at_k(vectors, labels, k=2)
+    assert at_two.precision == pytest.approx(direct)
+    # each label has one other item: one hit at k=1 is the best possible, half of k=2
+    assert precision_at_k(vectors, labels, k=1).ceiling == 1.0 and at_two.ceiling == pytest.approx(0.5)
 
 
 def test_head_learns_label_neighbourhoods_the_raw_features_miss():
