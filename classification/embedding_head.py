@@ -11,8 +11,15 @@ strong baseline for deep metric learning", 2019). Several label sets train one p
 (catalogue articleType and baseColour, the phone photos' and street crops' coarse labels); an image
 counts only for the sets it is labelled in.
 
-The head is a float16 matrix in the classifier bundle (embedding_head.npz) and the manifest's
-"embedding" section says how it was trained and what it scored. Its hash joins the bundle version in
+The projection is trained on frozen features, while the classifier's own heads were trained end to end
+and name the articleType more often than the projection's neighbourhoods agree on it. So the head can
+also carry a class profile: the square roots of the classifier's predicted distributions of a few
+tasks (articleType, baseColour), weighted, join the projected vector; two images' profiles then
+agree as much as their predicted distributions overlap (Bhattacharyya coefficient). The weights are
+chosen on a validation gallery (tune_profile); the same forward pass gives tags and embedding.
+
+The head is a float16 matrix (and the profile's weights) in the classifier bundle (embedding_head.npz)
+and the manifest's "embedding" section says how it was trained and what it scored. Its hash joins the bundle version in
 `Classifier.embedding_version`, so vectors from before and after a head never share an index.
 """
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import itertools
 from pathlib import Path
 from typing import Mapping, NamedTuple
 
@@ -29,6 +37,7 @@ from keras import layers, ops
 
 HEAD_FILE = "embedding_head.npz"
 MISSING = -1  # label index of an image that is not labelled in a label set
+PROFILE_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)  # the weights tried for each task of a class profile
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -38,25 +47,52 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class EmbeddingHead:
-    weight: np.ndarray  # (trunk features, embedding dim) float32
+    weight: np.ndarray  # (trunk features, projection dim) float32
+    # The class profile: (task, weight, classes) for each task whose predicted distribution joins the
+    # embedding, as the square roots of its probabilities times the weight. Two such parts have the
+    # Bhattacharyya coefficient of the two distributions as their inner product, so the classifier's
+    # own verdict (trained end to end, unlike the projection) pulls same-type items together.
+    profile: tuple[tuple[str, float, int], ...] = ()
 
     @property
     def dim(self) -> int:
-        return int(self.weight.shape[1])
+        return int(self.weight.shape[1]) + sum(classes for _, _, classes in self.profile)
 
     @property
     def version(self) -> str:
-        """A short hash of the weights: it names the embedding space."""
-        return hashlib.sha256(self.weight.astype(np.float16).tobytes()).hexdigest()[:12]
+        """A short hash of the weights and the profile: it names the embedding space."""
+        digest = hashlib.sha256(self.weight.astype(np.float16).tobytes())
+        if self.profile:
+            digest.update(repr([(task, round(float(w), 4), int(n)) for task, w, n in self.profile]).encode())
+        return digest.hexdigest()[:12]
 
-    def project(self, features: np.ndarray) -> np.ndarray:
-        """Unit-length embeddings (N, dim) of raw pooled trunk features (N, trunk features)."""
-        return l2_normalise(l2_normalise(np.asarray(features, np.float32)) @ self.weight).astype(np.float32)
+    def with_profile(self, weights: Mapping[str, float], classes: Mapping[str, int]) -> "EmbeddingHead":
+        """This projection with a class profile of the tasks weighted above zero."""
+        profile = tuple((task, float(w), int(classes[task])) for task, w in weights.items() if w > 0)
+        return dataclasses.replace(self, profile=profile)
+
+    def project(self, features: np.ndarray, probs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Unit-length embeddings (N, dim) of raw pooled trunk features (N, trunk features) and, when the
+        head has a class profile, the classifier's probabilities of the same images (task -> (N, classes))."""
+        parts = [l2_normalise(l2_normalise(np.asarray(features, np.float32)) @ self.weight)]
+        for task, weight, classes in self.profile:
+            if probs is None or task not in probs:
+                raise ValueError(f"this embedding needs the classifier's {task} probabilities")
+            task_probs = np.asarray(probs[task], np.float32)
+            if task_probs.shape != (len(parts[0]), classes):
+                raise ValueError(f"{task} probabilities of shape {task_probs.shape}, expected ({len(parts[0])}, {classes})")
+            parts.append(weight * np.sqrt(np.clip(task_probs, 0.0, None)))
+        return l2_normalise(np.concatenate(parts, axis=1)).astype(np.float32)
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / HEAD_FILE
+        arrays = {"weight": self.weight.astype(np.float16)}
+        if self.profile:
+            arrays |= {"profile_tasks": np.array([task for task, _, _ in self.profile]),
+                       "profile_weights": np.array([w for _, w, _ in self.profile], np.float64),
+                       "profile_classes": np.array([n for _, _, n in self.profile], np.int64)}
         buffer = io.BytesIO()
-        np.savez(buffer, weight=self.weight.astype(np.float16))
+        np.savez(buffer, **arrays)
         path.write_bytes(buffer.getvalue())
         return path
 
@@ -67,7 +103,30 @@ def load_head(folder: str | Path) -> EmbeddingHead | None:
     if not path.is_file():
         return None
     with np.load(path) as arrays:
-        return EmbeddingHead(arrays["weight"].astype(np.float32))
+        profile = ()
+        if "profile_tasks" in arrays:
+            profile = tuple((str(task), float(w), int(n)) for task, w, n in
+                            zip(arrays["profile_tasks"], arrays["profile_weights"], arrays["profile_classes"]))
+        return EmbeddingHead(arrays["weight"].astype(np.float32), profile)
+
+
+def tune_profile(head: EmbeddingHead, features: np.ndarray, probs: Mapping[str, np.ndarray],
+                 labels: Mapping[str, list], objective: Mapping[str, float],
+                 grid: tuple[float, ...] = PROFILE_GRID, k: int = 10) -> tuple[EmbeddingHead, list[dict]]:
+    """The head with the class profile that maximises the weighted sum of precision@k (`objective`:
+    label set -> weight, `labels`: label set -> one label per image) on a validation gallery; each task
+    of `probs` gets a weight from `grid`. Returns it and every candidate's scores."""
+    tasks = list(probs)
+    classes = {task: probs[task].shape[1] for task in tasks}
+    candidates = []
+    for weights in itertools.product(grid, repeat=len(tasks)):
+        candidate = head.with_profile(dict(zip(tasks, weights)), classes)
+        vectors = candidate.project(features, probs)
+        scores = {name: precision_at_k(vectors, labels[name], k=k).precision for name in objective}
+        candidates.append({"weights": dict(zip(tasks, weights)), "precision": scores,
+                           "objective": sum(objective[name] * scores[name] for name in objective)})
+    best = max(candidates, key=lambda c: c["objective"])  # the first of equals: the smallest weights
+    return head.with_profile(best["weights"], classes), candidates
 
 
 def embedding_version(manifest: Mapping, head: EmbeddingHead | None) -> str:

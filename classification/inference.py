@@ -93,9 +93,10 @@ class Classifier:
     def features_dim(self) -> int:
         return int(self.model.get_layer(self.EMBEDDING_LAYER).output.shape[-1])
 
-    def _embedding_of(self, features: np.ndarray) -> np.ndarray:
+    def embedding_of(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> np.ndarray:
+        """The embeddings of images from their pooled trunk features and their predicted probabilities."""
         if self.embedding_head is not None:
-            return self.embedding_head.project(features)
+            return self.embedding_head.project(features, probs)
         return l2_normalise(features)
 
     def _two_output_model(self) -> keras.Model:
@@ -116,15 +117,16 @@ class Classifier:
             return [], np.zeros((0, self.embedding_dim), np.float32)
         outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
         features = outputs.pop("embedding")
-        return self.describe(outputs, allowed, outside_weight), self._embedding_of(features)
+        return self.describe(outputs, allowed, outside_weight), self.embedding_of(features, outputs)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings, (N, embedding_dim) float32."""
         return self.predict_with_embeddings(images)[1]
 
-    def trunk_features(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """The raw pooled trunk features, (N, features_dim) float32: what an embedding head trains on."""
+    def embedding_inputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities: what
+        an embedding head trains on and is tuned with (embedding_of turns them into embeddings)."""
         if not len(images):
-            return np.zeros((0, self.features_dim), np.float32)
-        outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), ("embedding",))
-        return outputs["embedding"]
+            return np.zeros((0, self.features_dim), np.float32), self.predict_proba_preprocessed(np.zeros((0,)))
+        outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
+        return outputs.pop("embedding"), outputs

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from classification.embedding_head import (MISSING, EmbeddingHead, l2_normalise, load_head, precision_at_k,
-                                           train_head)
+                                           train_head, tune_profile)
 from classification.inference import Classifier
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0"
@@ -86,6 +86,41 @@ def test_head_round_trips_and_names_its_space(tmp_path):
     assert EmbeddingHead(head.weight * 2 + 1).version != head.version
 
 
+def test_a_class_profile_joins_the_embedding_and_names_another_space(tmp_path):
+    head = EmbeddingHead(np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32))
+    profiled = head.with_profile({"articleType": 1.5, "baseColour": 0.0}, {"articleType": 4, "baseColour": 3})
+    assert profiled.profile == (("articleType", 1.5, 4),) and profiled.dim == 12
+    assert profiled.version != head.version
+    features = np.random.default_rng(1).normal(size=(3, 32)).astype(np.float32)
+    probs = {"articleType": np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 1]], np.float32)}
+    vectors = profiled.project(features, probs)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # the projection part is the plain head's, scaled; the profile part is sqrt(p) times the weight
+    scale = np.linalg.norm(vectors[:, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose(vectors[:, :8] / scale, head.project(features), atol=1e-5)
+    np.testing.assert_allclose(vectors[:, 8:] / scale, 1.5 * np.sqrt(probs["articleType"]), atol=1e-5)
+    with pytest.raises(ValueError, match="articleType probabilities"):
+        profiled.project(features)
+    profiled.save(tmp_path)
+    loaded = load_head(tmp_path)
+    assert loaded.profile == profiled.profile and loaded.version == profiled.version
+    np.testing.assert_allclose(loaded.project(features, probs), vectors, atol=2e-3)
+
+
+def test_the_profile_is_weighted_up_where_the_predictions_know_more_than_the_features():
+    features, labels = _features_with_a_nuisance(800, seed=3)
+    head = EmbeddingHead(np.eye(48, 16, dtype=np.float32))  # a projection that keeps mostly the nuisance
+    # predictions right 90% of the time, otherwise a random class
+    rng = np.random.default_rng(4)
+    predicted = np.where(rng.random(800) < 0.9, labels, rng.integers(0, 6, 800))
+    probs = {"articleType": np.eye(6, dtype=np.float32)[predicted] * 0.9 + 0.1 / 6}
+    tuned, candidates = tune_profile(head, features, probs, {"articleType": list(labels)}, {"articleType": 1.0})
+    assert len(candidates) == 5 and tuned.profile and tuned.profile[0][1] > 0
+    plain = precision_at_k(head.project(features), list(labels)).precision
+    best = precision_at_k(tuned.project(features, probs), list(labels)).precision
+    assert best > plain + 0.3 and best == pytest.approx(max(c["objective"] for c in candidates))
+
+
 @pytest.fixture(scope="module")
 def bundle_with_a_new_head(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundle") / "fashion-lite0"
@@ -103,7 +138,8 @@ def test_classifier_embeds_through_the_bundles_head(bundle_with_a_new_head):
     images = [np.full((90, 60, 3), (200, 30, 40), np.uint8), np.full((50, 120, 3), 90, np.uint8)]
     tags, embeddings = classifier.predict_with_embeddings(images)
     assert classifier.embedding_dim == 24 and embeddings.shape == (2, 24)
-    np.testing.assert_allclose(embeddings, load_head(folder).project(classifier.trunk_features(images)), atol=1e-5)
+    features, probs = classifier.embedding_inputs(images)
+    np.testing.assert_allclose(embeddings, load_head(folder).project(features, probs), atol=1e-5)
     assert tags == classifier.predict(images)
     assert classifier.embedding_version == f"{manifest['name']}:{manifest['version']}+{head.version}"
 
@@ -120,11 +156,14 @@ def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bun
         "--max-side", "96", "--dim", "8", "--epochs", "2", "--write"])
     manifest = json.loads((bundle / "manifest.json").read_text())
     head = load_head(bundle)
-    assert head.dim == 8 and manifest["embedding"]["head"]["version"] == head.version == report["head"]
+    assert manifest["embedding"]["head"]["version"] == head.version == report["head"]
     assert set(manifest["embedding"]["head"]["label_sets"]) >= {"articleType", "baseColour", "photo_label"}
-    for scores in (report["before (pooled features)"], report["after (head)"]):
+    assert set(report["profile"]) <= {"articleType", "baseColour"} and head.dim == 8 + sum(
+        n for _, _, n in head.profile)
+    assert manifest["embedding"]["profile"]["weights"] == report["profile"]
+    for scores in (report["before (pooled features)"], report["projection alone"], report["after (head)"]):
         assert 0.0 <= scores["catalogue_test"]["precision@10_articleType"] <= 1.0
         assert scores["catalogue_test"]["gallery"] == len(json.loads((bundle / "split.json").read_text())["test"])
-    assert Classifier(bundle).embed([np.full((80, 60, 3), 128, np.uint8)]).shape == (1, 8)
+    assert Classifier(bundle).embed([np.full((80, 60, 3), 128, np.uint8)]).shape == (1, head.dim)
     # the features were cached: a second run reads them instead of running the network again
-    assert any((tmp_path / "run").glob("features-*-catalogue-train-*.npy"))
+    assert any((tmp_path / "run").glob("features-*-catalogue-train-*.npz"))
