@@ -110,21 +110,32 @@ def load_head(folder: str | Path) -> EmbeddingHead | None:
         return EmbeddingHead(arrays["weight"].astype(np.float32), profile)
 
 
-def tune_profile(head: EmbeddingHead, features: np.ndarray, probs: Mapping[str, np.ndarray],
-                 labels: Mapping[str, list], objective: Mapping[str, float],
-                 grid: tuple[float, ...] = PROFILE_GRID, k: int = 10) -> tuple[EmbeddingHead, list[dict]]:
-    """The head with the class profile that maximises the weighted sum of precision@k (`objective`:
-    label set -> weight, `labels`: label set -> one label per image) on a validation gallery; each task
-    of `probs` gets a weight from `grid`. Returns it and every candidate's scores."""
-    tasks = list(probs)
-    classes = {task: probs[task].shape[1] for task in tasks}
+@dataclasses.dataclass(frozen=True)
+class Gallery:
+    """Images to tune a class profile on: their pooled features, probabilities and labels."""
+    features: np.ndarray  # (N, trunk features)
+    probs: Mapping[str, np.ndarray]  # task -> (N, classes)
+    labels: Mapping[str, list]  # label set -> one label per image (None: unlabelled)
+
+
+def tune_profile(head: EmbeddingHead, galleries: Mapping[str, Gallery], objective: Mapping[tuple[str, str], float],
+                 tasks: list[str], grid: tuple[float, ...] = PROFILE_GRID,
+                 k: int = 10) -> tuple[EmbeddingHead, list[dict]]:
+    """The head with the class profile (a weight from `grid` for each of `tasks`) that maximises the
+    weighted sum of precision@k over (gallery, label set) pairs (`objective`), each gallery searched on
+    its own. Returns it and every candidate's scores."""
+    classes = {task: next(iter(galleries.values())).probs[task].shape[1] for task in tasks}
     candidates = []
     for weights in itertools.product(grid, repeat=len(tasks)):
         candidate = head.with_profile(dict(zip(tasks, weights)), classes)
-        vectors = candidate.project(features, probs)
-        scores = {name: precision_at_k(vectors, labels[name], k=k).precision for name in objective}
+        scores = {}
+        for name, gallery in galleries.items():
+            vectors = candidate.project(gallery.features, gallery.probs)
+            for (of, label_set) in objective:
+                if of == name:
+                    scores[f"{name}/{label_set}"] = precision_at_k(vectors, gallery.labels[label_set], k=k).precision
         candidates.append({"weights": dict(zip(tasks, weights)), "precision": scores,
-                           "objective": sum(objective[name] * scores[name] for name in objective)})
+                           "objective": sum(w * scores[f"{name}/{label_set}"] for (name, label_set), w in objective.items())})
     best = max(candidates, key=lambda c: c["objective"])  # the first of equals: the smallest weights
     return head.with_profile(best["weights"], classes), candidates
 

@@ -8,12 +8,13 @@
 The bundle's own split decides what the head may learn from: its training images only (catalogue
 train split, the training senders' phone photos, the training photos' street crops). Pooled features
 and the classifier's probabilities are computed once by the bundle (cached in --run-dir, keyed by the
-bundle version). The projection is trained on the training part; then the weights of its class profile
-(--profile-tasks: those tasks' predicted distributions join the embedding) are chosen on the catalogue
-validation split alone. Precision@10 is measured with the pooled features, the projection alone and the
-whole embedding on the catalogue validation split (articleType and baseColour), the catalogue test
-split, and the validation senders' photos (their coarse label); `--write` stores the head in the
-bundle and the figures and this command in its manifest.
+bundle version). The projection is trained on the training part; then the weights of its class
+profile (--profile-tasks: those tasks' predicted distributions join the embedding) are chosen on the
+catalogue validation split and the training senders' phone photos. Precision@10 is measured with the
+pooled features, the projection alone and the whole embedding on the catalogue validation split
+(articleType and baseColour; it chose the weights), and on what nothing was chosen on: the catalogue
+test split, the validation senders' photos and the held-out photos' street crops (their coarse
+label). `--write` stores the head in the bundle and the figures and this command in its manifest.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from tqdm import tqdm  # noqa: E402
 from .bundle import read_manifest  # noqa: E402
 from .catalogue import read_catalogue  # noqa: E402
 from .data import image_cache_path, load_images  # noqa: E402
-from .embedding_head import MISSING, PROFILE_GRID, l2_normalise, precision_at_k, train_head, tune_profile  # noqa: E402
+from .embedding_head import MISSING, PROFILE_GRID, Gallery, l2_normalise, precision_at_k, train_head, tune_profile  # noqa: E402
 from .inference import Classifier  # noqa: E402
 from .label_map import LabelMap  # noqa: E402
 from .photo_datasets import read_labelled_photos, read_street_crops  # noqa: E402
@@ -60,6 +61,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=16.0, help="softmax scale of the cosines")
     parser.add_argument("--colour-weight", type=float, default=0.5,
                         help="weight of catalogue baseColour against articleType, in the loss and the profile's tuning")
+    parser.add_argument("--photo-weight", type=float, default=1.0,
+                        help="weight of the training senders' phone photos (same label) in the profile's tuning")
     parser.add_argument("--profile-tasks", default="articleType,baseColour",
                         help="comma-separated tasks whose probabilities may join the embedding ('' for none)")
     parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass of the bundle")
@@ -141,10 +144,11 @@ def retrieval_scores(vectors: dict, records: dict) -> dict:
             "gallery": len(gallery),
             "precision@10_articleType": round(precision_at_k(vectors[("catalogue", part)], [r.label("articleType") for r in gallery], k=K).precision, 4),
             "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K).precision, 4)}
-    if ("photo", "val") in vectors:
-        gallery = records[("photo", "val")]
-        scores["photo_val"] = {"gallery": len(gallery), "precision@10_label": round(
-            precision_at_k(vectors[("photo", "val")], [r.source_label for r in gallery], k=K).precision, 4)}
+    for kind in ("photo", "street"):
+        if (kind, "val") in vectors:
+            gallery = records[(kind, "val")]
+            scores[f"{kind}_val"] = {"gallery": len(gallery), "precision@10_label": round(
+                precision_at_k(vectors[(kind, "val")], [r.source_label for r in gallery], k=K).precision, 4)}
     return scores
 
 
@@ -179,15 +183,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     projection, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs, learning_rate=args.lr,
                                      scale=args.scale, loss_weights={"baseColour": args.colour_weight}, verbose=2)
 
-    # The class profile's weights, chosen on the catalogue validation split only.
-    objective = {"articleType": 1.0, "baseColour": args.colour_weight}
+    # The class profile's weights: chosen on the catalogue validation split and, where there are phone
+    # photos, on the training senders' photos too (same coarse label: the profile must not trade away
+    # same-type neighbours on photos, which carry no colour label, for colour on the catalogue).
+    objective = {("catalogue_val", "articleType"): 1.0, ("catalogue_val", "baseColour"): args.colour_weight}
+    val, photos = ("catalogue", "val"), ("photo", "train")
+    galleries = {"catalogue_val": Gallery(features[val], probs[val], {
+        task: [r.label(task) for r in records[val]] for task in ("articleType", "baseColour")})}
+    if photos in records and args.photo_weight > 0:
+        objective[("photo_train", "label")] = args.photo_weight
+        galleries["photo_train"] = Gallery(features[photos], probs[photos], {"label": [r.source_label for r in records[photos]]})
     profile_tasks = [task for task in args.profile_tasks.split(",") if task]
     head, candidates = projection, []
     if profile_tasks:
-        val = ("catalogue", "val")
-        head, candidates = tune_profile(
-            projection, features[val], {task: probs[val][task] for task in profile_tasks},
-            {name: [r.label(name) for r in records[val]] for name in objective}, objective, k=K)
+        head, candidates = tune_profile(projection, galleries, objective, profile_tasks, k=K)
 
     held_out = [key for key in records if key[1] != "train"]
     before = retrieval_scores({key: l2_normalise(features[key]) for key in held_out}, records)
@@ -216,9 +225,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "profile": {"weights": profile,
                         "what": "square roots of these tasks' predicted probabilities, times the weight, after "
                                 "the projection (inner product of two: the Bhattacharyya coefficient)",
-                        "chosen_on": "catalogue validation split, precision@10 of articleType + "
-                                     f"{args.colour_weight} x baseColour, each weight from {list(PROFILE_GRID)}",
-                        "candidates": len(candidates)},
+                        "chosen_on": "the largest weighted sum of precision@10: " + ", ".join(
+                            f"{weight} x {gallery} {label_set}" for (gallery, label_set), weight in objective.items())
+                            + f"; each weight from {list(PROFILE_GRID)}",
+                        "candidates": [{"weights": c["weights"], "objective": round(c["objective"], 4),
+                                        "precision@10": {name: round(v, 4) for name, v in c["precision"].items()}}
+                                       for c in candidates]},
             "precision@10": {"pooled_features": before, "projection": projected, "embedding": after},
             "command": "python -m classification.train_embedding_head " + " ".join(sys.argv[1:] if argv is None else argv)}
         (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

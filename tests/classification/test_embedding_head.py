@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classification.embedding_head import (MISSING, EmbeddingHead, l2_normalise, load_head, precision_at_k,
+from classification.embedding_head import (MISSING, EmbeddingHead, Gallery, l2_normalise, load_head, precision_at_k,
                                            train_head, tune_profile)
 from classification.inference import Classifier
 
@@ -114,7 +114,8 @@ def test_the_profile_is_weighted_up_where_the_predictions_know_more_than_the_fea
     rng = np.random.default_rng(4)
     predicted = np.where(rng.random(800) < 0.9, labels, rng.integers(0, 6, 800))
     probs = {"articleType": np.eye(6, dtype=np.float32)[predicted] * 0.9 + 0.1 / 6}
-    tuned, candidates = tune_profile(head, features, probs, {"articleType": list(labels)}, {"articleType": 1.0})
+    gallery = Gallery(features, probs, {"articleType": list(labels)})
+    tuned, candidates = tune_profile(head, {"val": gallery}, {("val", "articleType"): 1.0}, ["articleType"])
     assert len(candidates) == 5 and tuned.profile and tuned.profile[0][1] > 0
     plain = precision_at_k(head.project(features), list(labels)).precision
     best = precision_at_k(tuned.project(features, probs), list(labels)).precision
@@ -160,7 +161,10 @@ def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bun
     assert set(manifest["embedding"]["head"]["label_sets"]) >= {"articleType", "baseColour", "photo_label"}
     assert set(report["profile"]) <= {"articleType", "baseColour"} and head.dim == 8 + sum(
         n for _, _, n in head.profile)
-    assert manifest["embedding"]["profile"]["weights"] == report["profile"]
+    profile = manifest["embedding"]["profile"]
+    assert profile["weights"] == report["profile"] and len(profile["candidates"]) == 5 * 5
+    # tuned on the catalogue validation split and the training senders' photos, never on what it reports
+    assert {name.split("/")[0] for name in profile["candidates"][0]["precision@10"]} == {"catalogue_val", "photo_train"}
     for scores in (report["before (pooled features)"], report["projection alone"], report["after (head)"]):
         assert 0.0 <= scores["catalogue_test"]["precision@10_articleType"] <= 1.0
         assert scores["catalogue_test"]["gallery"] == len(json.loads((bundle / "split.json").read_text())["test"])
