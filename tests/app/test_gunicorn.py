@@ -57,6 +57,14 @@ def wait_until_ready(process, base, log, timeout=180):
     pytest.fail("gunicorn never became ready:\n" + log.read_text()[-3000:])
 
 
+def log_count(log: Path, text: str, expected: int, timeout: float = 120) -> int:
+    """How often `text` is in the log once it reaches `expected` times, or when the timeout ends."""
+    deadline = time.monotonic() + timeout
+    while (count := log.read_text().count(text)) < expected and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return count
+
+
 def test_served_by_gunicorn(gunicorn, image_server, tmp_path):
     created = requests.post(f"{gunicorn}/v1/analyses", files={"image": ("x.jpg", garment_photo((90, 20, 120)))}, timeout=60)
     assert created.status_code == 201, created.text
@@ -71,8 +79,9 @@ def test_served_by_gunicorn(gunicorn, image_server, tmp_path):
     problem = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": "http://10.0.0.1/x.jpg"}, timeout=10)
     assert problem.headers["Content-Type"] == "application/problem+json" and problem.json()["code"] == "blocked_address"
 
-    # Each worker built its similarity index at start and sees the items either worker stores.
-    assert (tmp_path / "gunicorn.log").read_text().count("similarity index built") == 2
+    # Each worker built its similarity index at start and sees the items either worker stores. (Readiness
+    # came from one worker; the other may still be loading its models on these cores: wait for its line.)
+    assert log_count(tmp_path / "gunicorn.log", "similarity index built", expected=2) == 2
     product = created.json()["items"][0]["id"]
     for _ in range(6):
         similar = requests.get(f"{gunicorn}/v1/items/{product}/similar", params={"kind": "product"}, timeout=30)
