@@ -89,6 +89,22 @@ def test_subset_search_is_exact_and_forgotten_ids_are_skipped():
     assert 3 not in index.search(vectors[3], 10)[0]
 
 
+def test_a_dimension_off_the_simd_width_is_padded_inside_and_answers_the_same():
+    vectors = unit(1500, dim=398, seed=4)  # the served embedding's dimension: 256 + 142
+    index = VectorIndex(398, exact_max=1000, nprobe=64)
+    index.add(np.arange(500), vectors[:500])
+    assert index.faiss_dim == 400 and index.kind == "exact"
+    ids, scores = index.search(vectors[5], 5)
+    assert list(ids) == list(exact_top(vectors[:500], vectors[5], 5))
+    np.testing.assert_allclose(scores, np.sort(vectors[:500] @ vectors[5])[::-1][:5], atol=2e-3)
+    index.add(np.arange(500, 1500), vectors[500:])  # the inverted file, trained on padded vectors
+    assert index.kind == "ivf" and list(index.search(vectors[1200], 1)[0]) == [1200]
+    assert index.vector(1200).shape == (398,)
+    np.testing.assert_allclose(index.vector(1200), vectors[1200], atol=1e-3)
+    subset = list(range(0, 1500, 3))
+    assert list(index.search_subset(vectors[9], subset, 3)[0]) == [subset[i] for i in exact_top(vectors[subset], vectors[9], 3)]
+
+
 def test_a_background_rebuild_leaves_the_old_index_answering_and_takes_the_vectors_added_meanwhile():
     vectors = unit(1500)
     build = HeldBuild()
