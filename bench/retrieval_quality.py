@@ -12,9 +12,9 @@
   label (the same articleType group: "Pants", "Shoes", ...).
 
 Embeddings are the service's: Classifier.embed on the whole image (an item of kind product), rounded to
-float16 as stored, searched exactly; beside each figure its chance level (the share of same-label pairs)
-and its ceiling (a label with n items in the gallery has only n - 1 others to find). Also the recall@10 of the service's IVF index against exact search on these real
-vectors. Writes bench/results/retrieval-quality-<time>.json.
+float16 as stored, searched exactly; beside each figure its chance level (the share of same-label
+pairs) and its ceiling (a label with n items in the gallery has only n - 1 others to find). Also the
+recall@10 of the service's IVF index against exact search on these real vectors. Writes bench/results/retrieval-quality-<time>.json.
 """
 from __future__ import annotations
 

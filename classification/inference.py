@@ -115,9 +115,8 @@ class Classifier:
         from the same forward pass."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
-        outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
-        features = outputs.pop("embedding")
-        return self.describe(outputs, allowed, outside_weight), self.embedding_of(features, outputs)
+        features, probs = self.embedding_inputs(images)
+        return self.describe(probs, allowed, outside_weight), self.embedding_of(features, probs)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings, (N, embedding_dim) float32."""
