@@ -45,8 +45,10 @@ from .preprocess import PREPROCESSING  # noqa: E402
 from .records import from_catalogue  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
 from .trunks import get_trunk  # noqa: E402
+from .weight_average import WeightAverage  # noqa: E402
 
 CHECKPOINT = "checkpoint.keras"
+AVERAGE = "weight_average.npz"
 STATE = "state.json"
 LABEL_MAPS = Path(__file__).parent / "label_maps"
 
@@ -94,10 +96,11 @@ class StepProgress(keras.callbacks.Callback):
         self.bar.close()
 
 
-def compile_model(model: keras.Model, lr: float, total_steps: int) -> None:
+def compile_model(model: keras.Model, lr: float, total_steps: int, constant: bool = False) -> None:
+    """AdamW; linear warm-up, then cosine decay to 1% of `lr`, or (`constant`) `lr` to the end."""
     warmup = max(1, min(500, total_steps // 10))
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=lr * 0.05, decay_steps=max(1, total_steps - warmup), alpha=0.01,
+        initial_learning_rate=lr * 0.05, decay_steps=max(1, total_steps - warmup), alpha=1.0 if constant else 0.01,
         warmup_target=lr, warmup_steps=warmup)
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=1e-4),
@@ -152,6 +155,10 @@ def parse_args(argv):
     parser.add_argument("--init-from", type=Path, metavar="BUNDLE",
                         help="start from this classifier bundle's weights (same trunk and labels; any input size "
                              "and frozen stages): a further schedule on top of a finished run")
+    parser.add_argument("--average-from-epoch", type=int, metavar="N",
+                        help="serve the running average of the weights from epoch N (1-based) to the end, taken "
+                             "every --average-every steps (SWA); the learning rate then stays constant after warm-up")
+    parser.add_argument("--average-every", type=int, default=10, help="steps between two averaged weight samples")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the three-kind evaluation at the end")
     parser.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16")
     return parser.parse_args(argv)
@@ -236,11 +243,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             imagenet_init=trunk.pretrained is not None and not args.init_from)
         if args.init_from:
             state["initialised_from"] = initialise_from_bundle(model, args.init_from, taxonomy, args.trunk)
-        compile_model(model, args.lr, steps * args.epochs)
+        compile_model(model, args.lr, steps * args.epochs, constant=args.average_from_epoch is not None)
+    averager = None
+    if args.average_from_epoch is not None:
+        averager = WeightAverage(start_epoch=args.average_from_epoch - 1, every=args.average_every,
+                                 path=args.run_dir / AVERAGE)
+        if args.resume:
+            averager.restore()
+    # The average saves itself before the epoch's checkpoint: a resumed run never has it behind.
+    callbacks = [averager] if averager else []
+    callbacks += [EpochCheckpoint(args.run_dir, state), StepProgress(steps, args.batch_size)]
     if state["epoch"] < args.epochs:
         model.fit(train, validation_data=val, epochs=args.epochs, initial_epoch=state["epoch"],
-                  steps_per_epoch=steps, callbacks=[EpochCheckpoint(args.run_dir, state), StepProgress(steps, args.batch_size)],
-                  verbose=2)
+                  steps_per_epoch=steps, callbacks=callbacks, verbose=2)
+    if averager is not None:
+        averager.apply(model)
+        print(f"serving the average of {averager.count} weight samples")
 
     config = {"architecture": f"{args.trunk} + dense heads", "trunk": args.trunk, "width": args.width,
               "head_units": args.head_units, "input_size": list(input_size),
@@ -265,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "epochs": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
         "catalogue_per_epoch": args.catalogue_per_epoch, "photos_per_epoch": args.photos_per_epoch,
         "street_per_epoch": args.street_per_epoch, "learning_rate": args.lr,
-        "schedule": "cosine decay with linear warm-up", "optimizer": "AdamW(weight_decay=1e-4)",
+        "schedule": "constant after linear warm-up" if averager else "cosine decay with linear warm-up",
+        "optimizer": "AdamW(weight_decay=1e-4)",
         "loss": "partial-label cross-entropy (-log of the probability mass on the allowed labels)",
         "augmentation": "catalogue background replaced by photo patches or textures; random resized crop, "
                         "rotation, corner jitter, flip, brightness/contrast/saturation, blur, "
@@ -275,6 +294,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     if state.get("initialised_from"):
         training["initialised_from"] = state["initialised_from"]
+    if averager is not None:
+        training["weight_average"] = {"from_epoch": args.average_from_epoch, "every_steps": args.average_every,
+                                      "samples": averager.count,
+                                      "what": "the served weights are the mean of the weights sampled along the "
+                                              "trajectory (SWA), batch-norm statistics included"}
     # A float32 copy beside the checkpoint: what the float16 bundle that ships is compared against.
     write_bundle(args.run_dir / "bundle-float32", model, taxonomy, config, {"training": training}, dtype="float32")
     write_bundle(args.bundle, model, taxonomy, config, {"training": training}, dtype=args.weights_dtype)

@@ -191,3 +191,19 @@ def test_init_from_refuses_a_bundle_of_another_trunk(trained_bundle, tiny_catalo
     with pytest.raises(SystemExit, match="trunk"):
         train.main(training_args(other, tiny_catalogue, tiny_photos, tiny_street, tmp_path / "bundle",
                                  tmp_path / "run", epochs=0) + ["--init-from", str(trained_bundle["bundle"])])
+
+
+def test_training_can_serve_the_average_of_its_weights(trained_bundle, tiny_catalogue, tiny_photos, tiny_street, tmp_path):
+    from classification import train
+
+    from .conftest import training_args
+
+    run_dir = tmp_path / "run"
+    manifest = train.main(training_args(trained_bundle["trunk"], tiny_catalogue, tiny_photos, tiny_street,
+                                        tmp_path / "bundle", run_dir, epochs=2)
+                          + ["--average-from-epoch", "2", "--average-every", "1", "--no-evaluate"])
+    assert manifest["training"]["weight_average"]["samples"] == 2  # the second epoch's two steps
+    assert manifest["training"]["schedule"].startswith("constant")
+    with np.load(run_dir / "weight_average.npz") as saved:
+        assert int(saved["count"]) == 2
+    Classifier(tmp_path / "bundle").predict_proba([np.zeros((80, 60, 3), np.uint8)])
