@@ -207,3 +207,29 @@ def test_training_can_serve_the_average_of_its_weights(trained_bundle, tiny_cata
     with np.load(run_dir / "weight_average.npz") as saved:
         assert int(saved["count"]) == 2
     Classifier(tmp_path / "bundle").predict_proba([np.zeros((80, 60, 3), np.uint8)])
+
+
+def test_averaged_bundles_hold_the_weighted_mean_of_their_weights(trained_bundle, tiny_catalogue, tiny_photos,
+                                                                 tiny_street, tmp_path):
+    from classification import average_bundles, train
+
+    from .conftest import training_args
+
+    other = tmp_path / "other"
+    train.main(training_args(trained_bundle["trunk"], tiny_catalogue, tiny_photos, tiny_street, other,
+                             tmp_path / "run", epochs=1) + ["--init-from", str(trained_bundle["bundle"]), "--no-evaluate"])
+    soup = tmp_path / "soup"
+    manifest = average_bundles.main(["--bundle", str(trained_bundle["bundle"]), "--bundle", str(other),
+                                     "--weight", "1", "--weight", "3", "--out", str(soup)])
+    assert [s["weight"] for s in manifest["training"]["soup"]] == [0.25, 0.75]
+    with np.load(trained_bundle["bundle"] / "weights.npz") as a, np.load(other / "weights.npz") as b, \
+            np.load(soup / "weights.npz") as mean:
+        changed = [k for k in a.files if a[k].dtype.kind == "f" and not np.array_equal(a[k], b[k])]
+        assert changed, "the second bundle trained on: its weights differ"
+        for key in changed:
+            expected = 0.25 * a[key].astype(np.float64) + 0.75 * b[key].astype(np.float64)
+            np.testing.assert_allclose(mean[key].astype(np.float64), expected, rtol=2e-3, atol=2e-3)
+    assert (soup / "split.json").is_file()
+    Classifier(soup).predict_proba([np.zeros((80, 60, 3), np.uint8)])
+    with pytest.raises(ValueError, match="one non-negative weight per bundle"):
+        average_bundles.main(["--bundle", str(other), "--bundle", str(soup), "--weight", "1", "--out", str(tmp_path / "x")])
