@@ -53,9 +53,12 @@ def test_every_backbone_batch_norm_folds_and_the_features_stay_the_same(architec
     with torch.no_grad():
         expected, ours = model.backbone(pixels), folded.backbone(pixels)
     assert list(expected) == list(ours)
-    for name in expected:  # float32 rounding, relative to the maps' own scale
+    # float32 rounding, relative to the maps' own scale: through ~50 folded layers with these statistics it
+    # reaches ~1.2e-4 of the scale on a busy machine (kernels pick other summation orders); a fold with a
+    # wrong formula is off by a good fraction of the scale.
+    for name in expected:
         scale = expected[name].abs().max().item()
-        torch.testing.assert_close(ours[name], expected[name], rtol=1e-4, atol=1e-4 * scale)
+        torch.testing.assert_close(ours[name], expected[name], rtol=1e-3, atol=1e-3 * scale)
 
 
 def test_a_norm_that_does_not_follow_a_convolution_is_left_alone():
