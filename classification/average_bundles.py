@@ -19,9 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from . import runtime  # noqa: F401  (backend and import order)
-import keras  # noqa: E402
-
 from .bundle import load_bundle, write_bundle  # noqa: E402
+from .weight_average import assign_weight_values, weight_values  # noqa: E402
 from common.bundles import BundleError  # noqa: E402
 
 
@@ -32,18 +31,16 @@ def average_bundles(folders: Sequence[Path], out: Path, weights: Sequence[float]
         raise ValueError("give two or more bundles and one non-negative weight per bundle")
     weights = weights / weights.sum()
     model, taxonomy, manifest = load_bundle(folders[0])
-    total = [weights[0] * np.asarray(keras.ops.convert_to_numpy(v), np.float64) for v in model.weights]
+    total = [weights[0] * value for value in weight_values(model)]
     sources = [{"bundle": str(folders[0]), "version": manifest["version"], "weight": round(float(weights[0]), 6)}]
     for folder, weight in zip(folders[1:], weights[1:]):
         other, other_taxonomy, other_manifest = load_bundle(folder)
         if other_taxonomy.to_dict() != taxonomy.to_dict() or other_manifest["model"].get("trunk") != manifest["model"].get("trunk"):
             raise BundleError(f"{folder}: another trunk or label set than {folders[0]}; only one model's weights average")
-        for sum_, variable in zip(total, other.weights):
-            sum_ += weight * np.asarray(keras.ops.convert_to_numpy(variable), np.float64)
+        for sum_, value in zip(total, weight_values(other)):
+            sum_ += weight * value
         sources.append({"bundle": str(folder), "version": other_manifest["version"], "weight": round(float(weight), 6)})
-    for variable, mean in zip(model.weights, total):
-        dtype = keras.backend.standardize_dtype(variable.dtype)
-        variable.assign((np.rint(mean) if "int" in dtype else mean).astype(dtype))
+    assign_weight_values(model, total)
     training = {"command": command, "soup": sources,
                 "what": "the weighted mean of every variable of the bundles above (batch-norm statistics included)"}
     written = write_bundle(out, model, taxonomy, manifest["model"], {"training": training},

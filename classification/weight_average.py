@@ -16,6 +16,18 @@ import numpy as np
 import keras
 
 
+def weight_values(model: keras.Model) -> list[np.ndarray]:
+    """Every variable of `model` (batch-norm statistics included) as float64, for summing."""
+    return [np.asarray(keras.ops.convert_to_numpy(v.value), dtype=np.float64) for v in model.weights]
+
+
+def assign_weight_values(model: keras.Model, values: list[np.ndarray]) -> None:
+    """Load averaged values into `model`, each variable in its own dtype (integer counters rounded)."""
+    for variable, value in zip(model.weights, values):
+        dtype = keras.backend.standardize_dtype(variable.dtype)
+        variable.assign((np.rint(value) if "int" in dtype else value).astype(dtype))
+
+
 class WeightAverage(keras.callbacks.Callback):
     """Averages every variable of the model every `every` steps from epoch `start_epoch` (0-based).
 
@@ -59,7 +71,7 @@ class WeightAverage(keras.callbacks.Callback):
         self.save()
 
     def add(self, model: keras.Model) -> None:
-        values = [np.asarray(keras.ops.convert_to_numpy(v.value), dtype=np.float64) for v in model.weights]
+        values = weight_values(model)
         if self.sum is None:
             self.sum = values
         else:
@@ -75,9 +87,4 @@ class WeightAverage(keras.callbacks.Callback):
         return [total / self.count for total in self.sum]
 
     def apply(self, model: keras.Model) -> None:
-        """Load the average into `model`, each variable in its own dtype (integer counters rounded)."""
-        for variable, mean in zip(model.weights, self.average()):
-            dtype = keras.backend.standardize_dtype(variable.dtype)
-            if "int" in dtype:
-                mean = np.rint(mean)
-            variable.assign(mean.astype(dtype))
+        assign_weight_values(model, self.average())
