@@ -9,6 +9,7 @@ serving preprocessing) and JPEG artefacts. PIL + numpy, so both Keras backends s
 from __future__ import annotations
 
 import io
+import os
 from typing import Sequence
 
 import numpy as np
@@ -34,9 +35,16 @@ class PhotoAugmenter:
         self.input_size = input_size
         self.backgrounds = list(backgrounds)
         self.background_probability = background_probability
+        self.seed, self.pid = seed, os.getpid()
         self.rng = np.random.default_rng(seed)
 
     def __call__(self, image: np.ndarray, kind: str) -> np.ndarray:
+        if os.getpid() != self.pid:
+            # A forked batch worker: a stream of its own, else every worker (and every epoch's fresh
+            # workers) would repeat the parent's random draws. Not reproducible run to run (pids);
+            # threads, the default, are.
+            self.pid = os.getpid()
+            self.rng = np.random.default_rng([self.seed, self.pid, int(np.random.randint(2**31))])
         rng = self.rng
         if kind == "catalogue" and rng.random() < self.background_probability:
             image = self.replace_background(image)

@@ -34,15 +34,14 @@ import keras  # noqa: E402  (after runtime, which picks the backend and import o
 
 from .augment import PhotoAugmenter  # noqa: E402
 from .bundle import load_weights, read_manifest, write_bundle  # noqa: E402
-from .catalogue import read_catalogue, split_ids  # noqa: E402
+from .catalogue import read_catalogue  # noqa: E402
 from .data import MixedBatches, encode_allowed, image_cache_path, load_images  # noqa: E402
-from .label_map import LabelMap  # noqa: E402
 from .losses import PartialLabelAccuracy, PartialLabelCrossEntropy  # noqa: E402
 from .model import build_model  # noqa: E402
-from .photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops  # noqa: E402
+from .packed_data import read_pack  # noqa: E402
 from .plots import training_curves  # noqa: E402
 from .preprocess import PREPROCESSING  # noqa: E402
-from .records import from_catalogue  # noqa: E402
+from .sources import HELD_OUT_PART, kind_split, read_sources  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
 from .trunks import get_trunk  # noqa: E402
 from .weight_average import WeightAverage  # noqa: E402
@@ -68,6 +67,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.model.save(tmp)
         tmp.replace(self.run_dir / CHECKPOINT)
         self.state["epoch"] = epoch + 1
+        self.state.setdefault("epoch_seconds", []).append(round(time.time() - self.started, 2))
         self.state["train_seconds"] = self.state.get("train_seconds", 0.0) + time.time() - self.started
         self.started = time.time()
         (self.run_dir / STATE).write_text(json.dumps(self.state))
@@ -94,6 +94,31 @@ class StepProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.bar.close()
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops after the epoch at which one more would run past `seconds` of this process's training
+    (judged by the slowest epoch so far); the bundle is then written as after a full run. A safety
+    net for rented machines, not a schedule: the learning rate was planned for every epoch."""
+
+    def __init__(self, seconds: float, state: dict):
+        super().__init__()
+        self.seconds, self.state = seconds, state
+        self.started = self.epoch_started = time.time()
+        self.slowest = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.time()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.time()
+        self.slowest = max(self.slowest, now - self.epoch_started)
+        if now - self.started + self.slowest > self.seconds:
+            self.model.stop_training = True
+            self.state["stopped_by_time_limit_after_epoch"] = epoch + 1
 
 
 def compile_model(model: keras.Model, lr: float, total_steps: int, constant: bool = False) -> None:
@@ -123,8 +148,11 @@ def initialise_from_bundle(model: keras.Model, folder: Path, taxonomy: Taxonomy,
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path, required=True,
+    parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path,
                         help="catalogue folder in the Kaggle layout (styles.csv + images/)")
+    parser.add_argument("--packed", type=Path, metavar="PACK",
+                        help="train from a pack of the three sources (classification.packed_data) instead of "
+                             "--catalogue/--photos/--street")
     parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
     parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
     parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
@@ -150,7 +178,12 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--limit", type=int, help="use only this many catalogue rows (smoke runs)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
-    parser.add_argument("--workers", type=int, default=2, help="threads preparing batches")
+    parser.add_argument("--workers", type=int, default=2, help="threads (or processes) preparing batches")
+    parser.add_argument("--processes", action="store_true",
+                        help="prepare batches in --workers processes rather than threads (many-core machines: "
+                             "augmentation holds the GIL much of the time)")
+    parser.add_argument("--precision", choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"], default="auto",
+                        help="auto: mixed bfloat16 on a GPU, float32 on the CPU")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--init-from", type=Path, metavar="BUNDLE",
                         help="start from this classifier bundle's weights (same trunk and labels; any input size "
@@ -159,37 +192,33 @@ def parse_args(argv):
                         help="serve the running average of the weights from epoch N (1-based) to the end, taken "
                              "every --average-every steps (SWA); the learning rate then stays constant after warm-up")
     parser.add_argument("--average-every", type=int, default=10, help="steps between two averaged weight samples")
+    parser.add_argument("--time-limit", type=float, metavar="SECONDS",
+                        help="stop after the epoch at which another would pass this many seconds of training")
     parser.add_argument("--no-evaluate", action="store_true", help="skip the three-kind evaluation at the end")
     parser.add_argument("--weights-dtype", choices=["float16", "float32"], default="float16")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (args.catalogue is None) == (args.packed is None):
+        parser.error("give either --catalogue (with --photos/--street) or --packed")
+    if args.packed and (args.photos or args.street or args.limit):
+        parser.error("--packed holds every source already: drop --photos, --street and --limit")
+    return args
 
 
-def read_sources(args, taxonomy: Taxonomy, catalogue_records) -> tuple[dict, dict]:
-    """All records by kind, and the split of each kind's record ids."""
-    split = split_ids(catalogue_records, seed=args.seed)
-    records = {"catalogue": from_catalogue(catalogue_records)}
-    if args.photos:
-        records["photo"] = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
-        split["photo"] = split_by_group(records["photo"], seed=args.seed)
-    if args.street:
-        records["street"] = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
-        split["street"] = split_street_crops(records["street"], args.street_split, seed=args.seed)
-    return records, split
+def precision_policy(choice: str) -> str:
+    """bfloat16 keeps float32's range (no loss scaling) and runs at full speed on current GPUs."""
+    if choice == "auto":
+        return "mixed_bfloat16" if runtime.gpu_available() else "float32"
+    return choice
 
 
-def kind_split(split: dict, kind: str) -> dict:
-    return {k: v for k, v in split.items() if k in ("train", "val", "test")} if kind == "catalogue" else split[kind]
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
-    started = time.time()
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
-    if runtime.gpu_available():
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    trunk = get_trunk(args.trunk)
-
+def read_training_data(args):
+    """(taxonomy, records by kind, split, kind -> decoded images, what the manifest says of the data),
+    from the three folders or from a pack of them (classification.packed_data)."""
+    if args.packed:
+        pack = read_pack(args.packed)
+        info = {**pack.sources, "packed": str(args.packed), "packed_parts": pack.parts,
+                "packed_max_side": pack.max_side}
+        return pack.taxonomy, pack.records, pack.split, pack.images, info
     catalogue = read_catalogue(args.catalogue)
     catalogue_records = catalogue.records
     if args.limit:
@@ -197,18 +226,43 @@ def main(argv: Sequence[str] | None = None) -> dict:
         pick = sorted(rng.choice(len(catalogue_records), min(args.limit, len(catalogue_records)), replace=False))
         catalogue_records = [catalogue_records[i] for i in pick]
     taxonomy = Taxonomy.from_records(catalogue_records)
-    records, split = read_sources(args, taxonomy, catalogue_records)
+    records, split = read_sources(catalogue_records, taxonomy, args.photos, args.photo_label_map, args.street,
+                                  args.street_label_map, args.street_split, seed=args.seed)
+
+    def images_of(kind):
+        cache = image_cache_path(args.run_dir, kind, args.max_side, len(records[kind]))
+        return load_images(records[kind], None if kind == "catalogue" else args.max_side, desc=f"decoding {kind}",
+                           cache=cache)
+
+    info = {"catalogue": str(args.catalogue), "rows_used": len(catalogue_records),
+            "rows_missing_image": len(catalogue.missing_images),
+            "photos": str(args.photos) if args.photos else None,
+            "photo_label_map": str(args.photo_label_map) if args.photos else None,
+            "street": str(args.street) if args.street else None,
+            "street_label_map": str(args.street_label_map) if args.street else None}
+    return taxonomy, records, split, images_of, info
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_args(argv)
+    started = time.time()
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(args.seed)
+    policy = precision_policy(args.precision)
+    keras.mixed_precision.set_global_policy(policy)
+    trunk = get_trunk(args.trunk)
+
+    taxonomy, records, split, images_of, data_info = read_training_data(args)
     (args.run_dir / "split.json").write_text(json.dumps(split))
 
     # One flat table of every record of every kind; the datasets index into it.
     table, images, rows = [], [], {}
     for kind, kind_records in records.items():
-        cache = image_cache_path(args.run_dir, kind, args.max_side, len(kind_records))
-        kind_images = load_images(kind_records, None if kind == "catalogue" else args.max_side,
-                                  desc=f"decoding {kind}", cache=cache)
+        kind_images = images_of(kind)
         position = {r.id: len(table) + i for i, r in enumerate(kind_records)}
         for part, ids in kind_split(split, kind).items():
-            rows[(kind, part)] = np.asarray([position[i] for i in ids], dtype=np.int64)
+            # A pack holds only some parts (train and val by default).
+            rows[(kind, part)] = np.asarray([position[i] for i in ids if i in position], dtype=np.int64)
         table += kind_records
         images += kind_images
     labels = encode_allowed(table, taxonomy)
@@ -227,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                          PhotoAugmenter(input_size, backgrounds, seed=args.seed),
                          per_epoch={"catalogue": args.catalogue_per_epoch, "photo": args.photos_per_epoch,
                                     "street": args.street_per_epoch}, seed=args.seed,
-                         workers=args.workers, use_multiprocessing=False)
+                         workers=args.workers, use_multiprocessing=args.processes)
     val = MixedBatches(*subset(val_index), input_size, 128)
     steps = min(len(train), args.steps_per_epoch or len(train))
 
@@ -253,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # The average saves itself before the epoch's checkpoint: a resumed run never has it behind.
     callbacks = [averager] if averager else []
     callbacks += [EpochCheckpoint(args.run_dir, state), StepProgress(steps, args.batch_size)]
+    if args.time_limit:
+        callbacks.append(TimeLimit(args.time_limit, state))
     if state["epoch"] < args.epochs:
         model.fit(train, validation_data=val, epochs=args.epochs, initial_epoch=state["epoch"],
                   steps_per_epoch=steps, callbacks=callbacks, verbose=2)
@@ -265,22 +321,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
               "preprocessing": {**PREPROCESSING, "dtype": f"uint8 into the model; the model scales {trunk.preprocessing}"},
               "groups": {g: {"tasks": list(t)} for g, t in MODEL_GROUPS.items()}}
     training = {
-        "data": {
-            "catalogue": str(args.catalogue), "rows_used": len(catalogue_records),
-            "rows_missing_image": len(catalogue.missing_images),
-            "photos": str(args.photos) if args.photos else None,
-            "photo_label_map": str(args.photo_label_map) if args.photos else None,
-            "street": str(args.street) if args.street else None,
-            "street_label_map": str(args.street_label_map) if args.street else None,
-            "split": {kind: {part: len(ids) for part, ids in kind_split(split, kind).items()} for kind in records},
-            "split_file": "split.json", "seed": args.seed,
-        },
+        "data": {**data_info,
+                 "split": {kind: {part: len(ids) for part, ids in kind_split(split, kind).items()} for kind in records},
+                 "split_file": "split.json", "seed": args.seed},
         "command": "python -m classification.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "trunk": {"name": args.trunk, "initial_weights": trunk.pretrained or "random (from scratch)",
                   "frozen_stages": args.frozen_stages},
-        "backend": runtime.backend(), "mixed_precision": runtime.gpu_available(),
+        "backend": runtime.backend(), "precision": policy,
         "machine": f"{platform.machine()} {'GPU' if runtime.gpu_available() else 'CPU only'}",
-        "epochs": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
+        "epochs": state["epoch"], "epochs_planned": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
         "catalogue_per_epoch": args.catalogue_per_epoch, "photos_per_epoch": args.photos_per_epoch,
         "street_per_epoch": args.street_per_epoch, "learning_rate": args.lr,
         "schedule": "constant after linear warm-up" if averager else "cosine decay with linear warm-up",
@@ -292,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "history": state["history"], "train_seconds": round(state.get("train_seconds", 0.0), 1),
         "seconds": round(time.time() - started, 1),
     }
+    if state.get("stopped_by_time_limit_after_epoch"):
+        training["stopped_by_time_limit_after_epoch"] = state["stopped_by_time_limit_after_epoch"]
     if state.get("initialised_from"):
         training["initialised_from"] = state["initialised_from"]
     if averager is not None:
@@ -305,10 +356,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     (args.bundle / "split.json").write_text(json.dumps(split))
     if (args.run_dir / "training_curve.png").is_file():
         (args.bundle / "training_curve.png").write_bytes((args.run_dir / "training_curve.png").read_bytes())
-    if not args.no_evaluate:
+    if args.packed and not args.no_evaluate:
+        # A pack holds re-encoded images and no catalogue test split: the figures that count come from
+        # the original files.
+        print("trained from a pack: evaluate the bundle with python -m classification.evaluate where the three "
+              "sources are")
+    elif not args.no_evaluate:
         from .evaluate import evaluate_bundle  # imported late: it loads the bundle just written
 
-        held_out = {kind: set(kind_split(split, kind)["test" if kind == "catalogue" else "val"]) for kind in records}
+        held_out = {kind: set(kind_split(split, kind)[HELD_OUT_PART[kind]]) for kind in records}
         evaluate_bundle(args.bundle, {kind: [r for r in records[kind] if r.id in held_out[kind]] for kind in records},
                         update_manifest=True)
     return json.loads((args.bundle / "manifest.json").read_text())

@@ -1,0 +1,39 @@
+"""Every labelled source of a training run, read into records by kind with the split of each kind.
+
+- catalogue rows: an 80/10/10 train/val/test split stratified by articleType;
+- phone photos (optional): split by sender;
+- street-photo garment crops (optional): split by photo (the detector's split when given).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .catalogue import split_ids
+from .label_map import LabelMap
+from .photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops
+from .records import from_catalogue
+from .taxonomy import Taxonomy
+
+HELD_OUT_PART = {"catalogue": "test", "photo": "val", "street": "val"}
+
+
+def read_sources(catalogue_records, taxonomy: Taxonomy, photos: Path | None = None,
+                 photo_label_map: Path | None = None, street: Path | None = None,
+                 street_label_map: Path | None = None, street_split: Path | None = None,
+                 seed: int = 1234) -> tuple[dict, dict]:
+    """All records by kind, and the split of each kind's record ids (the catalogue's parts at the
+    top level, each other kind's under its name)."""
+    split = split_ids(catalogue_records, seed=seed)
+    records = {"catalogue": from_catalogue(catalogue_records)}
+    if photos:
+        records["photo"] = read_labelled_photos(photos, LabelMap.load(photo_label_map), taxonomy)
+        split["photo"] = split_by_group(records["photo"], seed=seed)
+    if street:
+        records["street"] = read_street_crops(street, LabelMap.load(street_label_map), taxonomy)
+        split["street"] = split_street_crops(records["street"], street_split, seed=seed)
+    return records, split
+
+
+def kind_split(split: dict, kind: str) -> dict:
+    """The parts (train/val[/test]) of one kind's record ids."""
+    return {k: v for k, v in split.items() if k in ("train", "val", "test")} if kind == "catalogue" else split[kind]
