@@ -55,6 +55,18 @@ def gpu_available() -> bool:
     return False
 
 
+def gpu_name() -> str | None:
+    """The first GPU's name (for manifests), None without one."""
+    if not gpu_available():
+        return None
+    if backend() == "torch":
+        return torch.cuda.get_device_name(0)
+    import tensorflow as tf  # backend configuration only
+
+    gpu = tf.config.list_physical_devices("GPU")[0]
+    return tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+
+
 def no_grad():
     """Context for inference calls: under torch, calling a Keras model directly records the autograd
     graph and keeps every activation until the outputs are freed (measured: +2.9 GB peak RSS for 64

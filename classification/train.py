@@ -116,7 +116,8 @@ class TimeLimit(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         now = time.time()
         self.slowest = max(self.slowest, now - self.epoch_started)
-        if now - self.started + self.slowest > self.seconds:
+        last = epoch + 1 >= self.params.get("epochs", epoch + 1)
+        if not last and now - self.started + self.slowest > self.seconds:
             self.model.stop_training = True
             self.state["stopped_by_time_limit_after_epoch"] = epoch + 1
 
@@ -328,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "trunk": {"name": args.trunk, "initial_weights": trunk.pretrained or "random (from scratch)",
                   "frozen_stages": args.frozen_stages},
         "backend": runtime.backend(), "precision": policy,
-        "machine": f"{platform.machine()} {'GPU' if runtime.gpu_available() else 'CPU only'}",
+        "machine": f"{platform.machine()} {runtime.gpu_name() or 'CPU only'}",
         "epochs": state["epoch"], "epochs_planned": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
         "catalogue_per_epoch": args.catalogue_per_epoch, "photos_per_epoch": args.photos_per_epoch,
         "street_per_epoch": args.street_per_epoch, "learning_rate": args.lr,

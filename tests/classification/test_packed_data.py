@@ -124,6 +124,10 @@ def test_a_time_limit_stops_training_after_an_epoch_and_still_writes_the_bundle(
     assert manifest["training"]["epochs"] == 1 and manifest["training"]["epochs_planned"] == 3
     assert manifest["training"]["stopped_by_time_limit_after_epoch"] == 1
     Classifier(tmp_path / "bundle").predict_proba([np.zeros((80, 60, 3), np.uint8)])
+    # A run that ends at its last planned epoch was not stopped, whatever the limit.
+    manifest = train.main(training_args("vgg19", tiny_catalogue, tiny_photos, tiny_street, tmp_path / "bundle1",
+                                        tmp_path / "run1", epochs=1) + ["--time-limit", "0.001", "--no-evaluate"])
+    assert manifest["training"]["epochs"] == 1 and "stopped_by_time_limit_after_epoch" not in manifest["training"]
 
 
 def test_batches_prepared_in_worker_processes_train_the_model(tiny_catalogue, tmp_path):
