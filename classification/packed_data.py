@@ -36,7 +36,7 @@ from tqdm import tqdm
 from .catalogue import read_catalogue
 from .data import load_image
 from .records import LabelledImage
-from .sources import kind_split, read_sources
+from .sources import describe_sources, kind_split, read_sources
 from .taxonomy import Taxonomy
 
 LABEL_MAPS = Path(__file__).parent / "label_maps"
@@ -143,13 +143,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     taxonomy = Taxonomy.from_records(catalogue.records)
     records, split = read_sources(catalogue.records, taxonomy, args.photos, args.photo_label_map, args.street,
                                   args.street_label_map, args.street_split, seed=args.seed)
-    sources = {"catalogue": str(args.catalogue), "rows_used": len(catalogue.records),
-               "rows_missing_image": len(catalogue.missing_images),
-               "photos": str(args.photos) if args.photos else None,
-               "photo_label_map": str(args.photo_label_map) if args.photos else None,
-               "street": str(args.street) if args.street else None,
-               "street_label_map": str(args.street_label_map) if args.street else None,
-               "street_split": str(args.street_split) if args.street_split else None}
+    sources = describe_sources(args, catalogue, len(catalogue.records))
     summary = write_pack(args.out, records, split, taxonomy, sources, args.parts, args.max_side, args.image_format,
                          args.quality)
     print(json.dumps({k: summary[k] for k in ("parts", "max_side", "image_format", "quality", "counts", "bytes")}))

@@ -34,6 +34,19 @@ def read_sources(catalogue_records, taxonomy: Taxonomy, photos: Path | None = No
     return records, split
 
 
+def describe_sources(args, catalogue, rows_used: int) -> dict:
+    """What a manifest (or a pack) says of where the records came from; `args` carries the CLI's
+    source options (train and packed_data share them)."""
+    def path(value):
+        return str(value) if value else None
+
+    return {"catalogue": str(args.catalogue), "rows_used": rows_used,
+            "rows_missing_image": len(catalogue.missing_images),
+            "photos": path(args.photos), "photo_label_map": path(args.photos and args.photo_label_map),
+            "street": path(args.street), "street_label_map": path(args.street and args.street_label_map),
+            "street_split": path(args.street_split)}
+
+
 def kind_split(split: dict, kind: str) -> dict:
     """The parts (train/val[/test]) of one kind's record ids."""
     return {k: v for k, v in split.items() if k in ("train", "val", "test")} if kind == "catalogue" else split[kind]

@@ -41,7 +41,7 @@ from .model import build_model  # noqa: E402
 from .packed_data import read_pack  # noqa: E402
 from .plots import training_curves  # noqa: E402
 from .preprocess import PREPROCESSING  # noqa: E402
-from .sources import HELD_OUT_PART, kind_split, read_sources  # noqa: E402
+from .sources import HELD_OUT_PART, describe_sources, kind_split, read_sources  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
 from .trunks import get_trunk  # noqa: E402
 from .weight_average import WeightAverage  # noqa: E402
@@ -235,12 +235,7 @@ def read_training_data(args):
         return load_images(records[kind], None if kind == "catalogue" else args.max_side, desc=f"decoding {kind}",
                            cache=cache)
 
-    info = {"catalogue": str(args.catalogue), "rows_used": len(catalogue_records),
-            "rows_missing_image": len(catalogue.missing_images),
-            "photos": str(args.photos) if args.photos else None,
-            "photo_label_map": str(args.photo_label_map) if args.photos else None,
-            "street": str(args.street) if args.street else None,
-            "street_label_map": str(args.street_label_map) if args.street else None}
+    info = describe_sources(args, catalogue, len(catalogue_records))
     return taxonomy, records, split, images_of, info
 
 
