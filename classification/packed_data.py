@@ -36,10 +36,9 @@ from tqdm import tqdm
 from .catalogue import read_catalogue
 from .data import load_image
 from .records import LabelledImage
-from .sources import describe_sources, kind_split, read_sources
+from .sources import add_source_arguments, describe_sources, kind_split, read_sources
 from .taxonomy import Taxonomy
 
-LABEL_MAPS = Path(__file__).parent / "label_maps"
 RECORDS = "records.json.gz"
 FORMAT_VERSION = 1
 
@@ -126,12 +125,7 @@ def read_pack(folder: Path) -> Pack:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
-    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
-    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
-    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
-    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
-    parser.add_argument("--street-split", type=Path, help="the detector's photo split (train/val photo ids)")
+    add_source_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--parts", nargs="+", default=["train", "val"], choices=["train", "val", "test"])
     parser.add_argument("--max-side", type=int, default=192, help="photos and crops are kept at most this large")

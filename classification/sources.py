@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .catalogue import split_ids
@@ -15,6 +16,18 @@ from .records import from_catalogue
 from .taxonomy import Taxonomy
 
 HELD_OUT_PART = {"catalogue": "test", "photo": "val", "street": "val"}
+LABEL_MAPS = Path(__file__).parent / "label_maps"
+
+
+def add_source_arguments(parser: argparse.ArgumentParser, catalogue_required: bool = True) -> None:
+    """The options naming the three sources and their label maps (train and packed_data take the same)."""
+    parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path, required=catalogue_required,
+                        help="catalogue folder in the Kaggle layout (styles.csv + images/)")
+    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
+    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
+    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
+    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
+    parser.add_argument("--street-split", type=Path, help="the detector's photo split (train/val photo ids)")
 
 
 def read_sources(catalogue_records, taxonomy: Taxonomy, photos: Path | None = None,

@@ -41,7 +41,7 @@ from .model import build_model  # noqa: E402
 from .packed_data import read_pack  # noqa: E402
 from .plots import training_curves  # noqa: E402
 from .preprocess import PREPROCESSING  # noqa: E402
-from .sources import HELD_OUT_PART, describe_sources, kind_split, read_sources  # noqa: E402
+from .sources import HELD_OUT_PART, add_source_arguments, describe_sources, kind_split, read_sources  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
 from .trunks import get_trunk  # noqa: E402
 from .weight_average import WeightAverage  # noqa: E402
@@ -49,7 +49,6 @@ from .weight_average import WeightAverage  # noqa: E402
 CHECKPOINT = "checkpoint.keras"
 AVERAGE = "weight_average.npz"
 STATE = "state.json"
-LABEL_MAPS = Path(__file__).parent / "label_maps"
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -149,16 +148,10 @@ def initialise_from_bundle(model: keras.Model, folder: Path, taxonomy: Taxonomy,
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--catalogue", "--data", dest="catalogue", type=Path,
-                        help="catalogue folder in the Kaggle layout (styles.csv + images/)")
+    add_source_arguments(parser, catalogue_required=False)
     parser.add_argument("--packed", type=Path, metavar="PACK",
                         help="train from a pack of the three sources (classification.packed_data) instead of "
                              "--catalogue/--photos/--street")
-    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
-    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
-    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
-    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
-    parser.add_argument("--street-split", type=Path, help="the detector's photo split (train/val photo ids)")
     parser.add_argument("--bundle", type=Path, required=True, help="output bundle folder")
     parser.add_argument("--run-dir", type=Path, required=True, help="checkpoints, cache, curves")
     parser.add_argument("--trunk", default="vgg19", help="vgg19 | efficientnet_lite0 | efficientnet_lite1 | efficientnet_lite2")

@@ -7,12 +7,10 @@ import pytest
 from classification import packed_data
 from classification.augment import PhotoAugmenter
 from classification.catalogue import read_catalogue
-from classification.sources import kind_split, read_sources
+from classification.sources import LABEL_MAPS, kind_split, read_sources
 from classification.taxonomy import Taxonomy
 
 from .conftest import training_args
-
-LABEL_MAPS = packed_data.LABEL_MAPS
 
 
 def pack_tiny(out, catalogue, photos, street, *extra):
