@@ -28,7 +28,7 @@ from classification.inference import Classifier  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
 from classification.photo_datasets import read_labelled_photos, read_street_crops  # noqa: E402
 from classification.records import from_catalogue  # noqa: E402
-from classification.train import LABEL_MAPS  # noqa: E402
+from classification.sources import LABEL_MAPS  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
 

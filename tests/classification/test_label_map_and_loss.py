@@ -54,7 +54,7 @@ def test_label_map_refuses_what_cannot_be_resolved(taxonomy, tmp_path):
 
 def test_shipped_label_maps_resolve_every_label_against_the_real_catalogue(shared_datasets):
     from classification.catalogue import read_catalogue
-    from classification.train import LABEL_MAPS
+    from classification.sources import LABEL_MAPS
 
     taxonomy = Taxonomy.from_records(read_catalogue(shared_datasets / "fashion-product-images-small").records)
     for path in LABEL_MAPS.glob("*.json"):

@@ -10,7 +10,7 @@ from classification.label_map import LabelMap
 from classification.photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops
 from classification.records import LabelledImage
 from classification.taxonomy import Taxonomy
-from classification.train import LABEL_MAPS
+from classification.sources import LABEL_MAPS
 from tests.detection.fixtures import write_ccp
 
 from .catalogue_factory import make_catalogue
