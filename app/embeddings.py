@@ -61,12 +61,12 @@ def pending_count(session: Session, model: str) -> int:
     return session.scalar(select(func.count()).select_from(Item).where(_missing(model)))
 
 
-def _scaled_crops(image: np.ndarray, analysis) -> list[np.ndarray]:
-    """The crops the pipeline classified (the whole image, then each garment's box and mask), taken
-    from `image`, which may be a thumbnail of the analysed image."""
+def _scaled_crops(image: np.ndarray, analysis, garment_crop_style: str) -> list[np.ndarray]:
+    """The crops the pipeline classifies (the whole image, then each garment cut as GARMENT_CROP says),
+    taken from `image`, which may be a thumbnail of the analysed image."""
     from pycocotools import mask as mask_utils
 
-    from detection.inference import crop_detection
+    from .crops import garment_crop
 
     height, width = image.shape[:2]
     sx, sy = width / analysis.image.width, height / analysis.image.height
@@ -80,7 +80,7 @@ def _scaled_crops(image: np.ndarray, analysis) -> list[np.ndarray]:
         if item.mask:
             full = mask_utils.decode({"size": item.mask["size"], "counts": item.mask["counts"].encode("ascii")})
             mask = np.asarray(Image.fromarray(full * 255).resize((width, height), Image.NEAREST)) > 0
-        crops.append(crop_detection(image, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), mask=mask))
+        crops.append(garment_crop(image, (x1 * sx, y1 * sy, x2 * sx, y2 * sy), mask, garment_crop_style))
     return crops
 
 
@@ -107,13 +107,14 @@ def _image_of(session: Session, analysis, settings, refetch: bool) -> tuple[np.n
     return image, "refetched"
 
 
-def backfill(session: Session, classifier, settings, refetch: bool = True, analyses_per_batch: int = 16,
+def backfill(session: Session, pipeline, settings, refetch: bool = True, analyses_per_batch: int = 16,
              progress=None) -> BackfillReport:
-    """Embed every item that has no embedding from `classifier`; one transaction per batch of analyses
-    (a crash loses at most the batch in flight, and a rerun carries on where it stopped)."""
+    """Embed every item that has no embedding from the pipeline's model (its classifier and garment
+    crops); one transaction per batch of analyses (a crash loses at most the batch in flight, and a
+    rerun carries on where it stopped)."""
     from .models import Analysis, Item, ItemEmbedding
 
-    model = classifier.embedding_version
+    classifier, model = pipeline.classifier, pipeline.embedding_model
     report = BackfillReport(model)
     after = 0
     while True:
@@ -135,7 +136,7 @@ def backfill(session: Session, classifier, settings, refetch: bool = True, analy
                 report.analyses_from_thumbnail += 1
             else:
                 report.analyses_refetched += 1
-            for item, crop in zip(analysis.items, _scaled_crops(image, analysis)):
+            for item, crop in zip(analysis.items, _scaled_crops(image, analysis, pipeline.garment_crop)):
                 if not any(e.model == model for e in item.embeddings):
                     items.append(item)
                     crops.append(crop)
@@ -162,8 +163,11 @@ def init_app(app: Flask) -> None:
         from . import db
         from .models import ItemEmbedding
 
-        bundle = app.config["SETTINGS"].classifier_bundle
-        serving = embedding_version(read_manifest(bundle), load_head(bundle))
+        from .crops import key_suffix
+
+        settings = app.config["SETTINGS"]
+        bundle = settings.classifier_bundle
+        serving = embedding_version(read_manifest(bundle), load_head(bundle)) + key_suffix(settings.garment_crop)
         with app.app_context():
             session = db.session()
             for model, count in session.execute(select(ItemEmbedding.model, func.count()).group_by(ItemEmbedding.model)):
@@ -184,7 +188,7 @@ def init_app(app: Flask) -> None:
             session = db.session()
             total = pending_count(session, pipeline.embedding_model)
             with tqdm(total=total, desc="embedding items", unit="item") as bar:
-                report = backfill(session, pipeline.classifier, app.config["SETTINGS"], refetch=not no_refetch,
+                report = backfill(session, pipeline, app.config["SETTINGS"], refetch=not no_refetch,
                                   analyses_per_batch=batch, progress=bar.update)
         click.echo(f"{report.model}: {report.items_embedded} items embedded; analyses from thumbnails "
                    f"{report.analyses_from_thumbnail}, refetched {report.analyses_refetched}, skipped "

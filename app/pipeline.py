@@ -15,11 +15,12 @@ import numpy as np
 
 from classification.detector_prior import DetectorPrior
 from classification.inference import Classifier
-from detection.inference import Detector, crop_detection
+from detection.inference import Detector
 from detection.records import encode_mask
 
 from .batching import RequestBatcher
 from .colours import dominant_colours
+from .crops import check_style, garment_crop, key_suffix
 from .config import Settings
 from .errors import ApiError
 from .metrics import MODEL_SECONDS
@@ -41,9 +42,11 @@ def timed(timings: dict, stage: str):
 
 class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
-                 batch_max_wait: float = 0.005, garment_min_side: int = 16, prior: DetectorPrior | None = None):
+                 batch_max_wait: float = 0.005, garment_min_side: int = 16, prior: DetectorPrior | None = None,
+                 garment_crop: str = "box"):
         self.detector, self.classifier = detector, classifier
         self.garment_min_side = garment_min_side
+        self.garment_crop = check_style(garment_crop)
         self.prior = prior or DetectorPrior()
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
@@ -51,6 +54,10 @@ class Pipeline:
             self.bundles["detector_prior"] = self.prior.name
             self.bundle_key += f"|prior:{self.prior.name}"
         self.embedding_model = classifier.embedding_version
+        if key_suffix(self.garment_crop):
+            self.bundles["garment_crop"] = self.garment_crop
+            self.bundle_key += key_suffix(self.garment_crop)
+            self.embedding_model += key_suffix(self.garment_crop)
         # One model call at a time per process: request threads and embedded job threads share the models.
         self._lock = threading.Lock()
         self.batcher = (RequestBatcher(self._analyse_many, batch_max_images, batch_max_wait)
@@ -66,7 +73,7 @@ class Pipeline:
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,
-                   settings.garment_min_side, prior)
+                   settings.garment_min_side, prior, settings.garment_crop)
 
     def warm_up(self) -> None:
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
@@ -89,7 +96,7 @@ class Pipeline:
         with timed(timings, "crop"):
             crops, allowed = [], []
             for image, found in zip(images, detections):
-                crops += [image] + [crop_detection(image, d.box, mask=d.mask) for d in found]
+                crops += [image] + [self.crop(image, d) for d in found]
                 allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
             tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight)
@@ -100,6 +107,10 @@ class Pipeline:
                 results.append([self._item(position, next(tags), image, detection) | {"embedding": next(embeddings)}
                                 for position, detection in enumerate([None, *found])])
         return results
+
+    def crop(self, image: np.ndarray, detection) -> np.ndarray:
+        """What the classifier sees of a detected garment (app/crops.py)."""
+        return garment_crop(image, detection.box, detection.mask, self.garment_crop)
 
     def _big_enough(self, detection) -> bool:
         x1, y1, x2, y2 = detection.box

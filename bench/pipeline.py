@@ -38,7 +38,6 @@ from app.config import Settings  # noqa: E402
 from app.db import upgrade  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
-from detection.inference import crop_detection  # noqa: E402
 
 CCP_PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing" / "photos"
 
@@ -114,7 +113,7 @@ def naive_path(pipeline, images, settings) -> dict:
     for data in tqdm(images, desc="naive path", leave=False):
         image = decode(data, settings)
         found = pipeline.detector.detect([image])[0]
-        for crop in [image] + [crop_detection(image, d.box, mask=d.mask) for d in found]:
+        for crop in [image] + [pipeline.crop(image, d) for d in found]:
             for _task in ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage"):
                 classifier.predict([crop])
                 calls += 1

@@ -30,7 +30,6 @@ from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from bench.pipeline import bench_photos  # noqa: E402
 from bench.results import write_report  # noqa: E402
-from detection.inference import crop_detection  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +44,7 @@ def main() -> None:
     for path in bench_photos(args.photos):
         image = decode(path.read_bytes(), settings)
         found = [d for d in pipeline.detector.detect([image])[0] if pipeline._big_enough(d)]
-        crop_sets.append([image] + [crop_detection(image, d.box, mask=d.mask) for d in found])
+        crop_sets.append([image] + [pipeline.crop(image, d) for d in found])
     classifier.predict(crop_sets[0])  # warm both paths
     classifier.predict_with_embeddings(crop_sets[0])
     timings = {"predict": [], "predict_with_embeddings": []}

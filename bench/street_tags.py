@@ -6,7 +6,7 @@
 The photos are Clothing Co-Parsing's validation split of the detector bundle (`split.json`, `val`):
 neither model trained on them (the classifier's street crops use the same split). Each photo goes
 through the serving code: the app's decoder, the detector at its serving threshold with the pipeline's
-minimum garment size, masked crops, and the classifier's `describe` with the allowed articleTypes
+minimum garment size, its garment crops (`--garment-crop`, GARMENT_CROP), and the classifier's `describe` with the allowed articleTypes
 `DetectorPrior.for_detection` gives (what `Pipeline._analyse_many` calls); the model runs once and
 every prior variant re-decodes the same probabilities (a check re-runs the pipeline itself on a few
 photos and asserts the same tags).
@@ -46,7 +46,6 @@ from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: 
 from classification.evaluate import allowed_set_scores  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
 from classification.photo_datasets import resolver  # noqa: E402
-from detection.inference import crop_detection  # noqa: E402
 from detection.records import ccp_label_names, read_ccp  # noqa: E402
 from detection.taxonomy import CCP_GROUPS  # noqa: E402
 
@@ -98,10 +97,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--split", type=Path, help="photo split (default: <detector>/split.json)")
     parser.add_argument("--iou", type=float, default=0.5)
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    parser.add_argument("--garment-crop", choices=["box", "masked"], default=defaults.garment_crop,
+                        help="how garments are cut out for the classifier (app/crops.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
-    settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu")
+    settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
+                                garment_crop=args.garment_crop)
     pipeline = Pipeline.load(settings)  # the serving load path (prior off: variants are decoded below)
     classifier, taxonomy = pipeline.classifier, pipeline.classifier.taxonomy
     label_map = LabelMap.load(CCP_LABEL_MAP)
@@ -139,7 +141,7 @@ def main(argv=None) -> dict:
             if allowed is None:
                 unscored += 1
                 continue
-            crops.append(crop_detection(image, detection.box, mask=detection.mask))
+            crops.append(pipeline.crop(image, detection))
             garments.append({"photo": record.image_id, "label": label, "allowed": allowed,
                              "detector": detection.label, "score": detection.score,
                              "detector_right": class_of_label.get(label) == detection.label})
@@ -170,6 +172,7 @@ def main(argv=None) -> dict:
 
     report = {
         "classifier": classifier.embedding_version, "detector": pipeline.detector.version,
+        "garment_crop": pipeline.garment_crop,
         "classifier_bundle": str(args.classifier), "detector_bundle": str(args.detector),
         "photos": len(photos), "iou": args.iou, "garment_min_side": settings.garment_min_side,
         "detections": sum(len(d) for d in detections_per_photo),
@@ -188,10 +191,10 @@ def main(argv=None) -> dict:
 def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:
     """Run Pipeline._analyse_many itself (hard prior) on a few photos and compare with the re-decoding."""
     hard = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=pipeline.garment_min_side,
-                    prior=DetectorPrior.parse("hard", taxonomy))
+                    prior=DetectorPrior.parse("hard", taxonomy), garment_crop=pipeline.garment_crop)
     items = hard._analyse_many(images, {})
     served = [i["category"]["articleType"]["label"] for per_image in items for i in per_image if i["kind"] == "garment"]
-    crops = [crop_detection(image, d.box, mask=d.mask) for image, found in zip(images, detections) for d in found]
+    crops = [pipeline.crop(image, d) for image, found in zip(images, detections) for d in found]
     allowed = [hard.prior.for_detection(d.label, d.score) for found in detections for d in found]
     redecoded = [t["articleType"]["label"] for t in pipeline.classifier.predict(crops, allowed)]
     if served != redecoded:
@@ -200,7 +203,8 @@ def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:
 
 
 def markdown(report: dict) -> str:
-    out = [f"Held-out CCP street photos: {report['photos']}, detections {report['detections']} "
+    out = [f"Garment crops: {report['garment_crop']}. "
+           f"Held-out CCP street photos: {report['photos']}, detections {report['detections']} "
            f"(matched+scored {report['matched_scored']}, matched unscored {report['matched_unscored']}, "
            f"false positives {report['false_positives']}), missed instances {report['missed_instances']}; "
            f"detector class right on matched garments: {report['detector_class_right_on_matched']:.3f}", "",

@@ -82,8 +82,8 @@ def test_the_prior_is_part_of_the_bundle_key(pipeline, monkeypatch):
                   f"{pipeline.classifier.versions['style']}"
     off = with_prior(pipeline, monkeypatch, "off")
     soft = with_prior(pipeline, monkeypatch, "soft:0.001", min_score=0.7)
-    assert off.bundle_key == models_only and "detector_prior" not in off.bundles  # analyses stored before stay valid
-    assert soft.bundle_key == f"{models_only}|prior:soft:0.001@0.7"
+    assert off.bundle_key == f"{models_only}|crop:box" and "detector_prior" not in off.bundles
+    assert soft.bundle_key == f"{models_only}|prior:soft:0.001@0.7|crop:box"
     assert soft.bundles["detector_prior"] == "soft:0.001@0.7"
 
 
@@ -94,8 +94,9 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
     monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)
     monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
     monkeypatch.setattr("app.pipeline.Classifier", lambda *a, **k: pipeline.classifier)
-    prior = Pipeline.load(settings).args[-1]
+    *_, prior, garment_crop = Pipeline.load(settings.replace(garment_crop="masked")).args
     assert (prior.mode, prior.weight, prior.min_score) == ("soft", 0.01, 0.8)
+    assert garment_crop == "masked"
 
 
 def test_the_response_and_the_stored_item_say_the_category_was_constrained(settings, pipeline, monkeypatch):
@@ -112,3 +113,45 @@ def test_the_response_and_the_stored_item_say_the_category_was_constrained(setti
     listed = client.get("/v1/items", query_string={"kind": "garment"}).json["items"]
     assert listed[0]["category"]["constrained_by"] == "detector:footwear"
     app.extensions["engine"].dispose()
+
+
+# ---- how garments are cut out for the classifier ------------------------------------------------------------
+
+def test_box_crops_keep_the_photo_around_the_garment_and_masked_crops_paint_it_white(pipeline, monkeypatch):
+    mask = np.zeros(PHOTO.shape[:2], dtype=bool)
+    mask[40:120, 30:90] = True  # the garment fills part of its box
+    found = [Detection((30.0, 40.0, 90.0, 120.0), mask, "top", 0.9)]
+    seen, classify = {}, pipeline.classifier.predict_with_embeddings
+
+    def recording(crops, *args):  # what the classifier is given
+        seen[style] = crops
+        return classify(crops, *args)
+
+    monkeypatch.setattr(pipeline.detector, "detect", lambda images: [list(found) for _ in images])
+    monkeypatch.setattr(pipeline.classifier, "predict_with_embeddings", recording)
+    for style in ("box", "masked"):
+        items = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0, garment_crop=style).analyse(PHOTO, {})
+        assert [i["kind"] for i in items] == ["product", "garment"]
+    # 10% of the box on every side: 6 px left and right, 8 px above and below.
+    box, masked = seen["box"][1], seen["masked"][1]
+    assert box.shape == masked.shape == (96, 72, 3)
+    np.testing.assert_array_equal(box, PHOTO[32:128, 24:96])  # the photo as it is, context included
+    inside = mask[32:128, 24:96]
+    np.testing.assert_array_equal(masked[inside], box[inside])
+    assert (masked[~inside] == 255).all() and not (box[~inside] == 255).all()
+
+
+def test_the_garment_crop_is_part_of_the_bundle_key_and_the_embedding_model(pipeline):
+    masked = Pipeline(pipeline.detector, pipeline.classifier, garment_crop="masked")
+    box = Pipeline(pipeline.detector, pipeline.classifier)  # the default
+    # Masked was the first way: analyses and vectors stored with it keep their keys.
+    assert "crop" not in masked.bundle_key and masked.embedding_model == pipeline.classifier.embedding_version
+    assert box.bundle_key == f"{masked.bundle_key}|crop:box" and box.bundles["garment_crop"] == "box"
+    assert box.embedding_model == f"{pipeline.classifier.embedding_version}|crop:box"
+    with pytest.raises(ValueError, match="GARMENT_CROP"):
+        Pipeline(pipeline.detector, pipeline.classifier, garment_crop="mask")
+
+
+def test_settings_choose_the_garment_crop():
+    assert Settings.from_env({}).garment_crop == "box"  # the measured best (bench/street_tags.py)
+    assert Settings.from_env({"GARMENT_CROP": "masked"}).garment_crop == "masked"
