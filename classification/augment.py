@@ -31,8 +31,11 @@ def background_mask(image: np.ndarray) -> np.ndarray:
 
 class PhotoAugmenter:
     def __init__(self, input_size: tuple[int, int], backgrounds: Sequence[np.ndarray] = (), seed: int = 0,
-                 background_probability: float = 0.6):
+                 background_probability: float = 0.6, street_margin: float = 0.1):
         self.input_size = input_size
+        # Street crops carry `street_margin` of context on every side. The random crop keeps at least
+        # 0.75 of a crop cut with the pipeline's 0.1 (about the garment's box), whatever the margin.
+        self.street_min_area = min(1.0, 0.75 * ((1 + 2 * 0.1) / (1 + 2 * street_margin)) ** 2)
         self.backgrounds = list(backgrounds)
         self.background_probability = background_probability
         self.seed, self.pid = seed, os.getpid()
@@ -49,7 +52,7 @@ class PhotoAugmenter:
         if kind == "catalogue" and rng.random() < self.background_probability:
             image = self.replace_background(image)
         pil = Image.fromarray(image)
-        pil = self.random_resized_crop(pil, min_area=0.75 if kind == "street" else 0.5)
+        pil = self.random_resized_crop(pil, min_area=self.street_min_area if kind == "street" else 0.5)
         if rng.random() < 0.3:
             pil = pil.rotate(rng.uniform(-15, 15), resample=Image.BILINEAR, expand=False,
                              fillcolor=tuple(int(c) for c in np.asarray(pil).reshape(-1, 3).mean(0)))

@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     catalogue = read_catalogue(args.catalogue)
     taxonomy = Taxonomy.from_records(catalogue.records)
     records, split = read_sources(catalogue.records, taxonomy, args.photos, args.photo_label_map, args.street,
-                                  args.street_label_map, args.street_split, seed=args.seed)
+                                  args.street_label_map, args.street_split, seed=args.seed,
+                                  street_train_margin=args.street_train_margin)
     sources = describe_sources(args, catalogue, len(catalogue.records))
     summary = write_pack(args.out, records, split, taxonomy, sources, args.parts, args.max_side, args.image_format,
                          args.quality)

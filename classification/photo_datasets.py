@@ -21,6 +21,9 @@ from .records import LabelledImage
 from .taxonomy import Taxonomy
 
 log = logging.getLogger(__name__)
+# Context around a garment's box, a fraction of its size on every side: what the pipeline crops around
+# a detection (detection.inference.crop_detection's padding) and what held-out crops are scored with.
+STREET_CROP_MARGIN = 0.1
 
 
 def resolver(label_map: LabelMap, taxonomy: Taxonomy):
@@ -74,7 +77,7 @@ def split_by_group(records: Sequence[LabelledImage], val_fraction: float = 0.2, 
             "val": [r.id for r in records if r.group in val_groups]}
 
 
-def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy, margin: float = 0.1,
+def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy, margin: float = STREET_CROP_MARGIN,
                       min_side: int = 24, min_area_fraction: float = 0.001) -> list[LabelledImage]:
     """Garment crops of every annotated CCP photo: one per connected region of each mapped label
     (closed and split as the detector's instances), the box grown by `margin` of its size on every

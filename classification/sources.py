@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .catalogue import split_ids
 from .label_map import LabelMap
-from .photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops
+from .photo_datasets import STREET_CROP_MARGIN, read_labelled_photos, read_street_crops, split_by_group, split_street_crops
 from .records import from_catalogue
 from .taxonomy import Taxonomy
 
@@ -28,22 +28,33 @@ def add_source_arguments(parser: argparse.ArgumentParser, catalogue_required: bo
     parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
     parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
     parser.add_argument("--street-split", type=Path, help="the detector's photo split (train/val photo ids)")
+    parser.add_argument("--street-train-margin", type=float, default=STREET_CROP_MARGIN,
+                        help="context around the TRAINING street crops, a fraction of the box on every side; "
+                             "held-out crops keep %(default)s, as the pipeline crops detections")
 
 
 def read_sources(catalogue_records, taxonomy: Taxonomy, photos: Path | None = None,
                  photo_label_map: Path | None = None, street: Path | None = None,
                  street_label_map: Path | None = None, street_split: Path | None = None,
-                 seed: int = 1234) -> tuple[dict, dict]:
+                 seed: int = 1234, street_train_margin: float = STREET_CROP_MARGIN) -> tuple[dict, dict]:
     """All records by kind, and the split of each kind's record ids (the catalogue's parts at the
-    top level, each other kind's under its name)."""
+    top level, each other kind's under its name). Street crops of the training photos are cut with
+    `street_train_margin` of context (a wider one lets augmentation vary the framing); held-out crops
+    always with the pipeline's."""
     split = split_ids(catalogue_records, seed=seed)
     records = {"catalogue": from_catalogue(catalogue_records)}
     if photos:
         records["photo"] = read_labelled_photos(photos, LabelMap.load(photo_label_map), taxonomy)
         split["photo"] = split_by_group(records["photo"], seed=seed)
     if street:
-        records["street"] = read_street_crops(street, LabelMap.load(street_label_map), taxonomy)
+        label_map = LabelMap.load(street_label_map)
+        records["street"] = read_street_crops(street, label_map, taxonomy)
         split["street"] = split_street_crops(records["street"], street_split, seed=seed)
+        if street_train_margin != STREET_CROP_MARGIN:
+            # The same instances (same ids), cut wider; only the training part is swapped.
+            train = set(split["street"]["train"])
+            wide = {r.id: r for r in read_street_crops(street, label_map, taxonomy, margin=street_train_margin)}
+            records["street"] = [wide[r.id] if r.id in train else r for r in records["street"]]
     return records, split
 
 
@@ -57,7 +68,8 @@ def describe_sources(args, catalogue, rows_used: int) -> dict:
             "rows_missing_image": len(catalogue.missing_images),
             "photos": path(args.photos), "photo_label_map": path(args.photos and args.photo_label_map),
             "street": path(args.street), "street_label_map": path(args.street and args.street_label_map),
-            "street_split": path(args.street_split)}
+            "street_split": path(args.street_split),
+            "street_train_margin": getattr(args, "street_train_margin", STREET_CROP_MARGIN)}
 
 
 def kind_split(split: dict, kind: str) -> dict:

@@ -41,6 +41,7 @@ from .model import build_model  # noqa: E402
 from .packed_data import read_pack  # noqa: E402
 from .plots import training_curves  # noqa: E402
 from .preprocess import PREPROCESSING  # noqa: E402
+from .photo_datasets import STREET_CROP_MARGIN  # noqa: E402
 from .sources import HELD_OUT_PART, add_source_arguments, describe_sources, kind_split, read_sources  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
 from .trunks import get_trunk  # noqa: E402
@@ -221,10 +222,13 @@ def read_training_data(args):
         catalogue_records = [catalogue_records[i] for i in pick]
     taxonomy = Taxonomy.from_records(catalogue_records)
     records, split = read_sources(catalogue_records, taxonomy, args.photos, args.photo_label_map, args.street,
-                                  args.street_label_map, args.street_split, seed=args.seed)
+                                  args.street_label_map, args.street_split, seed=args.seed,
+                                  street_train_margin=args.street_train_margin)
 
     def images_of(kind):
-        cache = image_cache_path(args.run_dir, kind, args.max_side, len(records[kind]))
+        wide = kind == "street" and args.street_train_margin != STREET_CROP_MARGIN
+        cache = image_cache_path(args.run_dir, kind + (f"-margin{args.street_train_margin}" if wide else ""),
+                                 args.max_side, len(records[kind]))
         return load_images(records[kind], None if kind == "catalogue" else args.max_side, desc=f"decoding {kind}",
                            cache=cache)
 
@@ -267,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     backgrounds = [images[i] for i in rows.get(("photo", "train"), [])]
     train_images, train_labels, train_kinds = subset(train_index)
     train = MixedBatches(train_images, train_labels, train_kinds, input_size, args.batch_size,
-                         PhotoAugmenter(input_size, backgrounds, seed=args.seed),
+                         PhotoAugmenter(input_size, backgrounds, seed=args.seed,
+                                        street_margin=data_info.get("street_train_margin", STREET_CROP_MARGIN)),
                          per_epoch={"catalogue": args.catalogue_per_epoch, "photo": args.photos_per_epoch,
                                     "street": args.street_per_epoch}, seed=args.seed,
                          workers=args.workers, use_multiprocessing=args.processes)
@@ -326,7 +331,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "loss": "partial-label cross-entropy (-log of the probability mass on the allowed labels)",
         "augmentation": "catalogue background replaced by photo patches or textures; random resized crop, "
                         "rotation, corner jitter, flip, brightness/contrast/saturation, blur, "
-                        "downscale-upscale, JPEG",
+                        "downscale-upscale, JPEG; street crops cut with "
+                        f"{data_info.get('street_train_margin', STREET_CROP_MARGIN)} of context",
         "history": state["history"], "train_seconds": round(state.get("train_seconds", 0.0), 1),
         "seconds": round(time.time() - started, 1),
     }

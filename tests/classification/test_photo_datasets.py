@@ -10,7 +10,7 @@ from classification.label_map import LabelMap
 from classification.photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops
 from classification.records import LabelledImage
 from classification.taxonomy import Taxonomy
-from classification.sources import LABEL_MAPS
+from classification.sources import LABEL_MAPS, read_sources
 from tests.detection.fixtures import write_ccp
 
 from .catalogue_factory import make_catalogue
@@ -57,6 +57,40 @@ def test_street_crops_are_the_garment_regions_of_each_label(tmp_path, taxonomy):
     split_file.write_text(json.dumps({"train": [1], "val": [2]}))
     split = split_street_crops(crops, split_file)
     assert {r.group for r in crops if r.id in split["val"]} == {"photo:2"}
+
+
+def test_training_street_crops_can_be_cut_wider_and_held_out_crops_never_are(tmp_path):
+    catalogue = read_catalogue(make_catalogue(tmp_path / "c", n=24)).records
+    taxonomy = Taxonomy.from_records(catalogue)
+    root = write_ccp(tmp_path / "ccp", count=2)
+    split_file = tmp_path / "split.json"
+    split_file.write_text(json.dumps({"train": [1], "val": [2]}))
+    label_map = LABEL_MAPS / "clothing-co-parsing.json"
+    narrow, narrow_split = read_sources(catalogue, taxonomy, street=root, street_label_map=label_map,
+                                        street_split=split_file)
+    wide, wide_split = read_sources(catalogue, taxonomy, street=root, street_label_map=label_map,
+                                    street_split=split_file, street_train_margin=0.3)
+    assert wide_split == narrow_split
+    before = {r.id: r for r in narrow["street"]}
+    train = set(wide_split["street"]["train"])
+    assert train and wide_split["street"]["val"]
+    for record in wide["street"]:
+        x1, y1, x2, y2 = before[record.id].box
+        if record.id in train:  # the same garment with more of the photo around it
+            a1, b1, a2, b2 = record.box
+            assert a1 <= x1 and b1 <= y1 and a2 >= x2 and b2 >= y2 and (a2 - a1) * (b2 - b1) > (x2 - x1) * (y2 - y1)
+            assert (record.allowed, record.source_label) == (before[record.id].allowed, before[record.id].source_label)
+        else:  # held out: cut as the pipeline cuts detections
+            assert record.box == (x1, y1, x2, y2)
+    jeans = next(r for r in wide["street"] if r.source_label == "jeans" and r.group == "photo:1")
+    assert jeans.box == (20, 52, 100, 148)  # region 35..85 x 70..130, grown by 30%
+
+
+def test_random_crops_of_wider_street_crops_still_reach_the_garment_box():
+    assert PhotoAugmenter((64, 48)).street_min_area == pytest.approx(0.75)
+    wide = PhotoAugmenter((64, 48), street_margin=0.25)
+    # The tightest crop of a crop with 25% of context is as tight as one of a crop with 10%.
+    assert wide.street_min_area * (1 + 2 * 0.25) ** 2 == pytest.approx(0.75 * (1 + 2 * 0.1) ** 2)
 
 
 def test_background_mask_is_the_white_connected_to_the_border():
