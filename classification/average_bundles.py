@@ -32,14 +32,17 @@ def average_bundles(folders: Sequence[Path], out: Path, weights: Sequence[float]
     weights = weights / weights.sum()
     model, taxonomy, manifest = load_bundle(folders[0])
     total = [weights[0] * value for value in weight_values(model)]
-    sources = [{"bundle": str(folders[0]), "version": manifest["version"], "weight": round(float(weights[0]), 6)}]
+    # Each ingredient's own training record comes along: the soup's manifest says how all of it was made.
+    sources = [{"bundle": str(folders[0]), "version": manifest["version"], "weight": round(float(weights[0]), 6),
+                "training": manifest.get("training")}]
     for folder, weight in zip(folders[1:], weights[1:]):
         other, other_taxonomy, other_manifest = load_bundle(folder)
         if other_taxonomy.to_dict() != taxonomy.to_dict() or other_manifest["model"].get("trunk") != manifest["model"].get("trunk"):
             raise BundleError(f"{folder}: another trunk or label set than {folders[0]}; only one model's weights average")
         for sum_, value in zip(total, weight_values(other)):
             sum_ += weight * value
-        sources.append({"bundle": str(folder), "version": other_manifest["version"], "weight": round(float(weight), 6)})
+        sources.append({"bundle": str(folder), "version": other_manifest["version"], "weight": round(float(weight), 6),
+                        "training": other_manifest.get("training")})
     assign_weight_values(model, total)
     training = {"command": command, "soup": sources,
                 "what": "the weighted mean of every variable of the bundles above (batch-norm statistics included)"}

@@ -222,6 +222,8 @@ def test_averaged_bundles_hold_the_weighted_mean_of_their_weights(trained_bundle
     manifest = average_bundles.main(["--bundle", str(trained_bundle["bundle"]), "--bundle", str(other),
                                      "--weight", "1", "--weight", "3", "--out", str(soup)])
     assert [s["weight"] for s in manifest["training"]["soup"]] == [0.25, 0.75]
+    other_training = json.loads((other / "manifest.json").read_text())["training"]
+    assert manifest["training"]["soup"][1]["training"]["command"] == other_training["command"]
     with np.load(trained_bundle["bundle"] / "weights.npz") as a, np.load(other / "weights.npz") as b, \
             np.load(soup / "weights.npz") as mean:
         changed = [k for k in a.files if a[k].dtype.kind == "f" and not np.array_equal(a[k], b[k])]
