@@ -54,10 +54,10 @@ class Pipeline:
             self.bundles["detector_prior"] = self.prior.name
             self.bundle_key += f"|prior:{self.prior.name}"
         self.embedding_model = classifier.embedding_version
-        if key_suffix(self.garment_crop):
+        if suffix := key_suffix(self.garment_crop):
             self.bundles["garment_crop"] = self.garment_crop
-            self.bundle_key += key_suffix(self.garment_crop)
-            self.embedding_model += key_suffix(self.garment_crop)
+            self.bundle_key += suffix
+            self.embedding_model += suffix
         # One model call at a time per process: request threads and embedded job threads share the models.
         self._lock = threading.Lock()
         self.batcher = (RequestBatcher(self._analyse_many, batch_max_images, batch_max_wait)

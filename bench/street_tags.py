@@ -39,6 +39,7 @@ from torchvision.ops import box_iou  # noqa: E402
 import numpy as np  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from app.crops import STYLES as GARMENT_CROPS  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from bench.results import write_report  # noqa: E402
@@ -97,7 +98,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--split", type=Path, help="photo split (default: <detector>/split.json)")
     parser.add_argument("--iou", type=float, default=0.5)
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
-    parser.add_argument("--garment-crop", choices=["box", "masked"], default=defaults.garment_crop,
+    parser.add_argument("--garment-crop", choices=GARMENT_CROPS, default=defaults.garment_crop,
                         help="how garments are cut out for the classifier (app/crops.py)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))

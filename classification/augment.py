@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from scipy import ndimage
 
+from .photo_datasets import STREET_CROP_MARGIN
 from .preprocess import letterbox
 
 NEAR_WHITE = 232
@@ -31,11 +32,11 @@ def background_mask(image: np.ndarray) -> np.ndarray:
 
 class PhotoAugmenter:
     def __init__(self, input_size: tuple[int, int], backgrounds: Sequence[np.ndarray] = (), seed: int = 0,
-                 background_probability: float = 0.6, street_margin: float = 0.1):
+                 background_probability: float = 0.6, street_margin: float = STREET_CROP_MARGIN):
         self.input_size = input_size
         # Street crops carry `street_margin` of context on every side. The random crop keeps at least
-        # 0.75 of a crop cut with the pipeline's 0.1 (about the garment's box), whatever the margin.
-        self.street_min_area = min(1.0, 0.75 * ((1 + 2 * 0.1) / (1 + 2 * street_margin)) ** 2)
+        # 0.75 of a crop cut with the pipeline's margin (about the garment's box), whatever the margin.
+        self.street_min_area = min(1.0, 0.75 * ((1 + 2 * STREET_CROP_MARGIN) / (1 + 2 * street_margin)) ** 2)
         self.backgrounds = list(backgrounds)
         self.background_probability = background_probability
         self.seed, self.pid = seed, os.getpid()

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -77,11 +78,20 @@ def split_by_group(records: Sequence[LabelledImage], val_fraction: float = 0.2, 
             "val": [r.id for r in records if r.group in val_groups]}
 
 
-def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy, margin: float = STREET_CROP_MARGIN,
-                      min_side: int = 24, min_area_fraction: float = 0.001) -> list[LabelledImage]:
-    """Garment crops of every annotated CCP photo: one per connected region of each mapped label
-    (closed and split as the detector's instances), the box grown by `margin` of its size on every
-    side for context, crops smaller than `min_side` pixels dropped. `group` is the photo id."""
+@dataclasses.dataclass(frozen=True)
+class StreetInstance:
+    """One garment region of a CCP photo, before it is cut: its record (box = the region's own box)
+    and the photo's size, which bounds any context added around it."""
+    record: LabelledImage
+    width: int
+    height: int
+
+
+def read_street_instances(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy, min_side: int = 24,
+                          min_area_fraction: float = 0.001) -> list[StreetInstance]:
+    """Every annotated CCP photo's garments: one per connected region of each mapped label (closed
+    and split as the detector's instances), regions smaller than `min_side` pixels dropped. `group`
+    is the photo id."""
     from detection.records import ccp_label_names, read_ccp  # the detector's instance rules
 
     root = Path(root)
@@ -89,19 +99,33 @@ def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy,
     # Every label the map does not ignore becomes instances (one class per raw label); each is
     # resolved when first seen.
     candidates = {value: name for value, name in enumerate(ccp_label_names(root)) if name and name not in label_map.ignore}
-    records = []
+    instances = []
     for photo in read_ccp(root, min_area_fraction, pixel_to_class={v: v for v in candidates}):
-        width, height = photo.width, photo.height
         for k, instance in enumerate(photo.instances()):
             x1, y1, x2, y2 = instance.box
             name = candidates[instance.category]
             if min(x2 - x1, y2 - y1) < min_side or resolve(name) is None:
                 continue
-            dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
-            box = (int(max(0, x1 - dx)), int(max(0, y1 - dy)), int(min(width, x2 + dx)), int(min(height, y2 + dy)))
-            records.append(LabelledImage(f"{photo.image_id}-{k}", photo.image_path, "street", resolve(name), name, box,
-                                         group=f"photo:{photo.image_id}"))
-    return records
+            record = LabelledImage(f"{photo.image_id}-{k}", photo.image_path, "street", resolve(name), name,
+                                   tuple(instance.box), group=f"photo:{photo.image_id}")
+            instances.append(StreetInstance(record, photo.width, photo.height))
+    return instances
+
+
+def cut_street_crop(instance: StreetInstance, margin: float = STREET_CROP_MARGIN) -> LabelledImage:
+    """The instance's record with its box grown by `margin` of its size on every side (context)."""
+    x1, y1, x2, y2 = instance.record.box
+    dx, dy = (x2 - x1) * margin, (y2 - y1) * margin
+    box = (int(max(0, x1 - dx)), int(max(0, y1 - dy)), int(min(instance.width, x2 + dx)),
+           int(min(instance.height, y2 + dy)))
+    return dataclasses.replace(instance.record, box=box)
+
+
+def read_street_crops(root: str | Path, label_map: LabelMap, taxonomy: Taxonomy, margin: float = STREET_CROP_MARGIN,
+                      min_side: int = 24, min_area_fraction: float = 0.001) -> list[LabelledImage]:
+    """Garment crops of every annotated CCP photo (read_street_instances), each cut with `margin`."""
+    return [cut_street_crop(i, margin) for i in read_street_instances(root, label_map, taxonomy, min_side,
+                                                                      min_area_fraction)]
 
 
 def split_street_crops(records: Sequence[LabelledImage], split_file: str | Path | None, val_fraction: float = 0.15,

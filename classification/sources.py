@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .catalogue import split_ids
 from .label_map import LabelMap
-from .photo_datasets import STREET_CROP_MARGIN, read_labelled_photos, read_street_crops, split_by_group, split_street_crops
+from .photo_datasets import (STREET_CROP_MARGIN, cut_street_crop, read_labelled_photos, read_street_instances,
+                             split_by_group, split_street_crops)
 from .records import from_catalogue
 from .taxonomy import Taxonomy
 
@@ -47,14 +48,13 @@ def read_sources(catalogue_records, taxonomy: Taxonomy, photos: Path | None = No
         records["photo"] = read_labelled_photos(photos, LabelMap.load(photo_label_map), taxonomy)
         split["photo"] = split_by_group(records["photo"], seed=seed)
     if street:
-        label_map = LabelMap.load(street_label_map)
-        records["street"] = read_street_crops(street, label_map, taxonomy)
+        instances = read_street_instances(street, LabelMap.load(street_label_map), taxonomy)
+        records["street"] = [cut_street_crop(i) for i in instances]
         split["street"] = split_street_crops(records["street"], street_split, seed=seed)
-        if street_train_margin != STREET_CROP_MARGIN:
-            # The same instances (same ids), cut wider; only the training part is swapped.
+        if street_train_margin != STREET_CROP_MARGIN:  # the same instances, the training ones cut wider
             train = set(split["street"]["train"])
-            wide = {r.id: r for r in read_street_crops(street, label_map, taxonomy, margin=street_train_margin)}
-            records["street"] = [wide[r.id] if r.id in train else r for r in records["street"]]
+            records["street"] = [cut_street_crop(i, street_train_margin if i.record.id in train else STREET_CROP_MARGIN)
+                                 for i in instances]
     return records, split
 
 
@@ -69,7 +69,7 @@ def describe_sources(args, catalogue, rows_used: int) -> dict:
             "photos": path(args.photos), "photo_label_map": path(args.photos and args.photo_label_map),
             "street": path(args.street), "street_label_map": path(args.street and args.street_label_map),
             "street_split": path(args.street_split),
-            "street_train_margin": getattr(args, "street_train_margin", STREET_CROP_MARGIN)}
+            "street_train_margin": args.street_train_margin}
 
 
 def kind_split(split: dict, kind: str) -> dict:

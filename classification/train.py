@@ -269,10 +269,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     val_index = np.concatenate([rows[("catalogue", "val")][:args.val_catalogue]]
                                + [rows[(k, "val")] for k in records if k != "catalogue"])
     backgrounds = [images[i] for i in rows.get(("photo", "train"), [])]
+    street_margin = data_info.get("street_train_margin", STREET_CROP_MARGIN)  # packs made before it: the default
     train_images, train_labels, train_kinds = subset(train_index)
     train = MixedBatches(train_images, train_labels, train_kinds, input_size, args.batch_size,
-                         PhotoAugmenter(input_size, backgrounds, seed=args.seed,
-                                        street_margin=data_info.get("street_train_margin", STREET_CROP_MARGIN)),
+                         PhotoAugmenter(input_size, backgrounds, seed=args.seed, street_margin=street_margin),
                          per_epoch={"catalogue": args.catalogue_per_epoch, "photo": args.photos_per_epoch,
                                     "street": args.street_per_epoch}, seed=args.seed,
                          workers=args.workers, use_multiprocessing=args.processes)
@@ -332,7 +332,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "augmentation": "catalogue background replaced by photo patches or textures; random resized crop, "
                         "rotation, corner jitter, flip, brightness/contrast/saturation, blur, "
                         "downscale-upscale, JPEG; street crops cut with "
-                        f"{data_info.get('street_train_margin', STREET_CROP_MARGIN)} of context",
+                        f"{street_margin} of context",
         "history": state["history"], "train_seconds": round(state.get("train_seconds", 0.0), 1),
         "seconds": round(time.time() - started, 1),
     }
