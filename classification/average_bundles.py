@@ -24,6 +24,13 @@ from .weight_average import assign_weight_values, weight_values  # noqa: E402
 from common.bundles import BundleError  # noqa: E402
 
 
+def ingredient(folder: Path, manifest: dict, weight: float) -> dict:
+    """One bundle of a soup as its manifest records it; its own training record comes along, so the
+    soup's manifest says how all of it was made."""
+    return {"bundle": str(folder), "version": manifest["version"], "weight": round(float(weight), 6),
+            "training": manifest.get("training")}
+
+
 def average_bundles(folders: Sequence[Path], out: Path, weights: Sequence[float] | None = None,
                     command: str | None = None) -> dict:
     weights = np.asarray(weights if weights is not None else [1.0] * len(folders), dtype=np.float64)
@@ -32,17 +39,14 @@ def average_bundles(folders: Sequence[Path], out: Path, weights: Sequence[float]
     weights = weights / weights.sum()
     model, taxonomy, manifest = load_bundle(folders[0])
     total = [weights[0] * value for value in weight_values(model)]
-    # Each ingredient's own training record comes along: the soup's manifest says how all of it was made.
-    sources = [{"bundle": str(folders[0]), "version": manifest["version"], "weight": round(float(weights[0]), 6),
-                "training": manifest.get("training")}]
+    sources = [ingredient(folders[0], manifest, weights[0])]
     for folder, weight in zip(folders[1:], weights[1:]):
         other, other_taxonomy, other_manifest = load_bundle(folder)
         if other_taxonomy.to_dict() != taxonomy.to_dict() or other_manifest["model"].get("trunk") != manifest["model"].get("trunk"):
             raise BundleError(f"{folder}: another trunk or label set than {folders[0]}; only one model's weights average")
         for sum_, value in zip(total, weight_values(other)):
             sum_ += weight * value
-        sources.append({"bundle": str(folder), "version": other_manifest["version"], "weight": round(float(weight), 6),
-                        "training": other_manifest.get("training")})
+        sources.append(ingredient(folder, other_manifest, weight))
     assign_weight_values(model, total)
     training = {"command": command, "soup": sources,
                 "what": "the weighted mean of every variable of the bundles above (batch-norm statistics included)"}
