@@ -131,12 +131,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--max-side", type=int, default=192, help="photos and crops are kept at most this large")
     parser.add_argument("--format", dest="image_format", default="WEBP", choices=["WEBP", "JPEG"])
     parser.add_argument("--quality", type=int, default=85)
-    parser.add_argument("--seed", type=int, default=1234, help="the split's seed (train's --seed)")
     args = parser.parse_args(argv)
     catalogue = read_catalogue(args.catalogue)
     taxonomy = Taxonomy.from_records(catalogue.records)
     records, split = read_sources(catalogue.records, taxonomy, args.photos, args.photo_label_map, args.street,
-                                  args.street_label_map, args.street_split, seed=args.seed,
+                                  args.street_label_map, args.street_split, seed=args.split_seed,
                                   street_train_margin=args.street_train_margin)
     sources = describe_sources(args, catalogue, len(catalogue.records))
     summary = write_pack(args.out, records, split, taxonomy, sources, args.parts, args.max_side, args.image_format,

@@ -29,6 +29,9 @@ def add_source_arguments(parser: argparse.ArgumentParser, catalogue_required: bo
     parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
     parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
     parser.add_argument("--street-split", type=Path, help="the detector's photo split (train/val photo ids)")
+    parser.add_argument("--split-seed", type=int, default=1234,
+                        help="the seed of the train/val/test split (kept apart from --seed, the training order: a run "
+                             "continuing a bundle must keep that bundle's held-out images out of training)")
     parser.add_argument("--street-train-margin", type=float, default=STREET_CROP_MARGIN,
                         help="context around the TRAINING street crops, a fraction of the box on every side; "
                              "held-out crops keep %(default)s, as the pipeline crops detections")
@@ -70,6 +73,21 @@ def describe_sources(args, catalogue, rows_used: int) -> dict:
             "street": path(args.street), "street_label_map": path(args.street and args.street_label_map),
             "street_split": path(args.street_split),
             "street_train_margin": args.street_train_margin}
+
+
+def held_out_leaks(split: dict, earlier: dict) -> dict[str, int]:
+    """For each kind, how many record ids an earlier run held out (a bundle's split.json) that `split`
+    trains on: a run continuing that bundle must find none, or its held-out figures would flatter it."""
+    leaks = {}
+    for kind, part in HELD_OUT_PART.items():
+        try:
+            held_out = set(kind_split(earlier, kind)[part])
+            train = set(kind_split(split, kind)["train"])
+        except KeyError:  # a kind one of the two runs did not use
+            continue
+        if held_out & train:
+            leaks[kind] = len(held_out & train)
+    return leaks
 
 
 def kind_split(split: dict, kind: str) -> dict:

@@ -42,7 +42,8 @@ from .packed_data import read_pack  # noqa: E402
 from .plots import training_curves  # noqa: E402
 from .preprocess import PREPROCESSING  # noqa: E402
 from .photo_datasets import STREET_CROP_MARGIN  # noqa: E402
-from .sources import HELD_OUT_PART, add_source_arguments, describe_sources, kind_split, read_sources  # noqa: E402
+from .sources import (HELD_OUT_PART, add_source_arguments, describe_sources, held_out_leaks, kind_split,
+                      read_sources)  # noqa: E402
 from .taxonomy import MODEL_GROUPS, TASKS, Taxonomy  # noqa: E402
 from .trunks import get_trunk  # noqa: E402
 from .weight_average import WeightAverage  # noqa: E402
@@ -170,7 +171,7 @@ def parse_args(argv):
     parser.add_argument("--photos-per-epoch", type=int, help="phone photos drawn per epoch (default: all; more repeats them)")
     parser.add_argument("--street-per-epoch", type=int, help="street crops drawn per epoch (default: all; more repeats them)")
     parser.add_argument("--val-catalogue", type=int, default=1500, help="catalogue validation images scored each epoch")
-    parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--seed", type=int, default=1234, help="the training order and augmentation (--split-seed: the split)")
     parser.add_argument("--limit", type=int, help="use only this many catalogue rows (smoke runs)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
     parser.add_argument("--workers", type=int, default=2, help="threads (or processes) preparing batches")
@@ -217,12 +218,12 @@ def read_training_data(args):
     catalogue = read_catalogue(args.catalogue)
     catalogue_records = catalogue.records
     if args.limit:
-        rng = np.random.default_rng(args.seed)
+        rng = np.random.default_rng(args.split_seed)
         pick = sorted(rng.choice(len(catalogue_records), min(args.limit, len(catalogue_records)), replace=False))
         catalogue_records = [catalogue_records[i] for i in pick]
     taxonomy = Taxonomy.from_records(catalogue_records)
     records, split = read_sources(catalogue_records, taxonomy, args.photos, args.photo_label_map, args.street,
-                                  args.street_label_map, args.street_split, seed=args.seed,
+                                  args.street_label_map, args.street_split, seed=args.split_seed,
                                   street_train_margin=args.street_train_margin)
 
     def images_of(kind):
@@ -246,6 +247,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     trunk = get_trunk(args.trunk)
 
     taxonomy, records, split, images_of, data_info = read_training_data(args)
+    if args.init_from and (args.init_from / "split.json").is_file():
+        leaks = held_out_leaks(split, json.loads((args.init_from / "split.json").read_text()))
+        if leaks:
+            raise SystemExit(f"--init-from {args.init_from}: this run's split trains on images that bundle held out "
+                             f"({leaks}); give the --split-seed (and sources) it was trained with")
     (args.run_dir / "split.json").write_text(json.dumps(split))
 
     # One flat table of every record of every kind; the datasets index into it.
@@ -317,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     training = {
         "data": {**data_info,
                  "split": {kind: {part: len(ids) for part, ids in kind_split(split, kind).items()} for kind in records},
-                 "split_file": "split.json", "seed": args.seed},
+                 "split_file": "split.json", "seed": args.seed, "split_seed": args.split_seed},
         "command": "python -m classification.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "trunk": {"name": args.trunk, "initial_weights": trunk.pretrained or "random (from scratch)",
                   "frozen_stages": args.frozen_stages},

@@ -193,6 +193,24 @@ def test_init_from_refuses_a_bundle_of_another_trunk(trained_bundle, tiny_catalo
                                  tmp_path / "run", epochs=0) + ["--init-from", str(trained_bundle["bundle"])])
 
 
+def test_init_from_refuses_a_split_that_trains_on_the_bundles_held_out_images(trained_bundle, tiny_catalogue,
+                                                                               tiny_photos, tiny_street, tmp_path):
+    from classification import train
+
+    from .conftest import training_args
+
+    args = training_args(trained_bundle["trunk"], tiny_catalogue, tiny_photos, tiny_street, tmp_path / "bundle",
+                         tmp_path / "run", epochs=0) + ["--init-from", str(trained_bundle["bundle"]), "--no-evaluate"]
+    with pytest.raises(SystemExit, match="held out"):
+        train.main(args + ["--split-seed", "8"])
+    assert not (tmp_path / "bundle").exists()
+    # Another training order on the bundle's own split is a plain continuation.
+    manifest = train.main(args + ["--seed", "8"])
+    assert (manifest["training"]["data"]["seed"], manifest["training"]["data"]["split_seed"]) == (8, 1234)
+    assert json.loads((tmp_path / "bundle" / "split.json").read_text()) == \
+        json.loads((trained_bundle["bundle"] / "split.json").read_text())
+
+
 def test_training_can_serve_the_average_of_its_weights(trained_bundle, tiny_catalogue, tiny_photos, tiny_street, tmp_path):
     from classification import train
 

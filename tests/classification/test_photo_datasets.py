@@ -10,7 +10,7 @@ from classification.label_map import LabelMap
 from classification.photo_datasets import read_labelled_photos, read_street_crops, split_by_group, split_street_crops
 from classification.records import LabelledImage
 from classification.taxonomy import Taxonomy
-from classification.sources import LABEL_MAPS, read_sources
+from classification.sources import LABEL_MAPS, held_out_leaks, read_sources
 from tests.detection.fixtures import write_ccp
 
 from .catalogue_factory import make_catalogue
@@ -113,3 +113,15 @@ def test_augmenter_returns_model_sized_images_for_every_kind():
     assert all(o.shape == (64, 48, 3) and o.dtype == np.uint8 for o in outputs)
     # With the background always replaced, thumbnails stop being mostly white.
     assert np.mean([(o >= 250).all(axis=2).mean() for o in outputs[:8]]) < 0.3
+
+
+def test_held_out_leaks_counts_the_earlier_held_out_ids_a_split_trains_on():
+    earlier = {"train": ["a", "b"], "val": ["c"], "test": ["d", "e"],
+               "photo": {"train": ["p1"], "val": ["p2", "p3"]}, "street": {"train": ["s1"], "val": ["s2"]}}
+    assert held_out_leaks(earlier, earlier) == {}
+    # The catalogue's earlier val may be trained on (it only scored epochs); its test never.
+    reshuffled = {"train": ["a", "c", "d"], "val": ["b"], "test": ["e"],
+                  "photo": {"train": ["p1", "p2", "p3"], "val": []}, "street": {"train": ["s1"], "val": ["s2"]}}
+    assert held_out_leaks(reshuffled, earlier) == {"catalogue": 1, "photo": 2}
+    catalogue_only = {"train": ["a", "b", "c"], "val": [], "test": ["d", "e"]}
+    assert held_out_leaks(catalogue_only, earlier) == {}  # kinds one run did not use are not compared
