@@ -35,8 +35,9 @@ class Settings:
     # off, hard (only the taxonomy paths the class allows can be chosen) or soft:<weight> (other paths'
     # probability times <weight>), for detections scoring at least the min score. Product items never.
     # Default: the best of bench/street_tags.py on the 128 held-out street photos (README, Models): hard,
-    # from every served detection, lifts articleType group accuracy 0.699 -> 0.721 (mean over labels) and
-    # masterCategory 0.968 -> 0.991 with box crops; soft factors and higher minimum scores score between.
+    # from every served detection, lifts articleType group accuracy 0.703 -> 0.717 (mean over labels) and
+    # masterCategory 0.972 -> 0.991 with box crops; soft factors and higher minimum scores lose garments and
+    # masterCategory (hard@0.7 gains 0.010 of the mean over labels for 0.006 over garments).
     garment_detector_prior: str = "hard"
     garment_detector_prior_min_score: float = 0.0
     # How a garment is cut out for the classifier (app/crops.py): box (its box with 10% of context, as the
