@@ -12,8 +12,10 @@ sender, street crops by photo (the detector's split when given). Each epoch draw
 --catalogue-per-epoch thumbnails and every training photo and crop, augmented to look like photos.
 
 Checkpoints every epoch into --run-dir (rerun with --resume to continue), cosine learning-rate
-schedule with warm-up, mixed precision when a GPU is present, a fixed seed, a training-curve PNG,
-and at the end the evaluation on all three kinds of image written into the bundle's manifest.
+schedule with warm-up, mixed precision when a GPU is present, fixed seeds (--split-seed for the
+split, --seed for the training order: a continuation, --init-from, keeps its bundle's split and may
+vary its order), a training-curve PNG, and at the end the evaluation on all three kinds of image
+written into the bundle's manifest.
 """
 from __future__ import annotations
 
