@@ -85,8 +85,8 @@ def held_out_leaks(split: dict, earlier: dict) -> dict[str, int]:
             train = set(kind_split(split, kind)["train"])
         except KeyError:  # a kind one of the two runs did not use
             continue
-        if held_out & train:
-            leaks[kind] = len(held_out & train)
+        if leaked := held_out & train:
+            leaks[kind] = len(leaked)
     return leaks
 
 
