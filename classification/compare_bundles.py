@@ -1,0 +1,122 @@
+"""Compare evaluated classifier bundles on the held-out figures of the three kinds of image.
+
+    python -m classification.compare_bundles --baseline models/fashion-lite0 \
+        runs/soup-a/fashion-lite0 runs/soup-b/fashion-lite0 [--json out.json]
+
+Reads only the manifests (`python -m classification.evaluate ... --update-manifest` writes their
+metrics), so it runs in a second. Each candidate gets its 13 held-out figures, their sum against the
+baseline and how many of them are up or equal. The rule the served bundle is chosen by: the
+candidate with the largest sum against the bundle served before, provided that sum is positive
+(ties: more figures up or equal). Every figure is weighed alike, which weighs the photo kinds
+(6 figures) about as much as the catalogue (7).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from common.bundles import BundleError
+
+# (kind in the manifest's metrics, key, how the README's tables name it)
+FIGURES: tuple[tuple[str, str, str], ...] = (
+    ("catalogue", "gender", "catalogue gender"),
+    ("catalogue", "masterCategory", "catalogue masterCategory"),
+    ("catalogue", "subCategory", "catalogue subCategory"),
+    ("catalogue", "articleType", "catalogue articleType"),
+    ("catalogue", "baseColour", "catalogue baseColour"),
+    ("catalogue", "season", "catalogue season"),
+    ("catalogue", "usage", "catalogue usage"),
+    ("photo", "articleType_group_accuracy", "phone photos group, mean over labels"),
+    ("photo", "articleType_group_accuracy_micro", "phone photos group, over photos"),
+    ("photo", "masterCategory_accuracy", "phone photos masterCategory"),
+    ("street", "articleType_group_accuracy", "street crops group, mean over labels"),
+    ("street", "articleType_group_accuracy_micro", "street crops group, over crops"),
+    ("street", "masterCategory_accuracy", "street crops masterCategory"),
+)
+
+
+@dataclass
+class Scored:
+    bundle: str
+    version: str
+    figures: dict[str, float]
+    delta_sum: float = 0.0
+    up_or_equal: int = 0
+    deltas: dict[str, float] = field(default_factory=dict)
+
+
+def held_out_figures(folder: Path) -> Scored:
+    """The 13 figures a bundle's manifest records; a bundle not evaluated on all three kinds is refused."""
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise BundleError(f"{folder}: no manifest.json; not a bundle")
+    manifest = json.loads(path.read_text())
+    metrics = manifest.get("metrics") or {}
+    missing = [f"{kind}.{key}" for kind, key, _ in FIGURES if key not in (metrics.get(kind) or {})]
+    if missing:
+        raise BundleError(f"{folder}: not evaluated on {', '.join(missing)}; run classification.evaluate "
+                          "with --catalogue, --photos, --street and --update-manifest first")
+    figures = {label: float(metrics[kind][key]) for kind, key, label in FIGURES}
+    return Scored(bundle=str(folder), version=str(manifest.get("version", "?")), figures=figures)
+
+
+def compare(baseline: Scored, candidates: Sequence[Scored]) -> list[Scored]:
+    """Fill each candidate's deltas, their sum and the count of figures up or equal."""
+    for candidate in candidates:
+        candidate.deltas = {label: candidate.figures[label] - baseline.figures[label] for label in baseline.figures}
+        # Manifests round to 4 decimals: a difference under half a unit there is equality.
+        candidate.up_or_equal = sum(delta > -5e-5 for delta in candidate.deltas.values())
+        candidate.delta_sum = round(sum(candidate.deltas.values()), 4)
+    return list(candidates)
+
+
+def choose(candidates: Sequence[Scored]) -> Scored | None:
+    """The candidate to serve by the rule above, or None where none beats the baseline."""
+    better = [c for c in candidates if c.delta_sum > 0]
+    return max(better, key=lambda c: (c.delta_sum, c.up_or_equal)) if better else None
+
+
+def markdown(baseline: Scored, candidates: Sequence[Scored], chosen: Scored | None) -> str:
+    header = ["", f"baseline `{baseline.version}`"] + [
+        ("**chosen** " if c is chosen else "") + f"`{c.version}`" for c in candidates]
+    lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    for label in baseline.figures:
+        best = max([baseline.figures[label]] + [c.figures[label] for c in candidates])
+        cells = [f"{baseline.figures[label]:.4f}"] + [f"{c.figures[label]:.4f}" for c in candidates]
+        cells = [f"**{cell}**" if float(cell) == round(best, 4) else cell for cell in cells]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| sum against baseline / up or equal (of 13) | | " + " | ".join(
+        f"{c.delta_sum:+.4f} / {c.up_or_equal}" for c in candidates) + " |")
+    bundles = "; ".join(f"`{s.version}` {s.bundle}" for s in [baseline, *candidates])
+    verdict = (f"Chosen: `{chosen.version}` ({chosen.bundle})." if chosen
+               else "None beats the baseline: keep it.")
+    return "\n".join(lines) + f"\n\n{verdict}\nBundles: {bundles}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> Scored | None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline", type=Path, required=True, help="the bundle served now")
+    parser.add_argument("candidates", type=Path, nargs="+", help="evaluated bundles to weigh against it")
+    parser.add_argument("--json", type=Path, help="also write the comparison here")
+    args = parser.parse_args(argv)
+    try:
+        baseline = held_out_figures(args.baseline)
+        candidates = compare(baseline, [held_out_figures(folder) for folder in args.candidates])
+    except BundleError as error:
+        parser.exit(2, f"error: {error}\n")
+    chosen = choose(candidates)
+    sys.stdout.write(markdown(baseline, candidates, chosen))
+    if args.json:
+        args.json.write_text(json.dumps({
+            "rule": "largest sum of the 13 held-out figures against the baseline, if positive",
+            "baseline": baseline.__dict__, "candidates": [c.__dict__ for c in candidates],
+            "chosen": chosen.version if chosen else None}, indent=2))
+    return chosen
+
+
+if __name__ == "__main__":
+    main()
