@@ -4,7 +4,7 @@
         runs/soup-a/fashion-lite0 runs/soup-b/fashion-lite0 [--json out.json]
 
 Reads only the manifests (`python -m classification.evaluate ... --update-manifest` writes their
-metrics), so it runs in a second. Each candidate gets its 13 held-out figures, their sum against the
+metrics) and loads no model. Each candidate gets its 13 held-out figures, their sum against the
 baseline and how many of them are up or equal. The rule the served bundle is chosen by: the
 candidate with the largest sum against the bundle served before, provided that sum is positive
 (ties: more figures up or equal). Every figure is weighed alike, which weighs the photo kinds
@@ -21,32 +21,40 @@ from typing import Sequence
 
 from common.bundles import BundleError
 
-# (kind in the manifest's metrics, key, how the README's tables name it)
-FIGURES: tuple[tuple[str, str, str], ...] = (
-    ("catalogue", "gender", "catalogue gender"),
-    ("catalogue", "masterCategory", "catalogue masterCategory"),
-    ("catalogue", "subCategory", "catalogue subCategory"),
-    ("catalogue", "articleType", "catalogue articleType"),
-    ("catalogue", "baseColour", "catalogue baseColour"),
-    ("catalogue", "season", "catalogue season"),
-    ("catalogue", "usage", "catalogue usage"),
-    ("photo", "articleType_group_accuracy", "phone photos group, mean over labels"),
-    ("photo", "articleType_group_accuracy_micro", "phone photos group, over photos"),
-    ("photo", "masterCategory_accuracy", "phone photos masterCategory"),
-    ("street", "articleType_group_accuracy", "street crops group, mean over labels"),
-    ("street", "articleType_group_accuracy_micro", "street crops group, over crops"),
-    ("street", "masterCategory_accuracy", "street crops masterCategory"),
-)
+from .metrics import PHOTO_KIND_FIGURES
+from .taxonomy import TASKS
+
+# (kind in the manifest's metrics, key, how the README's tables name it): the catalogue's accuracy per
+# task, then each photo kind's figures.
+PHOTO_KIND_NAMES = {"photo": ("phone photos", "photos"), "street": ("street crops", "crops")}
+PHOTO_FIGURE_NAMES = {"articleType_group_accuracy": "group, mean over labels",
+                      "articleType_group_accuracy_micro": "group, over {unit}",
+                      "masterCategory_accuracy": "masterCategory"}
+FIGURES: tuple[tuple[str, str, str], ...] = tuple(("catalogue", task, f"catalogue {task}") for task in TASKS) + tuple(
+    (kind, key, f"{name} {PHOTO_FIGURE_NAMES[key].format(unit=unit)}")
+    for kind, (name, unit) in PHOTO_KIND_NAMES.items() for key in PHOTO_KIND_FIGURES)
 
 
 @dataclass
 class Scored:
+    """One bundle's figures and, for a candidate, their differences from the baseline's."""
     bundle: str
     version: str
     figures: dict[str, float]
-    delta_sum: float = 0.0
-    up_or_equal: int = 0
     deltas: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def delta_sum(self) -> float:
+        return round(sum(self.deltas.values()), 4)
+
+    @property
+    def up_or_equal(self) -> int:
+        # Manifests round to 4 decimals: a difference under half a unit there is equality.
+        return sum(delta > -5e-5 for delta in self.deltas.values())
+
+    def as_json(self) -> dict:
+        return {"bundle": self.bundle, "version": self.version, "figures": self.figures, "deltas": self.deltas,
+                "delta_sum": self.delta_sum, "up_or_equal": self.up_or_equal}
 
 
 def held_out_figures(folder: Path) -> Scored:
@@ -65,12 +73,9 @@ def held_out_figures(folder: Path) -> Scored:
 
 
 def compare(baseline: Scored, candidates: Sequence[Scored]) -> list[Scored]:
-    """Fill each candidate's deltas, their sum and the count of figures up or equal."""
+    """Fill each candidate's differences from the baseline, figure by figure."""
     for candidate in candidates:
         candidate.deltas = {label: candidate.figures[label] - baseline.figures[label] for label in baseline.figures}
-        # Manifests round to 4 decimals: a difference under half a unit there is equality.
-        candidate.up_or_equal = sum(delta > -5e-5 for delta in candidate.deltas.values())
-        candidate.delta_sum = round(sum(candidate.deltas.values()), 4)
     return list(candidates)
 
 
@@ -85,9 +90,8 @@ def markdown(baseline: Scored, candidates: Sequence[Scored], chosen: Scored | No
         ("**chosen** " if c is chosen else "") + f"`{c.version}`" for c in candidates]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for label in baseline.figures:
-        best = max([baseline.figures[label]] + [c.figures[label] for c in candidates])
-        cells = [f"{baseline.figures[label]:.4f}"] + [f"{c.figures[label]:.4f}" for c in candidates]
-        cells = [f"**{cell}**" if float(cell) == round(best, 4) else cell for cell in cells]
+        values = [baseline.figures[label]] + [c.figures[label] for c in candidates]
+        cells = [f"**{value:.4f}**" if value == max(values) else f"{value:.4f}" for value in values]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("| sum against baseline / up or equal (of 13) | | " + " | ".join(
         f"{c.delta_sum:+.4f} / {c.up_or_equal}" for c in candidates) + " |")
@@ -113,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> Scored | None:
     if args.json:
         args.json.write_text(json.dumps({
             "rule": "largest sum of the 13 held-out figures against the baseline, if positive",
-            "baseline": baseline.__dict__, "candidates": [c.__dict__ for c in candidates],
+            "baseline": baseline.as_json(), "candidates": [c.as_json() for c in candidates],
             "chosen": chosen.version if chosen else None}, indent=2))
     return chosen
 

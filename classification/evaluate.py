@@ -29,7 +29,7 @@ from .catalogue import read_catalogue
 from .data import load_images
 from .inference import Classifier
 from .label_map import LabelMap
-from .metrics import confusion, task_metrics
+from .metrics import PHOTO_KIND_FIGURES, confusion, task_metrics
 from .photo_datasets import read_labelled_photos, read_street_crops
 from .plots import confusion_matrix_png, image_grid
 from .records import LabelledImage, from_catalogue
@@ -154,9 +154,7 @@ def summary(reports: Mapping[str, dict]) -> dict:
                          **{t: round(m["accuracy"], 4) for t, m in report["tasks"].items() if "accuracy" in m}}
         else:
             out[kind] = {"images": report["images"], "labels": report["labels"],
-                         **{k: round(report[k], 4) for k in ("articleType_group_accuracy",
-                                                              "articleType_group_accuracy_micro",
-                                                              "masterCategory_accuracy")}}
+                         **{k: round(report[k], 4) for k in PHOTO_KIND_FIGURES}}
     return out
 
 

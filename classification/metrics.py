@@ -5,6 +5,10 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 
+# The figures the manifest keeps for each photo kind (phone photos, street crops): articleType group
+# accuracy as a mean over labels and over images, and masterCategory accuracy over images.
+PHOTO_KIND_FIGURES = ("articleType_group_accuracy", "articleType_group_accuracy_micro", "masterCategory_accuracy")
+
 def task_metrics(true: np.ndarray, pred: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict:
     """`true` uses -1 for a missing label and -2 for a label the model does not know (counted wrong)."""
     keep = true != -1
