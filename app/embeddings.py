@@ -167,7 +167,8 @@ def init_app(app: Flask) -> None:
 
         settings = app.config["SETTINGS"]
         bundle = settings.classifier_bundle
-        serving = embedding_version(read_manifest(bundle), load_head(bundle)) + key_suffix(settings.garment_crop)
+        serving = (embedding_version(read_manifest(bundle), load_head(bundle), settings.classifier_flip_average)
+                   + key_suffix(settings.garment_crop))
         with app.app_context():
             session = db.session()
             for model, count in session.execute(select(ItemEmbedding.model, func.count()).group_by(ItemEmbedding.model)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Mapping
 
 import keras
 import numpy as np
@@ -104,3 +105,8 @@ def load_bundle(folder: str | Path, verify_sha256: bool = True,
                         head_units=config["head_units"], trunk=config.get("trunk", "vgg19"))
     load_weights(model, weights, taxonomy)
     return model, taxonomy, manifest
+
+
+def flip_average_of(manifest: Mapping) -> bool:
+    """Whether a bundle is served with its outputs averaged over each image and its mirror image."""
+    return bool(manifest.get("inference", {}).get("flip_average", False))

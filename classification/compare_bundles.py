@@ -21,6 +21,7 @@ from typing import Sequence
 
 from common.bundles import BundleError
 
+from .bundle import flip_average_of
 from .metrics import PHOTO_KIND_FIGURES
 from .taxonomy import TASKS
 
@@ -69,7 +70,9 @@ def held_out_figures(folder: Path) -> Scored:
         raise BundleError(f"{folder}: not evaluated on {', '.join(missing)}; run classification.evaluate "
                           "with --catalogue, --photos, --street and --update-manifest first")
     figures = {label: float(metrics[kind][key]) for kind, key, label in FIGURES}
-    return Scored(bundle=str(folder), version=str(manifest.get("version", "?")), figures=figures)
+    # The same weights served with the mirror view are another candidate: the version says which.
+    version = str(manifest.get("version", "?")) + ("+flip" if flip_average_of(manifest) else "")
+    return Scored(bundle=str(folder), version=version, figures=figures)
 
 
 def compare(baseline: Scored, candidates: Sequence[Scored]) -> list[Scored]:

@@ -35,6 +35,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from .bundle import flip_average_of
+
 HEAD_FILE = "embedding_head.npz"
 MISSING = -1  # label index of an image that is not labelled in a label set
 PROFILE_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)  # the weights tried for each task of a class profile
@@ -140,10 +142,13 @@ def tune_profile(head: EmbeddingHead, galleries: Mapping[str, Gallery], objectiv
     return head.with_profile(best["weights"], classes), candidates
 
 
-def embedding_version(manifest: Mapping, head: EmbeddingHead | None) -> str:
-    """The name of a bundle's embedding space: name:version, plus its head's hash when it has one.
-    Embeddings are comparable only within one space."""
-    return f"{manifest['name']}:{manifest['version']}" + (f"+{head.version}" if head else "")
+def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_average: bool | None = None) -> str:
+    """The name of a bundle's embedding space: name:version, "+flip" when the features are averaged with
+    the mirror image's, plus its head's hash when it has one. Embeddings are comparable only within one space."""
+    if flip_average is None:
+        flip_average = flip_average_of(manifest)
+    return (f"{manifest['name']}:{manifest['version']}" + ("+flip" if flip_average else "")
+            + (f"+{head.version}" if head else ""))
 
 
 @keras.saving.register_keras_serializable("fashion_tagger")

@@ -167,7 +167,9 @@ def format_table(reports: Mapping[str, dict]) -> str:
 
 
 def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
-    out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", ""]
+    out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", "",
+           "Each image's outputs averaged with its mirror image's." if classifier.flip_average
+           else "One view of each image (no mirror averaging).", ""]
     catalogue = reports.get("catalogue")
     if catalogue:
         out += [f"## Catalogue thumbnails ({catalogue['images']} images)", "",
@@ -198,13 +200,15 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
 
 def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledImage]], out_dir: Path | None = None,
                     update_manifest: bool = False, batch_size: int = 128,
-                    input_size: tuple[int, int] | None = None) -> dict:
-    """Reports by kind (printed as a table); with `update_manifest` their summary goes into the manifest."""
-    classifier = Classifier(bundle_dir, batch_size=batch_size, input_size=input_size)
+                    input_size: tuple[int, int] | None = None, flip_average: bool | None = None) -> dict:
+    """Reports by kind (printed as a table); with `update_manifest` their summary goes into the manifest,
+    with the way they were measured (with or without the mirror view), which is then how the bundle serves."""
+    classifier = Classifier(bundle_dir, batch_size=batch_size, input_size=input_size, flip_average=flip_average)
     reports = evaluate_kinds(classifier, records, out_dir or Path(bundle_dir) / "evaluation")
     print(format_table(reports))
     if update_manifest:
         manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
+        manifest["inference"] = {"flip_average": classifier.flip_average}
         manifest["metrics"] = {**summary(reports), "report": "evaluation/report.md",
                                "definitions": {
                                    "catalogue": "accuracy per task on the catalogue test split (all classes); "
@@ -239,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="run the bundle's weights at another input size (the accuracy/speed trade of a size)")
+    parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
+                        help="average each image's outputs with its mirror image's (default: as the bundle's manifest "
+                             "says); with --update-manifest the bundle then serves that way")
     args = parser.parse_args(argv)
     if args.input_size and args.update_manifest:
         parser.error("--update-manifest records the bundle's own input size; drop --input-size")
@@ -258,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         crops = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
         records["street"] = _held_out(crops, split.get("street"), "val")
     return evaluate_bundle(args.bundle, records, args.out, args.update_manifest, args.batch_size,
-                           tuple(args.input_size) if args.input_size else None)
+                           tuple(args.input_size) if args.input_size else None, args.flip_average)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import load_bundle
+from .bundle import flip_average_of, load_bundle
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .preprocess import preprocess_batch
@@ -16,17 +16,24 @@ from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
 
 class Classifier:
-    def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None):
+    def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
+                 flip_average: bool | None = None):
+        """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
+        its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
+        honest looks at the same item (twice the compute)."""
         self.bundle_dir = Path(bundle_dir)
         self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
         self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
+        self.flip_average = flip_average_of(self.manifest) if flip_average is None else flip_average
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
-        self.versions = {group: f"{self.manifest['name']}:{self.manifest['version']}/{group}" for group in MODEL_GROUPS}
+        # Outputs differ with and without the mirror view, so stored analyses name which one made them.
+        served_as = f"{self.manifest['name']}:{self.manifest['version']}" + ("+flip" if self.flip_average else "")
+        self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
         # The retrieval projection trained on the pooled features, when the bundle has one.
         self.embedding_head = load_head(self.bundle_dir)
         # Embeddings are comparable only between images embedded by the same weights (and head).
-        self.embedding_version = embedding_version(self.manifest, self.embedding_head)
+        self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average)
         self._with_embedding: keras.Model | None = None
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -40,13 +47,19 @@ class Classifier:
         return self._forward(self.model, batch, TASKS)
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
-        """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size."""
+        """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged
+        with the mirror images' outputs when flip_average is on)."""
         parts = {name: [] for name in names}
         for start in range(0, len(batch), self.batch_size):
-            with runtime.no_grad():
-                outputs = model(batch[start:start + self.batch_size], training=False)
+            chunk = batch[start:start + self.batch_size]
+            views = (chunk, chunk[:, :, ::-1]) if self.flip_average else (chunk,)
+            outputs = []
+            for view in views:
+                with runtime.no_grad():
+                    out = model(np.ascontiguousarray(view), training=False)
+                outputs.append({name: keras.ops.convert_to_numpy(out[name]).astype(np.float32) for name in names})
             for name in names:
-                parts[name].append(keras.ops.convert_to_numpy(outputs[name]).astype(np.float32))
+                parts[name].append(np.mean([o[name] for o in outputs], axis=0))
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
     def predict(self, images: Sequence[np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,

@@ -16,6 +16,8 @@ def test_settings_from_the_environment():
     assert Settings.from_env({"DETECTOR_CLASS_AGNOSTIC_NMS": "0.6"}).detector_class_agnostic_nms == 0.6
     assert Settings.from_env({}).detector_compute_dtype == "float32"
     assert Settings.from_env({"DETECTOR_COMPUTE_DTYPE": "bfloat16"}).detector_compute_dtype == "bfloat16"
+    assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "1"}).classifier_flip_average is True
+    assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "false"}).classifier_flip_average is False
 
 
 def test_embedded_defaults():
@@ -27,6 +29,7 @@ def test_embedded_defaults():
     assert settings.garment_min_side == 16 and settings.detector_score_threshold is None  # the bundle's
     assert settings.detector_class_agnostic_nms is None  # the bundle's
     assert settings.classifier_bundle.name == "fashion-lite0"  # the pretrained trunk serves by default
+    assert settings.classifier_flip_average is None  # as the bundle's manifest says
     assert settings.detector_bundle.name == "ccp-maskrcnn-efflite0"  # and the ImageNet-backed detector
     assert (settings.detector_bundle / "manifest.json").is_file()
 

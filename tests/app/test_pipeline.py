@@ -99,6 +99,16 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
     assert garment_crop == "masked"
 
 
+def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):
+    monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
+    flipped = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "1"}))
+    assert flipped.classifier.flip_average and not pipeline.classifier.flip_average
+    # Analyses made with the mirror view are not served from the cache of those made without, and their
+    # embeddings live in a space of their own.
+    assert "+flip/category" in flipped.bundle_key and "+flip" not in pipeline.bundle_key
+    assert "+flip" in flipped.embedding_model and "+flip" not in pipeline.embedding_model
+
+
 def test_the_response_and_the_stored_item_say_the_category_was_constrained(settings, pipeline, monkeypatch):
     app = create_app(settings)
     shoe = Detection((75.0, 80.0, 225.0, 240.0), np.ones((400, 300), dtype=bool), "footwear", 0.61)

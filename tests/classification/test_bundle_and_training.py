@@ -153,6 +153,37 @@ def test_training_resumes_from_its_checkpoint(trained_bundle, tiny_catalogue, ti
     assert len(manifest["training"]["history"]["loss"]) == 2  # the first epoch's history was kept
 
 
+def test_flip_average_is_the_mean_of_the_image_and_its_mirror(trained_bundle):
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (90, 70, 3), dtype=np.uint8) for _ in range(3)]
+    plain = Classifier(trained_bundle["bundle"], batch_size=2)
+    flipped = Classifier(trained_bundle["bundle"], batch_size=2, flip_average=True)
+    assert not plain.flip_average  # the bundle's manifest does not ask for it
+    mirror = plain.predict_proba([image[:, ::-1] for image in images])
+    direct = plain.predict_proba(images)
+    averaged = flipped.predict_proba(images)
+    for task in TASKS:
+        np.testing.assert_allclose(averaged[task], (direct[task] + mirror[task]) / 2, atol=1e-5)
+    assert any(not np.allclose(direct[t], averaged[t], atol=1e-6) for t in TASKS), "the mirror view changed nothing"
+    # Stored analyses and embeddings say which way they were made.
+    assert flipped.versions["category"].endswith("+flip/category") and "+flip" not in plain.versions["category"]
+    assert "+flip" in flipped.embedding_version and "+flip" not in plain.embedding_version
+    features, _ = flipped.embedding_inputs(images)
+    np.testing.assert_allclose(features, (plain.embedding_inputs(images)[0]
+                                          + plain.embedding_inputs([i[:, ::-1] for i in images])[0]) / 2, atol=1e-5)
+
+
+def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_bundle, tiny_catalogue, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--flip-average", "--update-manifest"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["inference"] == {"flip_average": True}
+    assert Classifier(bundle).flip_average and not Classifier(bundle, flip_average=False).flip_average
+    evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-flip-average", "--update-manifest"])
+    assert not Classifier(bundle).flip_average
+
+
 def test_the_same_weights_run_at_another_input_size(trained_bundle):
     bundle_size = tuple(trained_bundle["manifest"]["model"]["input_size"])
     other = (bundle_size[0] + 16, bundle_size[1] + 12)

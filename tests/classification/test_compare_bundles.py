@@ -52,3 +52,11 @@ def test_a_bundle_not_evaluated_on_every_kind_is_refused(tmp_path, capsys):
         main(["--baseline", str(tmp_path / "base"), str(tmp_path / "c")])
     assert exit_info.value.code == 2
     assert "not evaluated on photo.articleType_group_accuracy" in capsys.readouterr().err
+
+
+def test_a_bundle_served_with_the_mirror_view_is_named_apart_from_the_same_weights_without(tmp_path):
+    folder = write_bundle(tmp_path / "flip", "same")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "inference": {"flip_average": True}}))
+    assert held_out_figures(folder).version == "same+flip"
+    assert held_out_figures(write_bundle(tmp_path / "plain", "same")).version == "same"
