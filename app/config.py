@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _bool(value: str | None, default: bool) -> bool:
+def _bool(value: str | None, default: bool | None) -> bool | None:
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -113,8 +113,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or defaults.database_url,
             classifier_bundle=Path(env.get("CLASSIFIER_BUNDLE", defaults.classifier_bundle)),
-            classifier_flip_average=(_bool(env["CLASSIFIER_FLIP_AVERAGE"], False) if env.get("CLASSIFIER_FLIP_AVERAGE")
-                                     else defaults.classifier_flip_average),
+            classifier_flip_average=_bool(env.get("CLASSIFIER_FLIP_AVERAGE") or None, defaults.classifier_flip_average),
             detector_bundle=Path(env.get("DETECTOR_BUNDLE", defaults.detector_bundle)),
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")

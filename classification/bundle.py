@@ -110,3 +110,11 @@ def load_bundle(folder: str | Path, verify_sha256: bool = True,
 def flip_average_of(manifest: Mapping) -> bool:
     """Whether a bundle is served with its outputs averaged over each image and its mirror image."""
     return bool(manifest.get("inference", {}).get("flip_average", False))
+
+
+def served_version(manifest: Mapping, flip_average: bool | None = None) -> str:
+    """name:version of a bundle's weights, "+flip" when served with the mirror view (None: as the manifest
+    says): outputs differ between the two, so what they produce names which one made it."""
+    if flip_average is None:
+        flip_average = flip_average_of(manifest)
+    return f"{manifest['name']}:{manifest['version']}" + ("+flip" if flip_average else "")

@@ -35,7 +35,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from .bundle import flip_average_of
+from .bundle import served_version
 
 HEAD_FILE = "embedding_head.npz"
 MISSING = -1  # label index of an image that is not labelled in a label set
@@ -145,10 +145,7 @@ def tune_profile(head: EmbeddingHead, galleries: Mapping[str, Gallery], objectiv
 def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_average: bool | None = None) -> str:
     """The name of a bundle's embedding space: name:version, "+flip" when the features are averaged with
     the mirror image's, plus its head's hash when it has one. Embeddings are comparable only within one space."""
-    if flip_average is None:
-        flip_average = flip_average_of(manifest)
-    return (f"{manifest['name']}:{manifest['version']}" + ("+flip" if flip_average else "")
-            + (f"+{head.version}" if head else ""))
+    return served_version(manifest, flip_average) + (f"+{head.version}" if head else "")
 
 
 @keras.saving.register_keras_serializable("fashion_tagger")

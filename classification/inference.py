@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import flip_average_of, load_bundle
+from .bundle import flip_average_of, load_bundle, served_version
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .preprocess import preprocess_batch
@@ -27,9 +27,7 @@ class Classifier:
         self.flip_average = flip_average_of(self.manifest) if flip_average is None else flip_average
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
-        # Outputs differ with and without the mirror view, so stored analyses name which one made them.
-        served_as = f"{self.manifest['name']}:{self.manifest['version']}" + ("+flip" if self.flip_average else "")
-        self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
+        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}/{group}" for group in MODEL_GROUPS}
         # The retrieval projection trained on the pooled features, when the bundle has one.
         self.embedding_head = load_head(self.bundle_dir)
         # Embeddings are comparable only between images embedded by the same weights (and head).
