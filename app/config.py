@@ -13,6 +13,22 @@ def _bool(value: str | None, default: bool | None) -> bool | None:
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _mirror_view(value: str | None, default: bool | float | None) -> bool | float | None:
+    """CLASSIFIER_FLIP_AVERAGE: 1/true/0/false, or a confidence in (0, 1) under which an image gets its
+    mirror view (classification.bundle.mirror_policy)."""
+    if value is None or not value.strip():
+        return default
+    if value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        return _bool(value, default)
+    try:
+        confidence = float(value)
+    except ValueError:
+        raise ValueError(f"CLASSIFIER_FLIP_AVERAGE={value!r}: give 1, 0 or a confidence between 0 and 1") from None
+    if not 0 < confidence < 1:
+        raise ValueError(f"CLASSIFIER_FLIP_AVERAGE={value!r}: a confidence lies between 0 and 1")
+    return confidence
+
+
 def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
 
@@ -23,7 +39,7 @@ class Settings:
     classifier_bundle: Path = ROOT / "models" / "fashion-lite0"
     # Average the classifier's outputs over each image and its mirror image: slightly better tags for
     # twice the classify stage (README, Models: "The mirror view"). None: as the bundle's manifest says.
-    classifier_flip_average: bool | None = None
+    classifier_flip_average: bool | float | None = None
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-efflite0"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
@@ -113,7 +129,7 @@ class Settings:
         return cls(
             database_url=env.get("DATABASE_URL") or defaults.database_url,
             classifier_bundle=Path(env.get("CLASSIFIER_BUNDLE", defaults.classifier_bundle)),
-            classifier_flip_average=_bool(env.get("CLASSIFIER_FLIP_AVERAGE") or None, defaults.classifier_flip_average),
+            classifier_flip_average=_mirror_view(env.get("CLASSIFIER_FLIP_AVERAGE"), defaults.classifier_flip_average),
             detector_bundle=Path(env.get("DETECTOR_BUNDLE", defaults.detector_bundle)),
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")

@@ -107,14 +107,32 @@ def load_bundle(folder: str | Path, verify_sha256: bool = True,
     return model, taxonomy, manifest
 
 
-def flip_average_of(manifest: Mapping) -> bool:
-    """Whether a bundle is served with its outputs averaged over each image and its mirror image."""
-    return bool(manifest.get("inference", {}).get("flip_average", False))
+def mirror_policy(value: bool | float) -> bool | float:
+    """How the mirror view is used: False (one view), True (every image's outputs averaged with its mirror
+    image's) or a confidence in (0, 1): only images whose top articleType probability is under it get
+    the second view (what is sure of itself rarely changes with it; a fraction of the cost)."""
+    if isinstance(value, bool):
+        return value
+    value = float(value)
+    if not 0 <= value <= 1:
+        raise ValueError(f"mirror view threshold {value}: give a confidence between 0 and 1 (or true/false)")
+    return value if 0 < value < 1 else value == 1
 
 
-def served_version(manifest: Mapping, flip_average: bool | None = None) -> str:
-    """name:version of a bundle's weights, "+flip" when served with the mirror view (None: as the manifest
-    says): outputs differ between the two, so what they produce names which one made it."""
-    if flip_average is None:
-        flip_average = flip_average_of(manifest)
-    return f"{manifest['name']}:{manifest['version']}" + ("+flip" if flip_average else "")
+def flip_average_of(manifest: Mapping) -> bool | float:
+    """How a bundle is served with its mirror view (see mirror_policy), as its manifest says."""
+    return mirror_policy(manifest.get("inference", {}).get("flip_average", False))
+
+
+def served_version(manifest: Mapping, flip_average: bool | float | None = None) -> str:
+    """name:version of a bundle's weights, "+flip" when served with the mirror view ("+flip<T" when only
+    under confidence T; None: as the manifest says): outputs differ between them, so what they produce
+    names which one made it."""
+    flip_average = flip_average_of(manifest) if flip_average is None else mirror_policy(flip_average)
+    return f"{manifest['name']}:{manifest['version']}{mirror_suffix(flip_average)}"
+
+
+def mirror_suffix(flip_average: bool | float) -> str:
+    """What a version gains from the mirror view: "+flip", "+flip<T" under confidence T, or nothing."""
+    flip_average = mirror_policy(flip_average)
+    return "+flip" if flip_average is True else (f"+flip<{flip_average:g}" if flip_average else "")

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from common.bundles import BundleError
 
-from .bundle import flip_average_of
+from .bundle import flip_average_of, mirror_suffix
 from .metrics import PHOTO_KIND_FIGURES
 from .taxonomy import TASKS
 
@@ -71,7 +71,7 @@ def held_out_figures(folder: Path) -> Scored:
                           "with --catalogue, --photos, --street and --update-manifest first")
     figures = {label: float(metrics[kind][key]) for kind, key, label in FIGURES}
     # The same weights served with the mirror view are another candidate: the version says which.
-    version = str(manifest.get("version", "?")) + ("+flip" if flip_average_of(manifest) else "")
+    version = str(manifest.get("version", "?")) + mirror_suffix(flip_average_of(manifest))
     return Scored(bundle=str(folder), version=version, figures=figures)
 
 

@@ -5,6 +5,7 @@ Numpy + PIL only, so the same pipeline feeds the TensorFlow and the torch backen
 from __future__ import annotations
 
 import math
+from collections import Counter
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -70,30 +71,47 @@ def load_images(records: Sequence[LabelledImage], max_side: int | None = None, d
     return images
 
 
+def label_balance_weights(records: Sequence[LabelledImage], power: float,
+                          kinds: Sequence[str] = ("photo", "street")) -> np.ndarray:
+    """A draw weight per record: 1 / (records of its kind with its source label) ** power for the given
+    kinds (0: as they come, 1: every label drawn as often, 0.5 between), 1 for the others. The photo
+    kinds are scored as a mean over their labels, and their rare garments (a scarf, a cape) are tagged
+    for users as often as the common ones; catalogue rows keep their natural frequencies."""
+    counts = Counter((r.kind, r.source_label) for r in records)
+    return np.asarray([counts[(r.kind, r.source_label)] ** -power if r.kind in kinds else 1.0 for r in records])
+
+
 class MixedBatches(keras.utils.PyDataset):
     """Batches of (uint8 images, {task: multi-hot}) from several kinds of image.
 
     Each epoch draws `per_epoch[kind]` records of each kind (all of them when None; with replacement
-    only when asking for more than there are), shuffled together. With an augmenter every image is
-    augmented as its kind needs; without, it is only letterboxed (validation).
+    only when asking for more than there are), shuffled together. With `draw_weights` (one per record)
+    a kind's draw is weighted by them, with replacement, `per_epoch[kind]` or as many as the kind has
+    (see label_balance_weights). With an augmenter every image is augmented as its kind needs;
+    without, it is only letterboxed (validation).
     """
 
     def __init__(self, images: Sequence[np.ndarray], labels: Mapping[str, np.ndarray], kinds: Sequence[str],
                  input_size: tuple[int, int], batch_size: int = 48, augmenter: PhotoAugmenter | None = None,
-                 per_epoch: Mapping[str, int | None] | None = None, seed: int = 0, **kwargs):
+                 per_epoch: Mapping[str, int | None] | None = None, seed: int = 0,
+                 draw_weights: np.ndarray | None = None, **kwargs):
         super().__init__(**kwargs)
         self.images, self.labels, self.kinds = images, labels, np.asarray(kinds)
         self.input_size, self.batch_size, self.augmenter = input_size, batch_size, augmenter
         self.rng = np.random.default_rng(seed)
         self.by_kind = {kind: np.flatnonzero(self.kinds == kind) for kind in dict.fromkeys(kinds)}
         self.per_epoch = {kind: (per_epoch or {}).get(kind) for kind in self.by_kind}
+        self.draw_weights = None if draw_weights is None else np.asarray(draw_weights, np.float64)
         self.order = self._draw()
 
     def _draw(self) -> np.ndarray:
         parts = []
         for kind, rows in self.by_kind.items():
             n = self.per_epoch[kind]
-            if n is None or n == len(rows):
+            weights = None if self.draw_weights is None else self.draw_weights[rows]
+            if weights is not None and not np.allclose(weights, weights[0]):
+                parts.append(self.rng.choice(rows, n or len(rows), replace=True, p=weights / weights.sum()))
+            elif n is None or n == len(rows):
                 parts.append(rows)
             else:
                 parts.append(self.rng.choice(rows, n, replace=n > len(rows)))

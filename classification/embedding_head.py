@@ -142,7 +142,7 @@ def tune_profile(head: EmbeddingHead, galleries: Mapping[str, Gallery], objectiv
     return head.with_profile(best["weights"], classes), candidates
 
 
-def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_average: bool | None = None) -> str:
+def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_average: bool | float | None = None) -> str:
     """The name of a bundle's embedding space: name:version, "+flip" when the features are averaged with
     the mirror image's, plus its head's hash when it has one. Embeddings are comparable only within one space."""
     return served_version(manifest, flip_average) + (f"+{head.version}" if head else "")

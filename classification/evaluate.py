@@ -166,10 +166,18 @@ def format_table(reports: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def mirror_view_sentence(flip_average: bool | float) -> str:
+    if flip_average is True:
+        return "Each image's outputs averaged with its mirror image's."
+    if flip_average:
+        return (f"Outputs averaged with the mirror image's for images whose top articleType probability is "
+                f"under {flip_average:g}.")
+    return "One view of each image (no mirror averaging)."
+
+
 def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
     out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", "",
-           "Each image's outputs averaged with its mirror image's." if classifier.flip_average
-           else "One view of each image (no mirror averaging).", ""]
+           mirror_view_sentence(classifier.flip_average), ""]
     catalogue = reports.get("catalogue")
     if catalogue:
         out += [f"## Catalogue thumbnails ({catalogue['images']} images)", "",
@@ -200,7 +208,7 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
 
 def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledImage]], out_dir: Path | None = None,
                     update_manifest: bool = False, batch_size: int = 128,
-                    input_size: tuple[int, int] | None = None, flip_average: bool | None = None) -> dict:
+                    input_size: tuple[int, int] | None = None, flip_average: bool | float | None = None) -> dict:
     """Reports by kind (printed as a table); with `update_manifest` their summary goes into the manifest,
     with the way they were measured (with or without the mirror view), which is then how the bundle serves."""
     classifier = Classifier(bundle_dir, batch_size=batch_size, input_size=input_size, flip_average=flip_average)
@@ -227,6 +235,28 @@ def _held_out(records: list[LabelledImage], split: dict | None, part: str) -> li
     return [r for r in records if r.id in ids]
 
 
+def held_out_records(bundle_dir: Path, catalogue: Path | None = None, photos: Path | None = None,
+                     street: Path | None = None, photo_label_map: Path = LABEL_MAPS / "clothing-dataset.json",
+                     street_label_map: Path = LABEL_MAPS / "clothing-co-parsing.json",
+                     all_records: bool = False) -> dict[str, list[LabelledImage]]:
+    """The records of each kind given, as the bundle's held-out split selects them (every record with
+    `all_records`, or when the bundle has no split.json)."""
+    taxonomy = Taxonomy.from_dict(json.loads((bundle_dir / "manifest.json").read_text())["taxonomy"])
+    split_file = bundle_dir / "split.json"
+    split = {} if all_records or not split_file.is_file() else json.loads(split_file.read_text())
+    records = {}
+    if catalogue:
+        rows = from_catalogue(read_catalogue(catalogue).records)
+        records["catalogue"] = _held_out(rows, split if "test" in split else None, "test")
+    if photos:
+        rows = read_labelled_photos(photos, LabelMap.load(photo_label_map), taxonomy)
+        records["photo"] = _held_out(rows, split.get("photo"), "val")
+    if street:
+        rows = read_street_crops(street, LabelMap.load(street_label_map), taxonomy)
+        records["street"] = _held_out(rows, split.get("street"), "val")
+    return records
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, required=True)
@@ -246,24 +276,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--flip-average", action=argparse.BooleanOptionalAction, default=None,
                         help="average each image's outputs with its mirror image's (default: as the bundle's manifest "
                              "says); with --update-manifest the bundle then serves that way")
+    parser.add_argument("--flip-below", type=float, metavar="CONFIDENCE",
+                        help="the mirror view only for images whose top articleType probability is under "
+                             "CONFIDENCE (bench/mirror_view_threshold.py measures the trade)")
     args = parser.parse_args(argv)
     if args.input_size and args.update_manifest:
         parser.error("--update-manifest records the bundle's own input size; drop --input-size")
     if not (args.catalogue or args.photos or args.street):
         parser.error("give at least one of --catalogue, --photos, --street")
-    taxonomy = Taxonomy.from_dict(json.loads((args.bundle / "manifest.json").read_text())["taxonomy"])
-    split_file = args.bundle / "split.json"
-    split = {} if args.all_records or not split_file.is_file() else json.loads(split_file.read_text())
-    records = {}
-    if args.catalogue:
-        catalogue = from_catalogue(read_catalogue(args.catalogue).records)
-        records["catalogue"] = _held_out(catalogue, split if "test" in split else None, "test")
-    if args.photos:
-        photos = read_labelled_photos(args.photos, LabelMap.load(args.photo_label_map), taxonomy)
-        records["photo"] = _held_out(photos, split.get("photo"), "val")
-    if args.street:
-        crops = read_street_crops(args.street, LabelMap.load(args.street_label_map), taxonomy)
-        records["street"] = _held_out(crops, split.get("street"), "val")
+    if args.flip_below is not None:
+        if args.flip_average is False:
+            parser.error("--flip-below asks for the mirror view: drop --no-flip-average")
+        args.flip_average = args.flip_below
+    records = held_out_records(args.bundle, args.catalogue, args.photos, args.street, args.photo_label_map,
+                               args.street_label_map, args.all_records)
     return evaluate_bundle(args.bundle, records, args.out, args.update_manifest, args.batch_size,
                            tuple(args.input_size) if args.input_size else None, args.flip_average)
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import flip_average_of, load_bundle, served_version
+from .bundle import flip_average_of, load_bundle, mirror_policy, served_version
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .preprocess import preprocess_batch
@@ -17,14 +17,15 @@ from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
-                 flip_average: bool | None = None):
+                 flip_average: bool | float | None = None):
         """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
         its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
-        honest looks at the same item (twice the compute)."""
+        honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
+        view only to images whose top articleType probability is under it (bundle.mirror_policy)."""
         self.bundle_dir = Path(bundle_dir)
         self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
         self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
-        self.flip_average = flip_average_of(self.manifest) if flip_average is None else flip_average
+        self.flip_average = flip_average_of(self.manifest) if flip_average is None else mirror_policy(flip_average)
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
         self.versions = {group: f"{served_version(self.manifest, self.flip_average)}/{group}" for group in MODEL_GROUPS}
@@ -46,19 +47,27 @@ class Classifier:
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged
-        with the mirror images' outputs when flip_average is on)."""
+        with the mirror images' outputs as flip_average says)."""
         parts = {name: [] for name in names}
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size]
-            views = (chunk, chunk[:, :, ::-1]) if self.flip_average else (chunk,)
-            outputs = []
-            for view in views:
-                with runtime.no_grad():
-                    out = model(np.ascontiguousarray(view), training=False)
-                outputs.append({name: keras.ops.convert_to_numpy(out[name]).astype(np.float32) for name in names})
+            outputs = self._run(model, chunk, names)
+            if self.flip_average:
+                rows = (np.arange(len(chunk)) if self.flip_average is True
+                        else np.flatnonzero(outputs["articleType"].max(axis=1) < self.flip_average))
+                if len(rows):
+                    mirrored = self._run(model, chunk[rows, :, ::-1], names)
+                    for name in names:
+                        outputs[name][rows] = (outputs[name][rows] + mirrored[name]) / 2
             for name in names:
-                parts[name].append(np.mean([o[name] for o in outputs], axis=0))
+                parts[name].append(outputs[name])
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    @staticmethod
+    def _run(model: keras.Model, view: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        with runtime.no_grad():
+            out = model(np.ascontiguousarray(view), training=False)
+        return {name: keras.ops.convert_to_numpy(out[name]).astype(np.float32) for name in names}
 
     def predict(self, images: Sequence[np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,
                 outside_weight: float = 0.0) -> list[dict]:

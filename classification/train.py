@@ -37,7 +37,7 @@ import keras  # noqa: E402  (after runtime, which picks the backend and import o
 from .augment import PhotoAugmenter  # noqa: E402
 from .bundle import load_weights, read_manifest, write_bundle  # noqa: E402
 from .catalogue import read_catalogue  # noqa: E402
-from .data import MixedBatches, encode_allowed, image_cache_path, load_images  # noqa: E402
+from .data import MixedBatches, encode_allowed, label_balance_weights, image_cache_path, load_images  # noqa: E402
 from .losses import PartialLabelAccuracy, PartialLabelCrossEntropy  # noqa: E402
 from .model import build_model  # noqa: E402
 from .packed_data import read_pack  # noqa: E402
@@ -175,6 +175,9 @@ def parse_args(argv):
     parser.add_argument("--val-catalogue", type=int, default=1500, help="catalogue validation images scored each epoch")
     parser.add_argument("--seed", type=int, default=1234, help="the training order and augmentation (--split-seed: the split)")
     parser.add_argument("--limit", type=int, help="use only this many catalogue rows (smoke runs)")
+    parser.add_argument("--balance-labels", type=float, default=0.0, metavar="POWER",
+                        help="draw phone photos and street crops with weight 1/(count of their label)**POWER "
+                             "(0: as they come, 1: every label as often)")
     parser.add_argument("--steps-per-epoch", type=int, help="cap steps per epoch (smoke runs)")
     parser.add_argument("--workers", type=int, default=2, help="threads (or processes) preparing batches")
     parser.add_argument("--processes", action="store_true",
@@ -283,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                          PhotoAugmenter(input_size, backgrounds, seed=args.seed, street_margin=street_margin),
                          per_epoch={"catalogue": args.catalogue_per_epoch, "photo": args.photos_per_epoch,
                                     "street": args.street_per_epoch}, seed=args.seed,
+                         draw_weights=(label_balance_weights([table[i] for i in train_index], args.balance_labels)
+                                       if args.balance_labels else None),
                          workers=args.workers, use_multiprocessing=args.processes)
     val = MixedBatches(*subset(val_index), input_size, 128)
     steps = min(len(train), args.steps_per_epoch or len(train))
@@ -333,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "machine": f"{platform.machine()} {runtime.gpu_name() or 'CPU only'}",
         "epochs": state["epoch"], "epochs_planned": args.epochs, "steps_per_epoch": steps, "batch_size": args.batch_size,
         "catalogue_per_epoch": args.catalogue_per_epoch, "photos_per_epoch": args.photos_per_epoch,
-        "street_per_epoch": args.street_per_epoch, "learning_rate": args.lr,
+        "street_per_epoch": args.street_per_epoch, "balance_labels": args.balance_labels, "learning_rate": args.lr,
         "schedule": "constant after linear warm-up" if averager else "cosine decay with linear warm-up",
         "optimizer": "AdamW(weight_decay=1e-4)",
         "loss": "partial-label cross-entropy (-log of the probability mass on the allowed labels)",

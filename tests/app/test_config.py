@@ -1,6 +1,8 @@
 import ipaddress
 from pathlib import Path
 
+import pytest
+
 from app.config import Settings
 
 
@@ -18,6 +20,10 @@ def test_settings_from_the_environment():
     assert Settings.from_env({"DETECTOR_COMPUTE_DTYPE": "bfloat16"}).detector_compute_dtype == "bfloat16"
     assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "1"}).classifier_flip_average is True
     assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "false"}).classifier_flip_average is False
+    assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "0.8"}).classifier_flip_average == 0.8
+    for bad in ("1.5", "often"):
+        with pytest.raises(ValueError, match="CLASSIFIER_FLIP_AVERAGE"):
+            Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": bad})
 
 
 def test_embedded_defaults():

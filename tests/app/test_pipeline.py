@@ -107,6 +107,8 @@ def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipel
     # embeddings live in a space of their own.
     assert "+flip/category" in flipped.bundle_key and "+flip" not in pipeline.bundle_key
     assert "+flip" in flipped.embedding_model and "+flip" not in pipeline.embedding_model
+    unsure_only = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "0.8"}))
+    assert unsure_only.classifier.flip_average == 0.8 and "+flip<0.8/category" in unsure_only.bundle_key
 
 
 def test_the_response_and_the_stored_item_say_the_category_was_constrained(settings, pipeline, monkeypatch):

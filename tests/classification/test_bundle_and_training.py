@@ -173,6 +173,30 @@ def test_flip_average_is_the_mean_of_the_image_and_its_mirror(trained_bundle):
                                           + plain.embedding_inputs([i[:, ::-1] for i in images])[0]) / 2, atol=1e-5)
 
 
+def test_a_confidence_threshold_gives_the_mirror_view_only_to_the_unsure_images(trained_bundle):
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 255, (90, 70, 3), dtype=np.uint8) for _ in range(6)]
+    plain = Classifier(trained_bundle["bundle"], batch_size=4)
+    direct = plain.predict_proba(images)
+    mirror = plain.predict_proba([image[:, ::-1] for image in images])
+    confidence = direct["articleType"].max(axis=1)
+    threshold = float(np.median(confidence))
+    unsure = confidence < threshold
+    assert unsure.any() and not unsure.all()
+    some = Classifier(trained_bundle["bundle"], batch_size=4, flip_average=threshold)
+    mixed = some.predict_proba(images)
+    for task in TASKS:
+        np.testing.assert_allclose(mixed[task][unsure], (direct[task][unsure] + mirror[task][unsure]) / 2, atol=1e-5)
+        np.testing.assert_allclose(mixed[task][~unsure], direct[task][~unsure], atol=1e-6)
+    assert some.versions["category"].endswith(f"+flip<{threshold:g}/category")
+    assert f"+flip<{threshold:g}" in some.embedding_version
+    # 0 and 1 are the two ends: one view, and every image mirrored.
+    assert Classifier(trained_bundle["bundle"], flip_average=0.0).flip_average is False
+    assert Classifier(trained_bundle["bundle"], flip_average=1.0).flip_average is True
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        Classifier(trained_bundle["bundle"], flip_average=1.5)
+
+
 def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_bundle, tiny_catalogue, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(trained_bundle["bundle"], bundle)
@@ -180,6 +204,10 @@ def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert manifest["inference"] == {"flip_average": True}
     assert Classifier(bundle).flip_average and not Classifier(bundle, flip_average=False).flip_average
+    evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--flip-below", "0.8",
+                   "--update-manifest"])
+    assert json.loads((bundle / "manifest.json").read_text())["inference"] == {"flip_average": 0.8}
+    assert Classifier(bundle).flip_average == 0.8 and "under 0.8" in (bundle / "evaluation" / "report.md").read_text()
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-flip-average", "--update-manifest"])
     assert not Classifier(bundle).flip_average
 
@@ -204,10 +232,10 @@ def test_init_from_a_bundle_starts_from_its_weights_at_another_input_size(traine
     manifest = train.main(training_args(trained_bundle["trunk"], tiny_catalogue, tiny_photos, tiny_street,
                                         tmp_path / "bundle", tmp_path / "run", epochs=0)
                           + ["--init-from", str(trained_bundle["bundle"]), "--height", size[0], "--input-width", size[1],
-                             "--street-per-epoch", "3", "--no-evaluate"])
+                             "--street-per-epoch", "3", "--balance-labels", "0.5", "--no-evaluate"])
     assert manifest["model"]["input_size"] == [int(s) for s in size]
     assert manifest["training"]["initialised_from"]["version"] == trained_bundle["manifest"]["version"]
-    assert manifest["training"]["street_per_epoch"] == 3
+    assert manifest["training"]["street_per_epoch"] == 3 and manifest["training"]["balance_labels"] == 0.5
     with np.load(trained_bundle["bundle"] / "weights.npz") as before, np.load(tmp_path / "bundle" / "weights.npz") as after:
         assert sorted(before.files) == sorted(after.files)
         assert all(np.array_equal(before[k], after[k]) for k in before.files)
