@@ -131,7 +131,7 @@ def trade_png(rows: list[dict], kinds: list[str], path: Path) -> None:
     twin.plot([r["threshold"] for r in rows], [r["delta_sum"] for r in rows], color="black", marker="s",
               label="sum of the 13 figures against one view")
     twin.set_ylabel("sum of figure differences")
-    fig.legend(loc="upper left", fontsize=7)
+    fig.legend(loc="upper left", bbox_to_anchor=(0.14, 0.93), fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"written {path}")

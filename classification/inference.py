@@ -51,10 +51,14 @@ class Classifier:
         parts = {name: [] for name in names}
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size]
-            outputs = self._run(model, chunk, names)
-            if self.flip_average:
-                rows = (np.arange(len(chunk)) if self.flip_average is True
-                        else np.flatnonzero(outputs["articleType"].max(axis=1) < self.flip_average))
+            if self.flip_average is True:
+                # Both views in one call: a model call has a fixed cost that small batches feel.
+                both = self._run(model, np.concatenate([chunk, chunk[:, :, ::-1]]), names)
+                outputs = {name: (out[:len(chunk)] + out[len(chunk):]) / 2 for name, out in both.items()}
+            else:
+                outputs = self._run(model, chunk, names)
+            if self.flip_average and self.flip_average is not True:
+                rows = np.flatnonzero(outputs["articleType"].max(axis=1) < self.flip_average)
                 if len(rows):
                     mirrored = self._run(model, chunk[rows, :, ::-1], names)
                     for name in names:
