@@ -51,14 +51,12 @@ class Classifier:
         parts = {name: [] for name in names}
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size]
-            if self.flip_average is True:
-                # Both views in one call: a model call has a fixed cost that small batches feel.
-                both = self._run(model, np.concatenate([chunk, chunk[:, :, ::-1]]), names)
-                outputs = {name: (out[:len(chunk)] + out[len(chunk):]) / 2 for name, out in both.items()}
-            else:
-                outputs = self._run(model, chunk, names)
-            if self.flip_average and self.flip_average is not True:
-                rows = np.flatnonzero(outputs["articleType"].max(axis=1) < self.flip_average)
+            outputs = self._run(model, chunk, names)
+            if self.flip_average:
+                # The mirror images go through a call of their own: one call of both views would be
+                # faster for a request's few images, but holds twice the activations (memory).
+                rows = (np.arange(len(chunk)) if self.flip_average is True
+                        else np.flatnonzero(outputs["articleType"].max(axis=1) < self.flip_average))
                 if len(rows):
                     mirrored = self._run(model, chunk[rows, :, ::-1], names)
                     for name in names:

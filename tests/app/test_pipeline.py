@@ -101,12 +101,14 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
 
 def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):
     monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
-    flipped = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "1"}))
-    assert flipped.classifier.flip_average and not pipeline.classifier.flip_average
+    # The served bundle's manifest asks for the mirror view; the setting overrides it.
+    assert pipeline.classifier.flip_average is True
+    plain = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "0"}))
+    assert plain.classifier.flip_average is False
     # Analyses made with the mirror view are not served from the cache of those made without, and their
     # embeddings live in a space of their own.
-    assert "+flip/category" in flipped.bundle_key and "+flip" not in pipeline.bundle_key
-    assert "+flip" in flipped.embedding_model and "+flip" not in pipeline.embedding_model
+    assert "+flip/category" in pipeline.bundle_key and "+flip" not in plain.bundle_key
+    assert "+flip" in pipeline.embedding_model and "+flip" not in plain.embedding_model
     unsure_only = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "0.8"}))
     assert unsure_only.classifier.flip_average == 0.8 and "+flip<0.8/category" in unsure_only.bundle_key
 
