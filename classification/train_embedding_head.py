@@ -30,7 +30,7 @@ from . import runtime  # noqa: F401  (import order and backend first)
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from .bundle import read_manifest  # noqa: E402
+from .bundle import mirror_suffix, read_manifest  # noqa: E402
 from .catalogue import read_catalogue  # noqa: E402
 from .data import image_cache_path, load_images  # noqa: E402
 from .embedding_head import MISSING, PROFILE_GRID, Gallery, l2_normalise, precision_at_k, train_head, tune_profile  # noqa: E402
@@ -89,7 +89,9 @@ def read_records(args, taxonomy: Taxonomy, split: dict) -> tuple[dict, dict]:
 
 
 def features_path(args, classifier: Classifier, kind: str, part: str, count: int) -> Path:
-    return args.run_dir / f"features-{classifier.manifest['version']}-{kind}-{part}-{count}.npz"
+    # The weights and the view they were run with (features with the mirror view are other features).
+    view = mirror_suffix(classifier.flip_average).replace("<", "-below-")
+    return args.run_dir / f"features-{classifier.manifest['version']}{view}-{kind}-{part}-{count}.npz"
 
 
 def cached_images(args, kind: str, all_of_kind: list[LabelledImage]) -> dict | None:

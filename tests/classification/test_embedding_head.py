@@ -171,3 +171,15 @@ def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bun
     assert Classifier(bundle).embed([np.full((80, 60, 3), 128, np.uint8)]).shape == (1, head.dim)
     # the features were cached: a second run reads them instead of running the network again
     assert any((tmp_path / "run").glob("features-*-catalogue-train-*.npz"))
+
+
+def test_cached_features_are_named_by_the_weights_and_the_view_they_were_run_with(tmp_path):
+    from types import SimpleNamespace
+
+    from classification.train_embedding_head import features_path
+
+    args = SimpleNamespace(run_dir=tmp_path)
+    bundles = [SimpleNamespace(manifest={"version": "abc"}, flip_average=view) for view in (False, True, 0.8)]
+    names = {features_path(args, bundle, "catalogue", "train", 9).name for bundle in bundles}
+    assert names == {"features-abc-catalogue-train-9.npz", "features-abc+flip-catalogue-train-9.npz",
+                     "features-abc+flip-below-0.8-catalogue-train-9.npz"}
