@@ -142,7 +142,8 @@ def test_classifier_embeds_through_the_bundles_head(bundle_with_a_new_head):
     features, probs = classifier.embedding_inputs(images)
     np.testing.assert_allclose(embeddings, load_head(folder).project(features, probs), atol=1e-5)
     assert tags == classifier.predict(images)
-    assert classifier.embedding_version == f"{manifest['name']}:{manifest['version']}+{head.version}"
+    # The weights, the view they serve with (the served bundle: its mirror view), then the head.
+    assert classifier.embedding_version == f"{manifest['name']}:{manifest['version']}+flip+{head.version}"
 
 
 def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bundle, tiny_catalogue, tiny_photos,
