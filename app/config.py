@@ -9,8 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def _bool(value: str | None, default: bool | None) -> bool | None:
-    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+    return default if value is None else value.strip().lower() in _TRUE
 
 
 def _mirror_view(value: str | None, default: bool | float | None) -> bool | float | None:
@@ -18,7 +21,7 @@ def _mirror_view(value: str | None, default: bool | float | None) -> bool | floa
     mirror view (classification.bundle.mirror_policy)."""
     if value is None or not value.strip():
         return default
-    if value.strip().lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+    if value.strip().lower() in _TRUE + _FALSE:
         return _bool(value, default)
     try:
         confidence = float(value)
@@ -37,8 +40,9 @@ def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network
 class Settings:
     database_url: str = f"sqlite:///{ROOT / 'instance' / 'fashion-tagger.sqlite3'}"
     classifier_bundle: Path = ROOT / "models" / "fashion-lite0"
-    # Average the classifier's outputs over each image and its mirror image: slightly better tags for
-    # twice the classify stage (README, Models: "The mirror view"). None: as the bundle's manifest says.
+    # Average the classifier's outputs over each image and its mirror image (True), only for images it is
+    # unsure of (a confidence), or not (False): README, Models, "The mirror view". None: as the bundle's
+    # manifest says (the served bundle: True).
     classifier_flip_average: bool | float | None = None
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-efflite0"
     detector_min_size: int | None = None  # None: the bundle's own input size

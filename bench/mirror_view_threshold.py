@@ -30,7 +30,7 @@ from classification.compare_bundles import FIGURES  # noqa: E402
 from classification.data import load_images  # noqa: E402
 from classification.evaluate import (evaluate_allowed_sets, evaluate_catalogue, held_out_records,  # noqa: E402
                                      summary)
-from classification.inference import Classifier  # noqa: E402
+from classification.inference import Classifier, needs_mirror_view  # noqa: E402
 from classification.preprocess import preprocess_batch  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "datasets"
@@ -56,7 +56,7 @@ def check_served_the_same(bundle: Path, batch: np.ndarray, one: dict, mirror: di
     """The re-scoring below must be what the classifier serves at a threshold: run it and compare."""
     served = Classifier(bundle, batch_size=16, flip_average=CHECKED_THRESHOLD).predict_proba_preprocessed(batch)
     n = len(batch)
-    second = one["articleType"][:n].max(axis=1) < CHECKED_THRESHOLD
+    second = needs_mirror_view(one["articleType"][:n], CHECKED_THRESHOLD)
     expected = mixed({t: p[:n] for t, p in one.items()}, {t: p[:n] for t, p in mirror.items()}, second)
     for task, probs in served.items():
         np.testing.assert_allclose(probs, expected[task], atol=1e-4, err_msg=task)
@@ -79,15 +79,15 @@ def main(argv=None) -> dict:
         batch = preprocess_batch(images, classifier.input_size)
         one = classifier.predict_proba_preprocessed(batch)
         mirror = classifier.predict_proba_preprocessed(np.ascontiguousarray(batch[:, :, ::-1]))
-        views[kind] = (images, one, mirror, one["articleType"].max(axis=1))
+        views[kind] = (images, one, mirror)
         print(f"{kind}: {len(kind_records)} images scored in both views")
         check_served_the_same(args.bundle, batch[:CHECKED_IMAGES], one, mirror)
 
     rows = []
     for threshold in args.thresholds:
         reports, shares = {}, {}
-        for kind, (images, one, mirror, confidence) in views.items():
-            second = confidence < threshold if threshold < 1 else np.ones(len(confidence), bool)  # 1: all
+        for kind, (images, one, mirror) in views.items():
+            second = needs_mirror_view(one["articleType"], threshold)  # 0: none, 1: every image
             shares[kind] = float(second.mean())
             stand_in = FixedOutputs(classifier, mixed(one, mirror, second))
             reports[kind] = (evaluate_catalogue(stand_in, records[kind], images) if kind == "catalogue"

@@ -5,8 +5,8 @@ Numpy + PIL only, so the same pipeline feeds the TensorFlow and the torch backen
 from __future__ import annotations
 
 import math
-from collections import Counter
 import pickle
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Mapping, Sequence

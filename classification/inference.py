@@ -15,6 +15,15 @@ from .preprocess import preprocess_batch
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
 
+def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float) -> np.ndarray:
+    """Which images (a bool per row) get the mirror view under a policy (bundle.mirror_policy): all,
+    none, or those whose first view's top articleType probability is under the confidence."""
+    policy = mirror_policy(flip_average)
+    if isinstance(policy, bool):
+        return np.full(len(article_type_probs), policy)
+    return article_type_probs.max(axis=1) < policy
+
+
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
                  flip_average: bool | float | None = None):
@@ -28,7 +37,8 @@ class Classifier:
         self.flip_average = flip_average_of(self.manifest) if flip_average is None else mirror_policy(flip_average)
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
-        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}/{group}" for group in MODEL_GROUPS}
+        served_as = served_version(self.manifest, self.flip_average)
+        self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
         # The retrieval projection trained on the pooled features, when the bundle has one.
         self.embedding_head = load_head(self.bundle_dir)
         # Embeddings are comparable only between images embedded by the same weights (and head).
@@ -52,15 +62,13 @@ class Classifier:
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size]
             outputs = self._run(model, chunk, names)
-            if self.flip_average:
-                # The mirror images go through a call of their own: one call of both views would be
-                # faster for a request's few images, but holds twice the activations (memory).
-                rows = (np.arange(len(chunk)) if self.flip_average is True
-                        else np.flatnonzero(outputs["articleType"].max(axis=1) < self.flip_average))
-                if len(rows):
-                    mirrored = self._run(model, chunk[rows, :, ::-1], names)
-                    for name in names:
-                        outputs[name][rows] = (outputs[name][rows] + mirrored[name]) / 2
+            # The mirror images go through a call of their own: one call of both views would be faster
+            # for a request's few images, but holds twice the activations (memory).
+            rows = np.flatnonzero(needs_mirror_view(outputs["articleType"], self.flip_average))
+            if len(rows):
+                mirrored = self._run(model, chunk[rows, :, ::-1], names)
+                for name in names:
+                    outputs[name][rows] = (outputs[name][rows] + mirrored[name]) / 2
             for name in names:
                 parts[name].append(outputs[name])
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}

@@ -37,7 +37,7 @@ import keras  # noqa: E402  (after runtime, which picks the backend and import o
 from .augment import PhotoAugmenter  # noqa: E402
 from .bundle import load_weights, read_manifest, write_bundle  # noqa: E402
 from .catalogue import read_catalogue  # noqa: E402
-from .data import MixedBatches, encode_allowed, label_balance_weights, image_cache_path, load_images  # noqa: E402
+from .data import MixedBatches, encode_allowed, image_cache_path, label_balance_weights, load_images  # noqa: E402
 from .losses import PartialLabelAccuracy, PartialLabelCrossEntropy  # noqa: E402
 from .model import build_model  # noqa: E402
 from .packed_data import read_pack  # noqa: E402
