@@ -44,6 +44,9 @@ class Settings:
     # unsure of (a confidence), or not (False): README, Models, "The mirror view". None: as the bundle's
     # manifest says (the served bundle: True).
     classifier_flip_average: bool | float | None = None
+    # Mix the tags with the labels of the nearest training images when the bundle has a neighbour vote
+    # (classification/neighbour_vote.py; README, Models, "The neighbour vote"). Embeddings are unchanged.
+    classifier_neighbour_vote: bool = True
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-efflite0"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
@@ -134,6 +137,7 @@ class Settings:
             database_url=env.get("DATABASE_URL") or defaults.database_url,
             classifier_bundle=Path(env.get("CLASSIFIER_BUNDLE", defaults.classifier_bundle)),
             classifier_flip_average=_mirror_view(env.get("CLASSIFIER_FLIP_AVERAGE"), defaults.classifier_flip_average),
+            classifier_neighbour_vote=_bool(env.get("CLASSIFIER_NEIGHBOUR_VOTE"), defaults.classifier_neighbour_vote),
             detector_bundle=Path(env.get("DETECTOR_BUNDLE", defaults.detector_bundle)),
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")

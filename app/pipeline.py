@@ -69,7 +69,8 @@ class Pipeline:
                             score_threshold=settings.detector_score_threshold,
                             class_agnostic_nms=settings.detector_class_agnostic_nms,
                             compute_dtype=settings.detector_compute_dtype)
-        classifier = Classifier(settings.classifier_bundle, flip_average=settings.classifier_flip_average)
+        classifier = Classifier(settings.classifier_bundle, flip_average=settings.classifier_flip_average,
+                                neighbour_vote=settings.classifier_neighbour_vote)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,

@@ -8,7 +8,7 @@ Each held-out image of the three kinds (as `classification.evaluate` selects the
 bundle once as it is and once mirrored; every threshold then re-scores the same outputs: an image whose
 first view's top articleType probability is under the threshold gets the two views' average, the others
 keep the first view: what `Classifier(flip_average=<threshold>)` serves (a check runs it on a few images
-of each kind and asserts the same outputs). Threshold 0 is the one view, 1 the mirror view on
+of each kind and asserts the same outputs; the model alone, without a neighbour vote). Threshold 0 is the one view, 1 the mirror view on
 every image. Reports the 13 figures `classification.compare_bundles` weighs, their sum against the one
 view, and the share of images that paid for a second view (the classify stage's extra cost). Writes
 bench/results/mirror-view-threshold-<time>.json and a PNG of the trade beside it.
@@ -54,7 +54,7 @@ def mixed(one: dict[str, np.ndarray], mirror: dict[str, np.ndarray], second: np.
 
 def check_served_the_same(bundle: Path, batch: np.ndarray, one: dict, mirror: dict) -> None:
     """The re-scoring below must be what the classifier serves at a threshold: run it and compare."""
-    served = Classifier(bundle, batch_size=16, flip_average=CHECKED_THRESHOLD).predict_proba_preprocessed(batch)
+    served = Classifier(bundle, batch_size=16, flip_average=CHECKED_THRESHOLD, neighbour_vote=False).predict_proba_preprocessed(batch)
     n = len(batch)
     second = needs_mirror_view(one["articleType"][:n], CHECKED_THRESHOLD)
     expected = mixed({t: p[:n] for t, p in one.items()}, {t: p[:n] for t, p in mirror.items()}, second)
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS)
     args = parser.parse_args(argv)
 
-    classifier = Classifier(args.bundle, batch_size=128, flip_average=False)
+    classifier = Classifier(args.bundle, batch_size=128, flip_average=False, neighbour_vote=False)
     records = held_out_records(args.bundle, args.catalogue, args.photos, args.street)
     views = {}
     for kind, kind_records in records.items():

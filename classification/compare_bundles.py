@@ -70,8 +70,12 @@ def held_out_figures(folder: Path) -> Scored:
         raise BundleError(f"{folder}: not evaluated on {', '.join(missing)}; run classification.evaluate "
                           "with --catalogue, --photos, --street and --update-manifest first")
     figures = {label: float(metrics[kind][key]) for kind, key, label in FIGURES}
-    # The same weights served with the mirror view are another candidate: the version says which.
+    # The same weights served with the mirror view or a neighbour vote are another candidate: the version
+    # says which.
     version = str(manifest.get("version", "?")) + mirror_suffix(flip_average_of(manifest))
+    vote = (manifest.get("inference") or {}).get("neighbour_vote")
+    if vote:
+        version += f"+vote-{vote}"
     return Scored(bundle=str(folder), version=version, figures=figures)
 
 

@@ -175,9 +175,17 @@ def mirror_view_sentence(flip_average: bool | float) -> str:
     return "One view of each image (no mirror averaging)."
 
 
+def neighbour_vote_sentence(classifier: Classifier) -> str:
+    vote = classifier.neighbour_vote
+    if vote is None:
+        return "The model's own outputs (no neighbour vote)."
+    return (f"Outputs mixed with the neighbour vote `{vote.version}` (k {vote.k}, temperature {vote.temperature:g}, "
+            f"weight {vote.weight:g}) of {len(vote.vectors)} training images.")
+
+
 def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
     out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", "",
-           mirror_view_sentence(classifier.flip_average), ""]
+           mirror_view_sentence(classifier.flip_average), neighbour_vote_sentence(classifier), ""]
     catalogue = reports.get("catalogue")
     if catalogue:
         out += [f"## Catalogue thumbnails ({catalogue['images']} images)", "",
@@ -208,15 +216,21 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
 
 def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledImage]], out_dir: Path | None = None,
                     update_manifest: bool = False, batch_size: int = 128,
-                    input_size: tuple[int, int] | None = None, flip_average: bool | float | None = None) -> dict:
+                    input_size: tuple[int, int] | None = None, flip_average: bool | float | None = None,
+                    neighbour_vote: bool = True) -> dict:
     """Reports by kind (printed as a table); with `update_manifest` their summary goes into the manifest,
-    with the way they were measured (with or without the mirror view), which is then how the bundle serves."""
-    classifier = Classifier(bundle_dir, batch_size=batch_size, input_size=input_size, flip_average=flip_average)
+    with the way they were measured (with or without the mirror view), which is then how the bundle serves.
+    `neighbour_vote=False` scores the model without the bundle's neighbour vote (never into the manifest)."""
+    if update_manifest and not neighbour_vote:
+        raise ValueError("the manifest keeps the figures of the bundle as it serves: with its neighbour vote")
+    classifier = Classifier(bundle_dir, batch_size=batch_size, input_size=input_size, flip_average=flip_average,
+                            neighbour_vote=neighbour_vote)
     reports = evaluate_kinds(classifier, records, out_dir or Path(bundle_dir) / "evaluation")
     print(format_table(reports))
     if update_manifest:
         manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
-        manifest["inference"] = {"flip_average": classifier.flip_average}
+        manifest["inference"] = {"flip_average": classifier.flip_average, "neighbour_vote":
+                                 classifier.neighbour_vote.version if classifier.neighbour_vote else None}
         manifest["metrics"] = {**summary(reports), "report": "evaluation/report.md",
                                "definitions": {
                                    "catalogue": "accuracy per task on the catalogue test split (all classes); "
@@ -279,7 +293,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--flip-below", type=float, metavar="CONFIDENCE",
                         help="the mirror view only for images whose top articleType probability is under "
                              "CONFIDENCE (bench/mirror_view_threshold.py measures the trade)")
+    parser.add_argument("--no-neighbour-vote", dest="neighbour_vote", action="store_false",
+                        help="score the model without the bundle's neighbour vote (not with --update-manifest)")
     args = parser.parse_args(argv)
+    if args.update_manifest and not args.neighbour_vote:
+        parser.error("--update-manifest keeps the figures of the bundle as it serves: drop --no-neighbour-vote")
     if args.input_size and args.update_manifest:
         parser.error("--update-manifest records the bundle's own input size; drop --input-size")
     if not (args.catalogue or args.photos or args.street):
@@ -291,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     records = held_out_records(args.bundle, args.catalogue, args.photos, args.street, args.photo_label_map,
                                args.street_label_map, args.all_records)
     return evaluate_bundle(args.bundle, records, args.out, args.update_manifest, args.batch_size,
-                           tuple(args.input_size) if args.input_size else None, args.flip_average)
+                           tuple(args.input_size) if args.input_size else None, args.flip_average,
+                           args.neighbour_vote)
 
 
 if __name__ == "__main__":

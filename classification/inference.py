@@ -11,6 +11,7 @@ from . import runtime
 from .bundle import flip_average_of, load_bundle, mirror_policy, served_version
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
+from .neighbour_vote import load_vote, project
 from .preprocess import preprocess_batch
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
@@ -26,21 +27,26 @@ def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float
 
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
-                 flip_average: bool | float | None = None):
+                 flip_average: bool | float | None = None, neighbour_vote: bool = True):
         """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
         its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
         honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
-        view only to images whose top articleType probability is under it (bundle.mirror_policy)."""
+        view only to images whose top articleType probability is under it (bundle.mirror_policy).
+        `neighbour_vote` (when the bundle has one) mixes the tags with the labels of the nearest training
+        images (classification.neighbour_vote); embeddings stay the model's own."""
         self.bundle_dir = Path(bundle_dir)
         self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
         self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
         self.flip_average = flip_average_of(self.manifest) if flip_average is None else mirror_policy(flip_average)
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
-        served_as = served_version(self.manifest, self.flip_average)
-        self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
         # The retrieval projection trained on the pooled features, when the bundle has one.
         self.embedding_head = load_head(self.bundle_dir)
+        self.neighbour_vote = load_vote(self.bundle_dir, self.embedding_head) if neighbour_vote else None
+        served_as = served_version(self.manifest, self.flip_average)
+        if self.neighbour_vote is not None:
+            served_as += f"+vote-{self.neighbour_vote.version}"
+        self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
         # Embeddings are comparable only between images embedded by the same weights (and head).
         self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average)
         self._with_embedding: keras.Model | None = None
@@ -51,9 +57,19 @@ class Classifier:
         return self.predict_proba_preprocessed(batch)
 
     def predict_proba_preprocessed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The served probabilities (with the neighbour vote, when there is one)."""
         if not len(batch):
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
-        return self._forward(self.model, batch, TASKS)
+        if self.neighbour_vote is None:
+            return self._forward(self.model, batch, TASKS)
+        outputs = self._forward(self._two_output_model(), batch, (*TASKS, "embedding"))
+        return self.voted(outputs.pop("embedding"), outputs)
+
+    def voted(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The model's probabilities mixed with the neighbour vote of the images' pooled features."""
+        if self.neighbour_vote is None:
+            return probs
+        return self.neighbour_vote.mix(probs, project(self.embedding_head, features))
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged
@@ -146,16 +162,19 @@ class Classifier:
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         features, probs = self.embedding_inputs(images)
-        return self.describe(probs, allowed, outside_weight), self.embedding_of(features, probs)
+        tags = self.describe(self.voted(features, probs), allowed, outside_weight)
+        return tags, self.embedding_of(features, probs)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings, (N, embedding_dim) float32."""
         return self.predict_with_embeddings(images)[1]
 
     def embedding_inputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities: what
-        an embedding head trains on and is tuned with (embedding_of turns them into embeddings)."""
+        """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities (the
+        model's own, without the neighbour vote): what an embedding head trains on and is tuned with
+        (embedding_of turns them into embeddings)."""
         if not len(images):
-            return np.zeros((0, self.features_dim), np.float32), self.predict_proba_preprocessed(np.zeros((0,)))
+            return np.zeros((0, self.features_dim), np.float32), {
+                task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
         outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
         return outputs.pop("embedding"), outputs

@@ -36,6 +36,7 @@ from .data import image_cache_path, load_images  # noqa: E402
 from .embedding_head import MISSING, PROFILE_GRID, Gallery, l2_normalise, precision_at_k, train_head, tune_profile  # noqa: E402
 from .inference import Classifier  # noqa: E402
 from .label_map import LabelMap  # noqa: E402
+from .neighbour_vote import VOTE_FILE  # noqa: E402
 from .photo_datasets import read_labelled_photos, read_street_crops  # noqa: E402
 from .records import LabelledImage, from_catalogue  # noqa: E402
 from .taxonomy import TASKS, Taxonomy  # noqa: E402
@@ -162,7 +163,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
     split = json.loads((args.bundle / "split.json").read_text())
     records, by_kind = read_records(args, taxonomy, split)
-    classifier = Classifier(args.bundle)
+    # The model's own probabilities; a neighbour vote in the bundle was built on the head this replaces.
+    classifier = Classifier(args.bundle, neighbour_vote=False)
     features, probs = {}, {}
     for kind in by_kind:
         keys = [key for key in records if key[0] == kind]
@@ -212,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(json.dumps(report, indent=2))
     if args.write:
         head.save(args.bundle)
+        stale_vote = args.bundle / VOTE_FILE
+        if stale_vote.is_file():  # its rows live in the old head's space: the bundle would refuse to load
+            stale_vote.unlink()
+            manifest.pop("neighbour_vote", None)
+            print(f"removed {stale_vote}: rebuild it on the new head (classification.build_neighbour_vote)")
         manifest["embedding"] = {
             "source": "the trunk's globally pooled features (layer gap), L2-normalised, projected; then the "
                       "class profile; the whole vector L2-normalised",

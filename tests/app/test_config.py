@@ -24,6 +24,8 @@ def test_settings_from_the_environment():
     for bad in ("1.5", "often"):
         with pytest.raises(ValueError, match="CLASSIFIER_FLIP_AVERAGE"):
             Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": bad})
+    assert Settings.from_env({}).classifier_neighbour_vote is True
+    assert Settings.from_env({"CLASSIFIER_NEIGHBOUR_VOTE": "off"}).classifier_neighbour_vote is False
 
 
 def test_embedded_defaults():

@@ -107,10 +107,20 @@ def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipel
     assert plain.classifier.flip_average is False
     # Analyses made with the mirror view are not served from the cache of those made without, and their
     # embeddings live in a space of their own.
-    assert "+flip/category" in pipeline.bundle_key and "+flip" not in plain.bundle_key
+    assert "+flip" in pipeline.classifier.versions["category"] and "+flip" not in plain.bundle_key
     assert "+flip" in pipeline.embedding_model and "+flip" not in plain.embedding_model
     unsure_only = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "0.8"}))
-    assert unsure_only.classifier.flip_average == 0.8 and "+flip<0.8/category" in unsure_only.bundle_key
+    assert unsure_only.classifier.flip_average == 0.8 and "+flip<0.8+vote-" in unsure_only.bundle_key
+
+
+def test_the_neighbour_vote_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):
+    monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
+    # The served bundle has a neighbour vote; the setting turns it off. Tags made with it are not served
+    # from the cache of those made without; the embedding space is the same.
+    assert pipeline.classifier.neighbour_vote is not None and "+vote-" in pipeline.bundle_key
+    plain = Pipeline.load(Settings.from_env({"CLASSIFIER_NEIGHBOUR_VOTE": "0"}))
+    assert plain.classifier.neighbour_vote is None and "+vote-" not in plain.bundle_key
+    assert plain.embedding_model == pipeline.embedding_model
 
 
 def test_the_response_and_the_stored_item_say_the_category_was_constrained(settings, pipeline, monkeypatch):

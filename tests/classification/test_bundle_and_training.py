@@ -202,14 +202,19 @@ def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_
     shutil.copytree(trained_bundle["bundle"], bundle)
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--flip-average", "--update-manifest"])
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["inference"] == {"flip_average": True}
+    assert manifest["inference"] == {"flip_average": True, "neighbour_vote": None}
+    assert "no neighbour vote" in (bundle / "evaluation" / "report.md").read_text()
     assert Classifier(bundle).flip_average and not Classifier(bundle, flip_average=False).flip_average
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--flip-below", "0.8",
                    "--update-manifest"])
-    assert json.loads((bundle / "manifest.json").read_text())["inference"] == {"flip_average": 0.8}
+    assert json.loads((bundle / "manifest.json").read_text())["inference"] == {"flip_average": 0.8, "neighbour_vote": None}
     assert Classifier(bundle).flip_average == 0.8 and "under 0.8" in (bundle / "evaluation" / "report.md").read_text()
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-flip-average", "--update-manifest"])
     assert not Classifier(bundle).flip_average
+    # the manifest keeps the figures of the bundle as it serves: never those without its neighbour vote
+    with pytest.raises(SystemExit):
+        evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-neighbour-vote",
+                       "--update-manifest"])
 
 
 def test_the_same_weights_run_at_another_input_size(trained_bundle):

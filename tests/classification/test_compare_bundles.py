@@ -61,4 +61,7 @@ def test_a_bundle_served_with_the_mirror_view_is_named_apart_from_the_same_weigh
     assert held_out_figures(folder).version == "same+flip"
     (folder / "manifest.json").write_text(json.dumps({**manifest, "inference": {"flip_average": 0.8}}))
     assert held_out_figures(folder).version == "same+flip<0.8"
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "inference": {"flip_average": True,
+                                                                                  "neighbour_vote": "abc"}}))
+    assert held_out_figures(folder).version == "same+flip+vote-abc"
     assert held_out_figures(write_bundle(tmp_path / "plain", "same")).version == "same"

@@ -125,7 +125,7 @@ def test_the_profile_is_weighted_up_where_the_predictions_know_more_than_the_fea
 @pytest.fixture(scope="module")
 def bundle_with_a_new_head(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundle") / "fashion-lite0"
-    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation"))
+    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", "neighbour_vote.npz"))
     classifier = Classifier(folder)
     head = EmbeddingHead(np.random.default_rng(2).normal(size=(classifier.features_dim, 24)).astype(np.float32))
     head.save(folder)

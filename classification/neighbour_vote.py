@@ -1,0 +1,184 @@
+"""The neighbour vote: tags mixed with the labels of the nearest training images.
+
+The classifier's heads were trained on these training images, yet at serving they answer from weights
+alone; the labels of the images nearest a query (in the embedding head's projection of the pooled trunk
+features) are a second, independent opinion. A bundle with a vote (`neighbour_vote.npz`) keeps its
+training images' projected vectors (float16) and their labels: catalogue rows one label per task; phone
+photos and street crops, whose labels allow a set of articleTypes, the classifier's own distribution
+inside the allowed set (and nothing for the tasks their labels say nothing about).
+
+A query's vote for a task is the label distribution of those of its k nearest rows that carry the task, each
+weighted by exp((cosine - best cosine) / temperature); the served probabilities are
+(1 - weight) x the model's + weight x the vote's. A task no neighbour carries keeps the model's own.
+k, temperature and weight are chosen on the catalogue validation split (classification.build_neighbour_vote).
+The vote names itself in the tag versions (`+vote<version>`): the same weights with and without it tag
+differently. It needs the bundle's embedding head (its projection is the vote's space) and refuses
+another head than the one it was built with.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from .embedding_head import EmbeddingHead, l2_normalise
+
+VOTE_FILE = "neighbour_vote.npz"
+NO_LABEL = -1
+
+
+@dataclasses.dataclass(frozen=True)
+class NeighbourVote:
+    vectors: np.ndarray  # (rows, dim) unit vectors of the training images, in the head's projection
+    # task -> (rows,) label index, NO_LABEL where a row has none or a distribution instead
+    labels: Mapping[str, np.ndarray]
+    # task -> (row indices (m,), distributions (m, classes)): rows whose label allows several classes
+    distributions: Mapping[str, tuple[np.ndarray, np.ndarray]]
+    classes: Mapping[str, int]  # task -> number of classes
+    head_version: str  # the embedding head whose projection made `vectors`
+    k: int = 5
+    temperature: float = 0.05
+    weight: float = 0.35
+
+    def __post_init__(self):
+        if not (self.k >= 1 and self.temperature > 0 and 0 <= self.weight <= 1):
+            raise ValueError(f"neighbour vote needs k >= 1, temperature > 0, weight in [0, 1]: "
+                             f"{self.k}, {self.temperature}, {self.weight}")
+        # float32 copy for search: float16 matrix products are slow on CPUs
+        object.__setattr__(self, "_search", np.asarray(self.vectors, np.float32))
+        # row -> position in its task's distributions (-1: none), to gather a few rows' labels cheaply
+        positions = {}
+        for task, (rows, _) in self.distributions.items():
+            positions[task] = np.full(len(self.vectors), -1, np.int64)
+            positions[task][rows] = np.arange(len(rows))
+        object.__setattr__(self, "_positions", positions)
+
+    @property
+    def version(self) -> str:
+        digest = hashlib.sha256(np.asarray(self.vectors, np.float16).tobytes())
+        for task in sorted(self.labels):
+            digest.update(task.encode() + np.asarray(self.labels[task], np.int16).tobytes())
+        for task in sorted(self.distributions):
+            rows, values = self.distributions[task]
+            digest.update(task.encode() + np.asarray(rows, np.int32).tobytes() + np.asarray(values, np.float16).tobytes())
+        digest.update(repr((self.k, round(self.temperature, 6), round(self.weight, 6), self.head_version)).encode())
+        return digest.hexdigest()[:12]
+
+    def with_parameters(self, k: int, temperature: float, weight: float) -> "NeighbourVote":
+        return dataclasses.replace(self, k=int(k), temperature=float(temperature), weight=float(weight))
+
+    def neighbours(self, queries: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (N, k) of the nearest training images of each unit query vector, nearest first, and their cosines."""
+        k = min(k or self.k, len(self._search))
+        cosines = np.asarray(queries, np.float32) @ self._search.T
+        rows = np.argpartition(-cosines, k - 1, axis=1)[:, :k]
+        near = np.take_along_axis(cosines, rows, axis=1)
+        order = np.argsort(-near, axis=1)
+        return np.take_along_axis(rows, order, axis=1), np.take_along_axis(near, order, axis=1)
+
+    def label_rows(self, task: str, rows: np.ndarray) -> np.ndarray:
+        """(*rows.shape, classes) float32: the label distribution of each given training row for `task`
+        (zeros where the row has no label)."""
+        out = np.zeros((*rows.shape, self.classes[task]), np.float32)
+        single = self.labels[task][rows]
+        where = np.nonzero(single != NO_LABEL)
+        out[(*where, single[where])] = 1.0
+        if task in self.distributions:
+            position = self._positions[task][rows]
+            where = np.nonzero(position >= 0)
+            out[where] = self.distributions[task][1][position[where]]
+        return out
+
+    def votes(self, rows: np.ndarray, cosines: np.ndarray) -> dict[str, np.ndarray]:
+        """task -> (N, classes) vote of the k nearest rows, those that carry the task; NaN where none does."""
+        out = {}
+        for task in self.labels:
+            labelled = self.label_rows(task, rows[:, :self.k])  # (N, k, classes)
+            carries = labelled.sum(axis=2) > 0
+            weights = np.exp((cosines[:, :self.k] - cosines[:, :1]) / self.temperature) * carries
+            total = weights.sum(axis=1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[task] = np.where(total > 0, (weights[:, :, None] * labelled).sum(axis=1) / total, np.nan)
+        return out
+
+    def mix(self, probs: Mapping[str, np.ndarray], queries: np.ndarray) -> dict[str, np.ndarray]:
+        """The served probabilities: the model's `probs` mixed with the vote of each query's neighbours."""
+        if not len(queries):
+            return dict(probs)
+        return self.mixed(probs, self.votes(*self.neighbours(queries)))
+
+    def mixed(self, probs: Mapping[str, np.ndarray], votes: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """(1 - weight) x `probs` + weight x `votes`, task by task; the model's own where no vote."""
+        out = dict(probs)
+        for task, vote in votes.items():
+            if task in out:
+                mixed = (1 - self.weight) * out[task] + self.weight * vote
+                out[task] = np.where(np.isnan(mixed), out[task], mixed).astype(np.float32)
+        return out
+
+    def save(self, folder: Path) -> Path:
+        arrays = {"vectors": np.asarray(self.vectors, np.float16), "head_version": np.array(self.head_version),
+                  "parameters": np.array([self.k, self.temperature, self.weight], np.float64),
+                  "tasks": np.array(sorted(self.labels)),
+                  "classes": np.array([self.classes[t] for t in sorted(self.labels)], np.int64)}
+        for task in self.labels:
+            arrays[f"labels/{task}"] = np.asarray(self.labels[task], np.int16)
+        for task, (rows, values) in self.distributions.items():
+            arrays[f"rows/{task}"] = np.asarray(rows, np.int32)
+            arrays[f"distributions/{task}"] = np.asarray(values, np.float16)
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        path = Path(folder) / VOTE_FILE
+        path.write_bytes(buffer.getvalue())
+        return path
+
+
+def load_vote(folder: str | Path, head: EmbeddingHead | None) -> NeighbourVote | None:
+    """The bundle's neighbour vote, or None when it has none; refused when built on another head."""
+    path = Path(folder) / VOTE_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as arrays:
+        head_version = str(arrays["head_version"])
+        if head is None or head.version != head_version:
+            raise ValueError(f"{path} was built on embedding head {head_version}, the bundle's is "
+                             f"{head.version if head else 'missing'}: rebuild it (classification.build_neighbour_vote)")
+        tasks = [str(t) for t in arrays["tasks"]]
+        k, temperature, weight = arrays["parameters"]
+        return NeighbourVote(
+            vectors=arrays["vectors"], labels={t: arrays[f"labels/{t}"].astype(np.int64) for t in tasks},
+            distributions={t: (arrays[f"rows/{t}"].astype(np.int64), arrays[f"distributions/{t}"].astype(np.float32))
+                           for t in tasks if f"rows/{t}" in arrays},
+            classes=dict(zip(tasks, (int(n) for n in arrays["classes"]))), head_version=head_version,
+            k=int(k), temperature=float(temperature), weight=float(weight))
+
+
+def project(head: EmbeddingHead, features: np.ndarray) -> np.ndarray:
+    """The vote's space: the head's projection of the pooled features, without its class profile."""
+    return l2_normalise(l2_normalise(np.asarray(features, np.float32)) @ head.weight)
+
+
+def vote_rows(records, probs: Mapping[str, np.ndarray], taxonomy, tasks) -> tuple[dict, dict]:
+    """Labels and distributions of training `records`: a record allowing one known label of a task keeps
+    its index; one allowing several keeps the model's `probs` renormalised inside the allowed set."""
+    labels, distributions = {}, {}
+    for task in tasks:
+        single = np.full(len(records), NO_LABEL, np.int64)
+        rows, values = [], []
+        for i, record in enumerate(records):
+            allowed = [j for j in (taxonomy.index(task, name) for name in record.allowed.get(task, ())) if j >= 0]
+            if len(allowed) == 1:
+                single[i] = allowed[0]
+            elif allowed:
+                inside = np.zeros(taxonomy.num_classes(task), np.float32)
+                inside[allowed] = probs[task][i, allowed] + 1e-6
+                rows.append(i)
+                values.append(inside / inside.sum())
+        labels[task] = single
+        if rows:
+            distributions[task] = (np.asarray(rows, np.int64), np.stack(values))
+    return labels, distributions

@@ -1,0 +1,144 @@
+"""The neighbour vote: the labels of the nearest training images, mixed into the served tags."""
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from classification.embedding_head import EmbeddingHead, l2_normalise
+from classification.inference import Classifier
+from classification.neighbour_vote import NO_LABEL, VOTE_FILE, NeighbourVote, load_vote, project, vote_rows
+
+BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0"
+
+
+def _vote(**parameters) -> NeighbourVote:
+    """Four training rows on the axes of 4-d space; 'colour' labels rows 0-2, 'kind' rows 0 and 3, row 3's
+    kind a distribution over two classes."""
+    labels = {"colour": np.array([0, 1, 2, NO_LABEL]), "kind": np.array([1, NO_LABEL, NO_LABEL, NO_LABEL])}
+    distributions = {"kind": (np.array([3]), np.array([[0.25, 0.75]], np.float32))}
+    return NeighbourVote(np.eye(4, dtype=np.float32), labels, distributions, {"colour": 3, "kind": 2}, "head",
+                         **({"k": 1, "temperature": 0.05, "weight": 0.5} | parameters))
+
+
+def test_a_query_on_a_training_row_gets_that_rows_label():
+    vote = _vote(weight=1.0)
+    probs = {"colour": np.full((1, 3), 1 / 3, np.float32), "kind": np.full((1, 2), 0.5, np.float32)}
+    mixed = vote.mix(probs, np.array([[0, 1, 0, 0]], np.float32))
+    np.testing.assert_allclose(mixed["colour"], [[0, 1, 0]])
+    # row 1 says nothing of its kind: the model's own stays
+    np.testing.assert_allclose(mixed["kind"], probs["kind"])
+    # a row whose label allows several classes votes with its distribution
+    np.testing.assert_allclose(vote.mix(probs, np.array([[0, 0, 0, 1]], np.float32))["kind"], [[0.25, 0.75]])
+
+
+def test_the_weight_mixes_model_and_neighbours_and_nearer_rows_count_more():
+    probs = {"colour": np.array([[0.6, 0.3, 0.1]], np.float32), "kind": np.array([[0.5, 0.5]], np.float32)}
+    query = l2_normalise(np.array([[1.0, 0.9, 0, 0]], np.float32))
+    np.testing.assert_allclose(_vote(weight=0.0).mix(probs, query)["colour"], probs["colour"])
+    two = _vote(k=2, weight=1.0, temperature=0.05).mix(probs, query)["colour"][0]
+    cosines = query[0, :2]
+    expected = np.exp((cosines - cosines[0]) / 0.05)
+    np.testing.assert_allclose(two[:2], expected / expected.sum(), rtol=1e-5)
+    assert two[0] > two[1] > 0 and two[2] == 0
+    half = _vote(k=2, weight=0.5, temperature=0.05).mix(probs, query)["colour"][0]
+    np.testing.assert_allclose(half, 0.5 * probs["colour"][0] + 0.5 * two, rtol=1e-5)
+    np.testing.assert_allclose(half.sum(), 1.0, rtol=1e-5)
+
+
+def test_rows_keep_one_label_or_the_models_belief_inside_what_their_label_allows():
+    taxonomy = SimpleNamespace(index=lambda task, name: {"a": 0, "b": 1, "c": 2}.get(name, -1),
+                               num_classes=lambda task: 3)
+    records = [SimpleNamespace(allowed={"t": ("b",)}), SimpleNamespace(allowed={"t": ("a", "c", "unknown")}),
+               SimpleNamespace(allowed={})]
+    probs = {"t": np.array([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.3, 0.3, 0.4]], np.float32)}
+    labels, distributions = vote_rows(records, probs, taxonomy, ["t"])
+    assert labels["t"].tolist() == [1, NO_LABEL, NO_LABEL]
+    rows, values = distributions["t"]
+    assert rows.tolist() == [1]
+    np.testing.assert_allclose(values[0], [2 / 3, 0, 1 / 3], atol=1e-5)
+
+
+def test_parameters_are_checked():
+    with pytest.raises(ValueError):
+        _vote(k=0)
+    with pytest.raises(ValueError):
+        _vote(weight=1.5)
+    with pytest.raises(ValueError):
+        _vote(temperature=0)
+
+
+@pytest.fixture(scope="module")
+def bundle_with_a_vote(tmp_path_factory):
+    """A copy of the served bundle with a vote of 40 random rows in its head's space."""
+    folder = tmp_path_factory.mktemp("bundle") / "fashion-lite0"
+    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", VOTE_FILE))
+    plain = Classifier(folder)
+    rng = np.random.default_rng(3)
+    tasks = plain.taxonomy.labels
+    vote = NeighbourVote(
+        vectors=l2_normalise(rng.normal(size=(40, plain.embedding_head.weight.shape[1]))).astype(np.float16),
+        labels={task: rng.integers(0, len(names), 40) for task, names in tasks.items()}, distributions={},
+        classes={task: len(names) for task, names in tasks.items()}, head_version=plain.embedding_head.version,
+        k=3, temperature=0.1, weight=0.5)
+    vote.save(folder)
+    return folder, vote
+
+
+def test_the_classifier_serves_the_bundles_vote_and_names_it(bundle_with_a_vote):
+    folder, vote = bundle_with_a_vote
+    voted, plain = Classifier(folder), Classifier(folder, neighbour_vote=False)
+    assert load_vote(folder, voted.embedding_head).version == vote.version
+    images = [np.full((90, 60, 3), (200, 30, 40), np.uint8), np.full((50, 120, 3), 90, np.uint8)]
+    features, probs = plain.embedding_inputs(images)
+    expected = vote.mix(probs, project(plain.embedding_head, features))
+    served = voted.predict_proba(images)
+    for task in probs:
+        np.testing.assert_allclose(served[task], expected[task], atol=1e-5)
+        assert not np.allclose(served[task], probs[task])
+    tags, embeddings = voted.predict_with_embeddings(images)
+    assert tags == voted.describe(expected) == voted.predict(images)
+    # embeddings stay the model's own: the vote changes tags, not the embedding space
+    np.testing.assert_allclose(embeddings, plain.embed(images), atol=1e-5)
+    assert voted.embedding_version == plain.embedding_version
+    assert all(v.split("/")[0].endswith(f"+vote-{vote.version}") for v in voted.versions.values())
+    assert not any("+vote" in v for v in plain.versions.values())
+
+
+def test_a_vote_built_on_another_head_is_refused(bundle_with_a_vote, tmp_path):
+    folder, _ = bundle_with_a_vote
+    other = tmp_path / "bundle"
+    shutil.copytree(folder, other)
+    EmbeddingHead(np.ones((1280, 8), np.float32)).save(other)
+    with pytest.raises(ValueError, match="rebuild"):
+        Classifier(other)
+
+
+def test_the_build_cli_writes_a_vote_chosen_on_the_catalogue_validation_split(trained_bundle, tiny_catalogue,
+                                                                             tiny_photos, tiny_street, tmp_path):
+    from classification import build_neighbour_vote, train_embedding_head
+
+    bundle, run = tmp_path / "bundle", tmp_path / "run"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    data = ["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--photos", str(tiny_photos),
+            "--street", str(tiny_street), "--run-dir", str(run), "--image-cache", str(trained_bundle["run_dir"]),
+            "--max-side", "96"]
+    train_embedding_head.main([*data, "--dim", "8", "--epochs", "2", "--write"])
+    report = build_neighbour_vote.main([*data, "--write"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    split = json.loads((bundle / "split.json").read_text())
+    classifier = Classifier(bundle)
+    vote = classifier.neighbour_vote
+    assert vote.version == report["version"] == manifest["neighbour_vote"]["version"]
+    # its rows are the training images of the three kinds, nothing held out
+    assert report["rows"]["catalogue/train"] == len(split["train"]) and len(vote.vectors) == sum(report["rows"].values())
+    best = max(report["candidates"], key=lambda c: c["catalogue_val_sum"])
+    assert report["parameters"] == {"k": best["k"], "temperature": best["temperature"], "weight": best["weight"]}
+    assert set(report["after (with the vote)"]) == {"catalogue/val", "catalogue/test", "photo/val", "street/val"}
+    assert classifier.predict([np.full((80, 60, 3), 128, np.uint8)])[0]["articleType"]["label"]
+    # a new head makes the vote's rows meaningless: writing it removes the vote, and the bundle still loads
+    train_embedding_head.main([*data, "--dim", "8", "--epochs", "1", "--write"])
+    assert not (bundle / VOTE_FILE).exists() and "neighbour_vote" not in json.loads((bundle / "manifest.json").read_text())
+    assert Classifier(bundle).neighbour_vote is None
