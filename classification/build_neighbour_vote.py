@@ -21,34 +21,25 @@ import itertools
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Mapping, Sequence
 
 from . import runtime  # noqa: F401  (import order and backend first)
 
 import numpy as np  # noqa: E402
 
-from .bundle import read_manifest  # noqa: E402
+from .embedding_head import HEAD_FILE  # noqa: E402
 from .evaluate import allowed_set_scores, true_indices  # noqa: E402
 from .inference import Classifier  # noqa: E402
 from .neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
-from .taxonomy import TASKS, Taxonomy  # noqa: E402
-from .train_embedding_head import LABEL_MAPS, cached_images, embedding_inputs, features_path, read_records  # noqa: E402
+from .taxonomy import TASKS  # noqa: E402
+from .train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
 
 GRID = {"k": (3, 5, 10, 20), "temperature": (0.02, 0.05, 0.1), "weight": (0.2, 0.35, 0.5)}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
-    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
-    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
-    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
-    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
-    parser.add_argument("--run-dir", type=Path, required=True, help="feature cache")
-    parser.add_argument("--image-cache", type=Path, help="a training run's folder whose decoded images to reuse")
-    parser.add_argument("--max-side", type=int, default=192, help="photos and crops are shrunk to this, as in training")
+    add_data_arguments(parser)
     parser.add_argument("--write", action="store_true", help="store the vote and its figures in the bundle")
     return parser.parse_args(argv)
 
@@ -73,22 +64,11 @@ def scores(classifier: Classifier, key: tuple[str, str], records, probs: Mapping
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.time()
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(args.bundle)
-    taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
-    split = json.loads((args.bundle / "split.json").read_text())
-    records, by_kind = read_records(args, taxonomy, split)
-    # The model's own outputs: a vote already in the bundle must not vote on its own rows.
-    classifier = Classifier(args.bundle, neighbour_vote=False)
-    if classifier.embedding_head is None:
+    if not (args.bundle / HEAD_FILE).is_file():
         raise SystemExit(f"{args.bundle} has no embedding head: train one first (classification.train_embedding_head)")
-    features, probs = {}, {}
-    for kind in by_kind:
-        keys = [key for key in records if key[0] == kind]
-        done = all(features_path(args, classifier, *key, len(records[key])).is_file() for key in keys)
-        decoded = None if done else cached_images(args, kind, by_kind[kind])
-        for key in keys:
-            features[key], probs[key] = embedding_inputs(classifier, args, *key, records[key], decoded)
+    # The model's own outputs: a vote already in the bundle must not vote on its own rows.
+    manifest, classifier, records, features, probs = bundle_features(args)
+    taxonomy = classifier.taxonomy
 
     train_keys = [key for key in records if key[1] == "train"]
     train_records = [r for key in train_keys for r in records[key]]

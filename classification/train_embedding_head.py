@@ -47,15 +47,7 @@ K = 10
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
-    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
-    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
-    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
-    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
-    parser.add_argument("--run-dir", type=Path, required=True, help="feature cache")
-    parser.add_argument("--image-cache", type=Path, help="a training run's folder whose decoded images to reuse")
-    parser.add_argument("--max-side", type=int, default=192, help="photos and crops are shrunk to this, as in training")
+    add_data_arguments(parser)
     parser.add_argument("--dim", type=int, default=256)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -69,6 +61,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass of the bundle")
     parser.add_argument("--write", action="store_true", help="store the head and its figures in the bundle")
     return parser.parse_args(argv)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The bundle, the three kinds of image and the feature cache: what every CLI over a bundle's
+    pooled features takes (this one and classification.build_neighbour_vote)."""
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
+    parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
+    parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
+    parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
+    parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
+    parser.add_argument("--run-dir", type=Path, required=True, help="feature cache")
+    parser.add_argument("--image-cache", type=Path, help="a training run's folder whose decoded images to reuse")
+    parser.add_argument("--max-side", type=int, default=192, help="photos and crops are shrunk to this, as in training")
 
 
 def read_records(args, taxonomy: Taxonomy, split: dict) -> tuple[dict, dict]:
@@ -132,6 +138,25 @@ def embedding_inputs(classifier: Classifier, args, kind: str, part: str, records
     return features, probs
 
 
+def bundle_features(args) -> tuple[dict, Classifier, dict, dict, dict]:
+    """The bundle's manifest, its classifier (the model's own outputs: no neighbour vote), the records of
+    each (kind, part) by its split, and their pooled features and probabilities, from the cache where it
+    has them (images decoded once per kind otherwise)."""
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(args.bundle)
+    split = json.loads((args.bundle / "split.json").read_text())
+    records, by_kind = read_records(args, Taxonomy.from_dict(manifest["taxonomy"]), split)
+    classifier = Classifier(args.bundle, neighbour_vote=False)
+    features, probs = {}, {}
+    for kind in by_kind:
+        keys = [key for key in records if key[0] == kind]
+        done = all(features_path(args, classifier, *key, len(records[key])).is_file() for key in keys)
+        decoded = None if done else cached_images(args, kind, by_kind[kind])
+        for key in keys:
+            features[key], probs[key] = embedding_inputs(classifier, args, *key, records[key], decoded)
+    return manifest, classifier, records, features, probs
+
+
 def label_indices(records: list[LabelledImage], kind: str, label_of, vocabulary: list[str]) -> np.ndarray:
     """Each record's index of its label in `vocabulary`; MISSING for other kinds and unknown labels."""
     position = {label: i for i, label in enumerate(vocabulary)}
@@ -158,20 +183,9 @@ def retrieval_scores(vectors: dict, records: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.time()
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    manifest = read_manifest(args.bundle)
-    taxonomy = Taxonomy.from_dict(manifest["taxonomy"])
-    split = json.loads((args.bundle / "split.json").read_text())
-    records, by_kind = read_records(args, taxonomy, split)
     # The model's own probabilities; a neighbour vote in the bundle was built on the head this replaces.
-    classifier = Classifier(args.bundle, neighbour_vote=False)
-    features, probs = {}, {}
-    for kind in by_kind:
-        keys = [key for key in records if key[0] == kind]
-        done = all(features_path(args, classifier, *key, len(records[key])).is_file() for key in keys)
-        decoded = None if done else cached_images(args, kind, by_kind[kind])
-        for key in keys:
-            features[key], probs[key] = embedding_inputs(classifier, args, *key, records[key], decoded)
+    manifest, classifier, records, features, probs = bundle_features(args)
+    taxonomy = classifier.taxonomy
 
     # Training rows: every kind's training part; each label set is one kind's labels.
     train_keys = [key for key in records if key[1] == "train"]
