@@ -172,7 +172,9 @@ def main(argv=None) -> dict:
     check = pipeline_check(pipeline, images[:CHECKED_PHOTOS], detections_per_photo[:CHECKED_PHOTOS], taxonomy)
 
     report = {
-        "classifier": classifier.embedding_version, "detector": pipeline.detector.version,
+        # the tags' version (mirror view, neighbour vote) and the embedding space's
+        "classifier": classifier.versions["category"].rsplit("/", 1)[0],
+        "classifier_embedding": classifier.embedding_version, "detector": pipeline.detector.version,
         "garment_crop": pipeline.garment_crop,
         "classifier_bundle": str(args.classifier), "detector_bundle": str(args.detector),
         "photos": len(photos), "iou": args.iou, "garment_min_side": settings.garment_min_side,

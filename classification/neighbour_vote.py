@@ -18,6 +18,7 @@ another head than the one it was built with.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 from pathlib import Path
@@ -57,8 +58,9 @@ class NeighbourVote:
             positions[task][rows] = np.arange(len(rows))
         object.__setattr__(self, "_positions", positions)
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
+        """A short hash of the rows, their labels and the parameters (computed once: 20 MB of vectors)."""
         digest = hashlib.sha256(np.asarray(self.vectors, np.float16).tobytes())
         for task in sorted(self.labels):
             digest.update(task.encode() + np.asarray(self.labels[task], np.int16).tobytes())
