@@ -42,7 +42,9 @@ class Classifier:
         self.batch_size = batch_size
         # The retrieval projection trained on the pooled features, when the bundle has one.
         self.embedding_head = load_head(self.bundle_dir)
-        self.neighbour_vote = load_vote(self.bundle_dir, self.embedding_head) if neighbour_vote else None
+        self.neighbour_vote = (load_vote(self.bundle_dir, self.embedding_head,
+                                         (self.manifest.get("neighbour_vote") or {}).get("version"))
+                               if neighbour_vote else None)
         served_as = served_version(self.manifest, self.flip_average)
         if self.neighbour_vote is not None:
             served_as += f"+vote-{self.neighbour_vote.version}"

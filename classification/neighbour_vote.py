@@ -26,6 +26,8 @@ from typing import Mapping
 
 import numpy as np
 
+from common.bundles import BundleError
+
 from .embedding_head import EmbeddingHead, l2_normalise
 
 VOTE_FILE = "neighbour_vote.npz"
@@ -139,24 +141,29 @@ class NeighbourVote:
         return path
 
 
-def load_vote(folder: str | Path, head: EmbeddingHead | None) -> NeighbourVote | None:
-    """The bundle's neighbour vote, or None when it has none; refused when built on another head."""
+def load_vote(folder: str | Path, head: EmbeddingHead | None, expected_version: str | None = None) -> NeighbourVote | None:
+    """The bundle's neighbour vote, or None when it has none; refused when built on another head, or when
+    its content is not the `expected_version` the manifest recorded (a corrupt or replaced file)."""
     path = Path(folder) / VOTE_FILE
     if not path.is_file():
         return None
     with np.load(path) as arrays:
         head_version = str(arrays["head_version"])
         if head is None or head.version != head_version:
-            raise ValueError(f"{path} was built on embedding head {head_version}, the bundle's is "
-                             f"{head.version if head else 'missing'}: rebuild it (classification.build_neighbour_vote)")
+            raise BundleError(f"{path} was built on embedding head {head_version}, the bundle's is "
+                              f"{head.version if head else 'missing'}: rebuild it (classification.build_neighbour_vote)")
         tasks = [str(t) for t in arrays["tasks"]]
         k, temperature, weight = arrays["parameters"]
-        return NeighbourVote(
+        vote = NeighbourVote(
             vectors=arrays["vectors"], labels={t: arrays[f"labels/{t}"].astype(np.int64) for t in tasks},
             distributions={t: (arrays[f"rows/{t}"].astype(np.int64), arrays[f"distributions/{t}"].astype(np.float32))
                            for t in tasks if f"rows/{t}" in arrays},
             classes=dict(zip(tasks, (int(n) for n in arrays["classes"]))), head_version=head_version,
             k=int(k), temperature=float(temperature), weight=float(weight))
+    if expected_version is not None and vote.version != expected_version:
+        raise BundleError(f"{path}: version {vote.version} does not match the manifest's {expected_version} "
+                          "(corrupt or replaced file)")
+    return vote
 
 
 def project(head: EmbeddingHead, features: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from classification.embedding_head import EmbeddingHead, l2_normalise
+from common.bundles import BundleError
 from classification.inference import Classifier
 from classification.neighbour_vote import NO_LABEL, VOTE_FILE, NeighbourVote, load_vote, project, vote_rows
 
@@ -84,6 +85,9 @@ def bundle_with_a_vote(tmp_path_factory):
         classes={task: len(names) for task, names in tasks.items()}, head_version=plain.embedding_head.version,
         k=3, temperature=0.1, weight=0.5)
     vote.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["neighbour_vote"] = {"version": vote.version}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder, vote
 
 
@@ -107,13 +111,19 @@ def test_the_classifier_serves_the_bundles_vote_and_names_it(bundle_with_a_vote)
     assert not any("+vote" in v for v in plain.versions.values())
 
 
-def test_a_vote_built_on_another_head_is_refused(bundle_with_a_vote, tmp_path):
-    folder, _ = bundle_with_a_vote
+def test_a_vote_built_on_another_head_or_not_the_manifests_is_refused(bundle_with_a_vote, tmp_path):
+    folder, vote = bundle_with_a_vote
     other = tmp_path / "bundle"
     shutil.copytree(folder, other)
     EmbeddingHead(np.ones((1280, 8), np.float32)).save(other)
-    with pytest.raises(ValueError, match="rebuild"):
+    with pytest.raises(BundleError, match="rebuild"):
         Classifier(other)
+    replaced = tmp_path / "replaced"
+    shutil.copytree(folder, replaced)
+    vote.with_parameters(k=4, temperature=0.1, weight=0.5).save(replaced)
+    with pytest.raises(BundleError, match="does not match the manifest"):
+        Classifier(replaced)
+    assert Classifier(replaced, neighbour_vote=False).neighbour_vote is None
 
 
 def test_the_build_cli_writes_a_vote_chosen_on_the_catalogue_validation_split(trained_bundle, tiny_catalogue,
