@@ -28,7 +28,7 @@ from . import runtime  # noqa: F401  (import order and backend first)
 import numpy as np  # noqa: E402
 
 from .embedding_head import HEAD_FILE  # noqa: E402
-from .evaluate import allowed_set_scores, true_indices  # noqa: E402
+from .evaluate import allowed_set_scores, decoded_indices, true_indices  # noqa: E402
 from .inference import Classifier  # noqa: E402
 from .neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
 from .taxonomy import TASKS  # noqa: E402
@@ -51,8 +51,7 @@ def scores(classifier: Classifier, key: tuple[str, str], records, probs: Mapping
     if key[0] == "catalogue":
         out = {}
         for task in TASKS:
-            lookup = {name: i for i, name in enumerate(classifier.taxonomy.labels[task])}
-            predicted = np.asarray([lookup[d[task]["label"]] for d in described])
+            predicted = decoded_indices(classifier, described, task)
             true = true_indices(records, classifier, task)
             out[task] = round(float((true == predicted)[true != -1].mean()), 4)
         return out

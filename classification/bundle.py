@@ -132,6 +132,11 @@ def served_version(manifest: Mapping, flip_average: bool | float | None = None) 
     return f"{manifest['name']}:{manifest['version']}{mirror_suffix(flip_average)}"
 
 
+def vote_suffix(vote_version: str | None) -> str:
+    """What a version gains from a neighbour vote (classification.neighbour_vote): "+vote-<version>", or nothing."""
+    return f"+vote-{vote_version}" if vote_version else ""
+
+
 def mirror_suffix(flip_average: bool | float) -> str:
     """What a version gains from the mirror view: "+flip", "+flip<T" under confidence T, or nothing."""
     flip_average = mirror_policy(flip_average)

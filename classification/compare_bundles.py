@@ -21,7 +21,7 @@ from typing import Sequence
 
 from common.bundles import BundleError
 
-from .bundle import flip_average_of, mirror_suffix
+from .bundle import flip_average_of, mirror_suffix, vote_suffix
 from .metrics import PHOTO_KIND_FIGURES
 from .taxonomy import TASKS
 
@@ -72,10 +72,8 @@ def held_out_figures(folder: Path) -> Scored:
     figures = {label: float(metrics[kind][key]) for kind, key, label in FIGURES}
     # The same weights served with the mirror view or a neighbour vote are another candidate: the version
     # says which.
-    version = str(manifest.get("version", "?")) + mirror_suffix(flip_average_of(manifest))
-    vote = (manifest.get("inference") or {}).get("neighbour_vote")
-    if vote:
-        version += f"+vote-{vote}"
+    version = (str(manifest.get("version", "?")) + mirror_suffix(flip_average_of(manifest))
+               + vote_suffix((manifest.get("inference") or {}).get("neighbour_vote")))
     return Scored(bundle=str(folder), version=version, figures=figures)
 
 

@@ -52,6 +52,12 @@ def true_indices(records: Sequence[LabelledImage], classifier: Classifier, task:
     return np.asarray(out, dtype=np.int64)
 
 
+def decoded_indices(classifier: Classifier, described: Sequence[dict], task: str) -> np.ndarray:
+    """Each image's decoded label of `task` (Classifier.describe) as its index in the taxonomy."""
+    lookup = {name: i for i, name in enumerate(classifier.taxonomy.labels[task])}
+    return np.asarray([lookup[d[task]["label"]] for d in described], dtype=np.int64)
+
+
 def predict(classifier: Classifier, records: Sequence[LabelledImage], images: Sequence[np.ndarray] | None):
     if images is None:
         images = load_images(records, desc="evaluating: decoding")
@@ -67,8 +73,7 @@ def evaluate_catalogue(classifier: Classifier, records: Sequence[LabelledImage],
     wrong = np.zeros(len(records), bool)
     for task in TASKS:
         labels = classifier.taxonomy.labels[task]
-        lookup = {name: i for i, name in enumerate(labels)}
-        pred = np.asarray([lookup[r[task]["label"]] for r in described], dtype=np.int64)
+        pred = decoded_indices(classifier, described, task)
         true = true_indices(records, classifier, task)
         report["tasks"][task] = task_metrics(true, pred, probs[task], labels)
         if task == "articleType":

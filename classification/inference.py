@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import flip_average_of, load_bundle, mirror_policy, served_version
+from .bundle import flip_average_of, load_bundle, mirror_policy, served_version, vote_suffix
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .neighbour_vote import load_vote, project
@@ -45,9 +45,8 @@ class Classifier:
         self.neighbour_vote = (load_vote(self.bundle_dir, self.embedding_head,
                                          (self.manifest.get("neighbour_vote") or {}).get("version"))
                                if neighbour_vote else None)
-        served_as = served_version(self.manifest, self.flip_average)
-        if self.neighbour_vote is not None:
-            served_as += f"+vote-{self.neighbour_vote.version}"
+        served_as = served_version(self.manifest, self.flip_average) + vote_suffix(
+            self.neighbour_vote.version if self.neighbour_vote else None)
         self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
         # Embeddings are comparable only between images embedded by the same weights (and head).
         self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average)

@@ -51,8 +51,8 @@ class NeighbourVote:
         if not (self.k >= 1 and self.temperature > 0 and 0 <= self.weight <= 1):
             raise ValueError(f"neighbour vote needs k >= 1, temperature > 0, weight in [0, 1]: "
                              f"{self.k}, {self.temperature}, {self.weight}")
-        # float32 copy for search: float16 matrix products are slow on CPUs
-        object.__setattr__(self, "_search", np.asarray(self.vectors, np.float32))
+        # float32 once, at load: float16 matrix products are slow on CPUs (the file keeps float16)
+        object.__setattr__(self, "vectors", np.asarray(self.vectors, np.float32))
         # row -> position in its task's distributions (-1: none), to gather a few rows' labels cheaply
         positions = {}
         for task, (rows, _) in self.distributions.items():
@@ -77,8 +77,8 @@ class NeighbourVote:
 
     def neighbours(self, queries: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows (N, k) of the nearest training images of each unit query vector, nearest first, and their cosines."""
-        k = min(k or self.k, len(self._search))
-        cosines = np.asarray(queries, np.float32) @ self._search.T
+        k = min(k or self.k, len(self.vectors))
+        cosines = np.asarray(queries, np.float32) @ self.vectors.T
         rows = np.argpartition(-cosines, k - 1, axis=1)[:, :k]
         near = np.take_along_axis(cosines, rows, axis=1)
         order = np.argsort(-near, axis=1)
@@ -100,10 +100,10 @@ class NeighbourVote:
     def votes(self, rows: np.ndarray, cosines: np.ndarray) -> dict[str, np.ndarray]:
         """task -> (N, classes) vote of the k nearest rows, those that carry the task; NaN where none does."""
         out = {}
+        nearness = np.exp((cosines[:, :self.k] - cosines[:, :1]) / self.temperature)  # the same for every task
         for task in self.labels:
             labelled = self.label_rows(task, rows[:, :self.k])  # (N, k, classes)
-            carries = labelled.sum(axis=2) > 0
-            weights = np.exp((cosines[:, :self.k] - cosines[:, :1]) / self.temperature) * carries
+            weights = nearness * (labelled.sum(axis=2) > 0)  # rows without the task's label do not vote
             total = weights.sum(axis=1, keepdims=True)
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[task] = np.where(total > 0, (weights[:, :, None] * labelled).sum(axis=1) / total, np.nan)
