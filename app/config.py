@@ -121,6 +121,7 @@ class Settings:
     similarity_max_k: int = 100
     similarity_overfetch: int = 10  # filtered searches ask the index for k x this many, then filter
     similarity_filtered_exact_max: int = 20_000  # few matches: exact search over the filtered subset
+    similarity_query_expansion: int = 20  # search again from the query + its nearest items (0: off)
     # The catalogue page (app/catalogue). With API keys required, people sign in with a key once and
     # get a session cookie signed with SECRET_KEY (instance/secret_key is made when unset).
     catalogue_enabled: bool = True
@@ -191,6 +192,7 @@ class Settings:
             similarity_overfetch=int(env.get("SIMILARITY_OVERFETCH", defaults.similarity_overfetch)),
             similarity_filtered_exact_max=int(env.get("SIMILARITY_FILTERED_EXACT_MAX",
                                                       defaults.similarity_filtered_exact_max)),
+            similarity_query_expansion=int(env.get("SIMILARITY_QUERY_EXPANSION", defaults.similarity_query_expansion)),
             catalogue_enabled=_bool(env.get("CATALOGUE_ENABLED"), defaults.catalogue_enabled),
             catalogue_cookie_secure=_bool(env.get("CATALOGUE_COOKIE_SECURE"), defaults.catalogue_cookie_secure),
             catalogue_page_size=int(env.get("CATALOGUE_PAGE_SIZE", defaults.catalogue_page_size)),

@@ -114,9 +114,12 @@ def spec() -> dict:
                     "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}}}},
             "SearchInfo": {"type": "object", "properties": {
                 "method": {"enum": ["index", "index+filter", "exact-subset"]}, "index": {"enum": ["exact", "ivf"]},
-                "index_size": {"type": "integer"}}},
+                "index_size": {"type": "integer"},
+                "query_expansion": {"type": "integer", "description": "how many stored items expanded the query "
+                                    "before the search that ranked the results (SIMILARITY_QUERY_EXPANSION; 0: none)"}}},
             "Hit": {"type": "object", "properties": {
-                "score": {"type": "number", "description": "cosine similarity of the embeddings, -1..1"},
+                "score": {"type": "number", "description": "cosine similarity of the item's embedding to the query's "
+                                                     "(expanded by its nearest items, see SearchInfo), -1..1"},
                 "item": {"$ref": "#/components/schemas/Item"}}},
             "Similar": {"type": "object", "properties": {
                 "item": {"$ref": "#/components/schemas/Item"}, "model": {"type": "string"},

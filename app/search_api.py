@@ -38,7 +38,8 @@ def _k() -> int:
 
 
 def _results(result) -> dict:
-    return {"search": {"method": result.method, "index": result.index_kind, "index_size": result.index_size},
+    return {"search": {"method": result.method, "index": result.index_kind, "index_size": result.index_size,
+                       "query_expansion": result.query_expansion},
             "results": [{"score": round(hit.score, 5), "item": listed_item_json(hit.item)} for hit in result.hits]}
 
 

@@ -216,6 +216,14 @@ class VectorIndex:
         best = np.argsort(-scores, kind="stable")[:k]
         return ids[best], scores[best]
 
+    def vectors(self, item_ids) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors of `item_ids` (those in the index) and their ids, in the index's order."""
+        with self._lock:
+            positions = np.flatnonzero(np.isin(self.ids, np.asarray(list(item_ids), np.int64)))
+            if not len(positions):
+                return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+            return self.ids[positions], self._index.reconstruct_batch(positions.astype(np.int64))[:, :self.dim]
+
     def vector(self, item_id: int) -> np.ndarray | None:
         with self._lock:
             positions = np.flatnonzero(self.ids == item_id)

@@ -51,7 +51,8 @@ def test_similar_items_rank_the_near_duplicate_first(client, catalogue, pipeline
     assert response.status_code == 200, response.json
     body = response.json
     assert body["item"]["id"] == red_product and body["model"] == pipeline.embedding_model
-    assert body["search"] == {"method": "index+filter", "index": "exact", "index_size": body["search"]["index_size"]}
+    assert body["search"] == {"method": "index+filter", "index": "exact", "index_size": body["search"]["index_size"],
+                              "query_expansion": min(20, body["search"]["index_size"] - len(catalogue[0]["items"]))}
     results = body["results"]
     assert [r["item"]["analysis_id"] for r in results] == [catalogue[1]["id"], catalogue[2]["id"]]
     assert results[0]["score"] > results[1]["score"] and all(-1 <= r["score"] <= 1.0001 for r in results)

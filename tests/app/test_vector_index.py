@@ -12,7 +12,7 @@ from app.db import make_engine
 from app.embeddings import to_bytes
 from app.filters import ItemFilters
 from app.models import ItemEmbedding
-from app.similarity import SimilarityIndex
+from app.similarity import SimilarityIndex, expanded_query
 from app.store import save_analysis
 from app.vector_index import VectorIndex, build_ivf
 
@@ -197,4 +197,35 @@ def test_the_search_that_finds_the_index_doubled_does_not_wait_for_its_retrainin
         assert index.wait_for_rebuild(30) and index.trained_size == 60
         result = similarity.search(session, "m", vectors[50], 1, ItemFilters({}))
         assert [hit.item.id for hit in result.hits] == [item_ids[50]] and result.index_kind == "ivf"
+    engine.dispose()
+
+
+def test_expanded_query_is_the_unit_sum_weighted_by_cosine():
+    query, near, far = np.eye(4, dtype=np.float32)[:3]
+    expanded = expanded_query(query, np.stack([near, far]), np.array([0.5, -0.3]), alpha=3)
+    assert np.allclose(expanded, (query + 0.125 * near) / np.linalg.norm(query + 0.125 * near))  # a negative cosine counts 0
+    assert np.allclose(expanded_query(query, near[None], np.array([0.5]), alpha=1),
+                       (query + 0.5 * near) / np.linalg.norm(query + 0.5 * near))
+    assert np.allclose(expanded_query(query, np.zeros((0, 4)), np.zeros(0)), query)  # nothing to expand by
+
+
+def test_query_expansion_ranks_by_the_query_and_its_neighbours(database_url):
+    """A lone item a little nearer the query than a tight group of five: searched as it is, the lone item
+    comes first; expanded by its neighbours (the group outweighs it), a group member does."""
+    engine, make_session, item_ids = _stored_items(database_url, "e", 6)
+    basis = np.eye(32, dtype=np.float32)
+    lone = 0.80 * basis[0] + 0.60 * basis[1]
+    group = [0.78 * basis[0] + 0.60 * basis[2] + 0.05 * basis[3 + n] for n in range(5)]
+    vectors = np.stack([lone, *group])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    with make_session() as session:
+        session.add_all([ItemEmbedding(item_id=i, model="m", vector=to_bytes(v)) for i, v in zip(item_ids, vectors)])
+        session.commit()
+    query = basis[0]
+    with make_session() as session:
+        plain = SimilarityIndex(Settings(similarity_query_expansion=0)).search(session, "m", query, 2, ItemFilters({}))
+        assert plain.hits[0].item.id == item_ids[0] and plain.query_expansion == 0
+        expanded = SimilarityIndex(Settings(similarity_query_expansion=20)).search(session, "m", query, 2, ItemFilters({}))
+        assert expanded.hits[0].item.id in item_ids[1:] and expanded.query_expansion == 6  # every stored item
+        assert [hit.score for hit in expanded.hits] == sorted((hit.score for hit in expanded.hits), reverse=True)
     engine.dispose()
