@@ -20,6 +20,8 @@ chose nothing. Probes:
    validation senders split in two halves at random (6 draws), one half joins the vote, the other half is
    measured (articleType group, mean over labels) with the model alone, the served vote, and the vote with
    the added rows.
+6. `type_boost`: "more like this" (with the served query expansion) ranking up by `beta` the items whose
+   served articleType is the query's.
 
 Writes bench/results/vote-probes-<time>.json.
 """
@@ -39,10 +41,11 @@ from classification import runtime  # noqa: E402,F401  (torch before TensorFlow,
 
 import numpy as np  # noqa: E402
 
+from app.similarity import expanded_query  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.embedding_head import l2_normalise, precision_at_k  # noqa: E402
-from classification.evaluate import true_indices  # noqa: E402
+from classification.evaluate import decoded_indices, true_indices  # noqa: E402
 from classification.neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
 from classification.train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
@@ -209,6 +212,35 @@ class Probes:
         mean = {name: round(float(np.mean([row[name] for row in rows])), 4) for name in rows[0]}
         return {"draws": rows, "mean": mean}
 
+    # ---- 6 -------------------------------------------------------------------------------------------
+
+    def type_boost(self) -> dict:
+        """Neighbours sharing the query's served articleType (the vote's tags) ranked up by `beta`."""
+        head = self.classifier.embedding_head
+        vote = self.vote(self.projection)[0].with_parameters(*self.served)
+        out = {}
+        for key in self.held_out:
+            records = self.records[key]
+            labels = [r.label("articleType") for r in records] if key[0] == "catalogue" else [r.source_label for r in records]
+            names = np.array([label or "" for label in labels], dtype=object)
+            vectors = head.project(self.features[key], self.probs[key]).astype(np.float16).astype(np.float32)
+            served_tags = vote.mix(self.probs[key], self.projection(self.features[key]))
+            predicted = decoded_indices(self.classifier, self.classifier.describe(served_tags), "articleType")
+            same_type = (predicted[:, None] == predicted[None, :]).astype(np.float32)
+            cosines = vectors @ vectors.T
+            np.fill_diagonal(cosines, -np.inf)
+            nearest = np.argsort(-cosines, axis=1)[:, :20]
+            expanded = np.stack([expanded_query(vectors[i], vectors[nearest[i]], cosines[i, nearest[i]])
+                                 for i in range(len(vectors))])  # as served: query expansion first
+            found = expanded @ vectors.T
+            np.fill_diagonal(found, -np.inf)
+            row = {}
+            for beta in (0.0, 0.05, 0.1, 0.2, 1.0):
+                top = np.argsort(-(found + beta * same_type), axis=1)[:, :10]
+                row[f"beta {beta}"] = round(float((names[top] == names[:, None])[names != ""].mean()), 4)
+            out["/".join(key)] = row
+        return out
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -218,7 +250,7 @@ def main() -> None:
                         run_dir=ROOT / "runs" / "knn")
     for action in parser._actions:  # every path has a default here
         action.required = False
-    parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos")
+    parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,type_boost")
     args = parser.parse_args()
     probes = Probes(args)
     report = {"bundle": str(args.bundle), "served_vote": probes.served, "chosen_on": "catalogue validation split"}
