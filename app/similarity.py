@@ -17,8 +17,8 @@ is, then searched again as the unit sum of itself and its nearest stored items, 
 cosine cubed (alpha query expansion). What the query's nearest items share (the kind of garment)
 outweighs what set the query apart: +0.007 to +0.010 precision@10 on each held-out gallery, the
 size and alpha chosen on the catalogue validation split (bench/vote_probes.py, README "Similarity search").
-The expansion ignores the filters and the query's own image; the returned scores are the cosines to
-the expanded query (what the ranking used).
+The expansion leaves out what the results leave out (the query's own image, unless asked for) and
+ignores the filters; the returned scores are the cosines to the expanded query (what the ranking used).
 
 Filters: the index is asked for k x SIMILARITY_OVERFETCH neighbours, which are then filtered in SQL with
 the /v1/items conditions. When fewer than k pass (a rare filter), the search is exact over the filtered
