@@ -33,7 +33,7 @@ import threading
 import time
 
 import numpy as np
-from sqlalchemy import func, or_, select, true
+from sqlalchemy import or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from .config import Settings
@@ -154,14 +154,13 @@ class SimilarityIndex:
         analyses in `exclude_analyses` (the query's own image) are left out."""
         index = self.sync(session, model)
         settings = self.settings
-        # The query image's own items come first: ask for that many more.
-        margin = session.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(exclude_analyses))) \
-            if exclude_analyses else 0
-        asked = k * (settings.similarity_overfetch if filters.active else 1) + margin
+        # The query image's own items come first: ask for that many more (and expand by none of them).
+        own = set(session.scalars(select(Item.id).where(Item.analysis_id.in_(exclude_analyses)))) \
+            if exclude_analyses else set()
+        asked = k * (settings.similarity_overfetch if filters.active else 1) + len(own)
         expanded_by = 0
         if settings.similarity_query_expansion > 0:
-            vector, expanded_by = self._expanded(session, index, vector, settings.similarity_query_expansion,
-                                                 exclude_analyses, margin)
+            vector, expanded_by = expand_from_index(index, vector, settings.similarity_query_expansion, own)
         ids, scores = index.search(vector, asked)  # the index guards itself (a rebuild may be swapping in)
         hits = self._readable_hits(session, index, ids, scores, filters, exclude_analyses)
         method = "index+filter" if filters.active else "index"
@@ -174,20 +173,6 @@ class SimilarityIndex:
                 hits = self._readable_hits(session, index, ids, scores, ItemFilters({}), exclude_analyses)
                 method = "exact-subset"
         return SearchResult(hits[:k], method, index.kind, len(index), expanded_by)
-
-    @staticmethod
-    def _expanded(session: Session, index: VectorIndex, vector: np.ndarray, count: int, exclude_analyses,
-                  margin: int) -> tuple[np.ndarray, int]:
-        """`vector` expanded by its `count` nearest stored items, those of `exclude_analyses` left out, and
-        how many there were."""
-        ids, scores = index.search(vector, count + margin)
-        if margin:
-            own = set(session.scalars(select(Item.id).where(Item.analysis_id.in_(exclude_analyses))))
-            keep = np.array([i not in own for i in ids.tolist()], bool)
-            ids, scores = ids[keep], scores[keep]
-        found, vectors = index.vectors(ids[:count])
-        weight_of = dict(zip(ids.tolist(), scores.tolist()))
-        return expanded_query(vector, vectors, np.array([weight_of[i] for i in found.tolist()], np.float32)), len(found)
 
     @staticmethod
     def _readable_hits(session, index, ids, scores, filters: ItemFilters, exclude_analyses) -> list[Hit]:
@@ -217,3 +202,16 @@ def expanded_query(vector: np.ndarray, neighbours: np.ndarray, cosines: np.ndarr
                       * np.asarray(neighbours, np.float32)).sum(axis=0)
     norm = float(np.linalg.norm(total))
     return total / norm if norm > 0 else vector
+
+
+def expand_from_index(index: VectorIndex, vector: np.ndarray, count: int, leave_out=frozenset()) -> tuple[np.ndarray, int]:
+    """`vector` expanded by its `count` nearest items in `index` (the ids in `leave_out` skipped), and how
+    many expanded it."""
+    ids, cosines = index.search(vector, count + len(leave_out))
+    if leave_out:
+        keep = np.array([i not in leave_out for i in ids.tolist()], bool)
+        ids, cosines = ids[keep], cosines[keep]
+    ids, cosines = ids[:count], cosines[:count]
+    found, vectors = index.vectors(ids)
+    cosine_of = dict(zip(ids.tolist(), cosines.tolist()))
+    return expanded_query(vector, vectors, np.array([cosine_of[i] for i in found.tolist()], np.float32)), len(found)

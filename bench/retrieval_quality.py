@@ -37,7 +37,7 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.similarity import expanded_query  # noqa: E402
+from app.similarity import EXPANSION_ALPHA, expanded_query  # noqa: E402
 from app.vector_index import VectorIndex  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
@@ -61,23 +61,27 @@ def embed_files(classifier: Classifier, paths: list[Path], batch: int = 64, desc
     return np.concatenate(out).astype(np.float16).astype(np.float32)  # as the database stores them
 
 
-def expanded_precision(vectors: np.ndarray, labels, query_rows: np.ndarray, k: int, count: int) -> float:
-    """Precision@k as the service searches with query expansion (app.similarity): each query is expanded
-    by its `count` nearest others in the gallery, then the expanded vector is searched (exactly), the query
-    itself left out both times."""
-    names = np.array([label or "" for label in labels], dtype=object)
-    hits = []
-    for row in query_rows:
-        if not names[row]:
-            continue
+def expanded_queries(vectors: np.ndarray, rows, count: int, alpha: float = EXPANSION_ALPHA) -> np.ndarray:
+    """The gallery rows' vectors expanded as the service expands a query (app.similarity.expanded_query),
+    each by its `count` nearest others in the gallery (itself left out)."""
+    out = []
+    for row in rows:
         cosines = vectors @ vectors[row]
         cosines[row] = -np.inf
         nearest = np.argsort(-cosines, kind="stable")[:count]
-        query = expanded_query(vectors[row], vectors[nearest], cosines[nearest])
-        found = vectors @ query
-        found[row] = -np.inf
-        hits.append(np.mean(names[np.argsort(-found, kind="stable")[:k]] == names[row]))
-    return float(np.mean(hits))
+        out.append(expanded_query(vectors[row], vectors[nearest], cosines[nearest], alpha))
+    return np.stack(out)
+
+
+def expanded_precision(vectors: np.ndarray, labels, query_rows: np.ndarray, k: int, count: int) -> float:
+    """Precision@k as the service searches with query expansion: each query expanded by its `count`
+    nearest others in the gallery, then searched exactly, the query itself left out both times."""
+    names = np.array([label or "" for label in labels], dtype=object)
+    rows = np.asarray([row for row in query_rows if names[row]])
+    found = expanded_queries(vectors, rows, count) @ vectors.T
+    found[np.arange(len(rows)), rows] = -np.inf
+    top = np.argsort(-found, axis=1, kind="stable")[:, :k]
+    return float((names[top] == names[rows][:, None]).mean())
 
 
 def ivf_recall(vectors: np.ndarray, query_rows: np.ndarray, k: int, nprobe: int) -> dict:

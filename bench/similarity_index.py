@@ -28,7 +28,7 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from app.config import Settings  # noqa: E402
-from app.similarity import expanded_query  # noqa: E402
+from app.similarity import expand_from_index  # noqa: E402
 from app.vector_index import VectorIndex  # noqa: E402
 from bench.results import write_report  # noqa: E402
 
@@ -86,10 +86,7 @@ def time_expanded_queries(index: VectorIndex, queries: np.ndarray, k: int, count
     times = []
     for query in queries:
         start = time.perf_counter()
-        ids, scores = index.search(query, count)
-        found, vectors = index.vectors(ids)
-        weight_of = dict(zip(ids.tolist(), scores.tolist()))
-        index.search(expanded_query(query, vectors, np.array([weight_of[i] for i in found.tolist()])), k)
+        index.search(expand_from_index(index, query, count)[0], k)
         times.append((time.perf_counter() - start) * 1000)
     times = np.array(times)
     return {"query_expansion": count, "p50_ms": round(float(np.percentile(times, 50)), 3),

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import sys
@@ -41,10 +42,10 @@ from classification import runtime  # noqa: E402,F401  (torch before TensorFlow,
 
 import numpy as np  # noqa: E402
 
-from app.similarity import expanded_query  # noqa: E402
 from bench.results import write_report  # noqa: E402
+from bench.retrieval_quality import expanded_queries  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
-from classification.embedding_head import l2_normalise, precision_at_k  # noqa: E402
+from classification.embedding_head import l2_normalise  # noqa: E402
 from classification.evaluate import decoded_indices, true_indices  # noqa: E402
 from classification.neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
@@ -92,10 +93,15 @@ class Probes:
     def projection(self, features):
         return project(self.classifier.embedding_head, features)
 
+    @functools.cached_property
+    def projection_vote(self) -> tuple[NeighbourVote, dict]:
+        """The served vote's rows in the served space (the embedding head's projection), built once."""
+        return self.vote(self.projection)
+
     # ---- 1 -------------------------------------------------------------------------------------------
 
     def joint_gender(self) -> dict:
-        vote, neighbours = self.vote(self.projection)
+        vote, neighbours = self.projection_vote
         decoder = self.classifier.decoder
         train = self.records[("catalogue", "train")]
         articles = true_indices(train, self.classifier, "articleType")
@@ -134,7 +140,7 @@ class Probes:
                   "whitened PCA 256": whitened_pca}
         out = {}
         for name, space in spaces.items():
-            vote, neighbours = self.vote(space)
+            vote, neighbours = self.projection_vote if space == self.projection else self.vote(space)
             best = max(itertools.product(*GRID.values()), key=lambda p: sum(
                 scores(self.classifier, VAL, self.records[VAL], self.mixed(vote, neighbours, VAL, p)).values()))
             out[name] = {"chosen (k, temperature, weight)": best, **self.figures(vote, neighbours, best)}
@@ -144,7 +150,7 @@ class Probes:
     # ---- 3 -------------------------------------------------------------------------------------------
 
     def style_parameters(self) -> dict:
-        vote, neighbours = self.vote(self.projection)
+        vote, neighbours = self.projection_vote
         out = {}
         for task in STYLE_TASKS:
             def task_accuracy(key, parameters, task=task):
@@ -159,28 +165,30 @@ class Probes:
 
     # ---- 4 -------------------------------------------------------------------------------------------
 
+    def gallery(self, key) -> tuple[np.ndarray, np.ndarray]:
+        """A held-out part as a search gallery: its embeddings as stored (float16) and each one's label
+        ("": none): the articleType on the catalogue, the source's coarse label elsewhere."""
+        records = self.records[key]
+        labels = [r.label("articleType") for r in records] if key[0] == "catalogue" else [r.source_label for r in records]
+        vectors = self.classifier.embedding_head.project(self.features[key], self.probs[key])
+        return vectors.astype(np.float16).astype(np.float32), np.array([label or "" for label in labels], dtype=object)
+
+    @staticmethod
+    def precision(scores: np.ndarray, names: np.ndarray, k: int = 10) -> float:
+        """Precision@k of each gallery row's query ranked by `scores` (rows x gallery), itself left out."""
+        scores = scores.copy()
+        np.fill_diagonal(scores, -np.inf)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        return round(float((names[top] == names[:, None])[names != ""].mean()), 4)
+
     def query_expansion(self) -> dict:
-        head = self.classifier.embedding_head
         out = {}
         for key in self.held_out:
-            records = self.records[key]
-            labels = [r.label("articleType") for r in records] if key[0] == "catalogue" else [r.source_label for r in records]
-            vectors = head.project(self.features[key], self.probs[key]).astype(np.float16).astype(np.float32)  # as stored
-            cosines = vectors @ vectors.T
-            np.fill_diagonal(cosines, -np.inf)  # a query is not its own neighbour
-            order = np.argsort(-cosines, axis=1)
-            row = {"plain": round(precision_at_k(vectors, labels).precision, 4)}
+            vectors, names = self.gallery(key)
+            row = {"plain": self.precision(vectors @ vectors.T, names)}
             for n, alpha in itertools.product((1, 3, 5, 10, 20, 40), (1, 3)):
-                nearest = order[:, :n]
-                weights = np.clip(np.take_along_axis(cosines, nearest, axis=1), 0, None) ** alpha
-                expanded = l2_normalise(vectors + (weights[:, :, None] * vectors[nearest]).sum(axis=1))
-                # expanded queries against the stored gallery, the query itself left out
-                found = expanded @ vectors.T
-                np.fill_diagonal(found, -np.inf)
-                top = np.argsort(-found, axis=1)[:, :10]
-                names = np.array([label or "" for label in labels], dtype=object)
-                hits = (names[top] == names[:, None])[names != ""]
-                row[f"n {n} alpha {alpha}"] = round(float(hits.mean()), 4)
+                expanded = expanded_queries(vectors, range(len(vectors)), n, alpha)
+                row[f"n {n} alpha {alpha}"] = self.precision(expanded @ vectors.T, names)
             out["/".join(key)] = row
         return out
 
@@ -190,7 +198,7 @@ class Probes:
         key = ("photo", "val")
         records = self.records[key]
         senders = sorted({r.group for r in records})
-        served = self.vote(self.projection)[0].with_parameters(*self.served)
+        served = self.projection_vote[0].with_parameters(*self.served)
         rng = np.random.default_rng(1234)
         rows = []
         for _ in range(draws):
@@ -216,40 +224,24 @@ class Probes:
 
     def type_boost(self) -> dict:
         """Neighbours sharing the query's served articleType (the vote's tags) ranked up by `beta`."""
-        head = self.classifier.embedding_head
-        vote = self.vote(self.projection)[0].with_parameters(*self.served)
+        vote = self.projection_vote[0].with_parameters(*self.served)
         out = {}
         for key in self.held_out:
-            records = self.records[key]
-            labels = [r.label("articleType") for r in records] if key[0] == "catalogue" else [r.source_label for r in records]
-            names = np.array([label or "" for label in labels], dtype=object)
-            vectors = head.project(self.features[key], self.probs[key]).astype(np.float16).astype(np.float32)
+            vectors, names = self.gallery(key)
             served_tags = vote.mix(self.probs[key], self.projection(self.features[key]))
             predicted = decoded_indices(self.classifier, self.classifier.describe(served_tags), "articleType")
             same_type = (predicted[:, None] == predicted[None, :]).astype(np.float32)
-            cosines = vectors @ vectors.T
-            np.fill_diagonal(cosines, -np.inf)
-            nearest = np.argsort(-cosines, axis=1)[:, :20]
-            expanded = np.stack([expanded_query(vectors[i], vectors[nearest[i]], cosines[i, nearest[i]])
-                                 for i in range(len(vectors))])  # as served: query expansion first
-            found = expanded @ vectors.T
-            np.fill_diagonal(found, -np.inf)
-            row = {}
-            for beta in (0.0, 0.05, 0.1, 0.2, 1.0):
-                top = np.argsort(-(found + beta * same_type), axis=1)[:, :10]
-                row[f"beta {beta}"] = round(float((names[top] == names[:, None])[names != ""].mean()), 4)
-            out["/".join(key)] = row
+            found = expanded_queries(vectors, range(len(vectors)), 20) @ vectors.T  # as served: expansion first
+            out["/".join(key)] = {f"beta {beta}": self.precision(found + beta * same_type, names)
+                                  for beta in (0.0, 0.05, 0.1, 0.2, 1.0)}
         return out
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser)
+    add_data_arguments(parser, required=False)  # every path has a default here
     parser.set_defaults(bundle=ROOT / "models" / "fashion-lite0", catalogue=DATASETS / "fashion-product-images-small",
                         photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
                         run_dir=ROOT / "runs" / "knn")
-    for action in parser._actions:  # every path has a default here
-        action.required = False
     parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,type_boost")
     args = parser.parse_args()
     probes = Probes(args)

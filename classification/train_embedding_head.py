@@ -63,16 +63,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """The bundle, the three kinds of image and the feature cache: what every CLI over a bundle's
-    pooled features takes (this one and classification.build_neighbour_vote)."""
-    parser.add_argument("--bundle", type=Path, required=True)
-    parser.add_argument("--catalogue", type=Path, required=True, help="catalogue folder (styles.csv + images/)")
+    pooled features takes (this one and classification.build_neighbour_vote); `required=False` where
+    the caller sets defaults."""
+    parser.add_argument("--bundle", type=Path, required=required)
+    parser.add_argument("--catalogue", type=Path, required=required, help="catalogue folder (styles.csv + images/)")
     parser.add_argument("--photos", type=Path, help="labelled phone photos (images.csv + images/)")
     parser.add_argument("--photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
     parser.add_argument("--street", type=Path, help="Clothing Co-Parsing folder (garment crops)")
     parser.add_argument("--street-label-map", type=Path, default=LABEL_MAPS / "clothing-co-parsing.json")
-    parser.add_argument("--run-dir", type=Path, required=True, help="feature cache")
+    parser.add_argument("--run-dir", type=Path, required=required, help="feature cache")
     parser.add_argument("--image-cache", type=Path, help="a training run's folder whose decoded images to reuse")
     parser.add_argument("--max-side", type=int, default=192, help="photos and crops are shrunk to this, as in training")
 
