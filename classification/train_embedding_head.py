@@ -54,6 +54,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--scale", type=float, default=16.0, help="softmax scale of the cosines")
     parser.add_argument("--colour-weight", type=float, default=0.5,
                         help="weight of catalogue baseColour against articleType, in the loss and the profile's tuning")
+    parser.add_argument("--catalogue-label-sets", default="articleType,baseColour",
+                        help="comma-separated catalogue tasks whose labels the projection learns (each a label set; "
+                             "articleType and baseColour always)")
+    parser.add_argument("--label-set-weight", action="append", default=[], metavar="TASK=WEIGHT",
+                        help="loss weight of another catalogue label set (default 1.0; baseColour's is --colour-weight)")
     parser.add_argument("--photo-weight", type=float, default=1.0,
                         help="weight of the training senders' phone photos (same label) in the profile's tuning")
     parser.add_argument("--profile-tasks", default="articleType,baseColour",
@@ -158,6 +163,28 @@ def bundle_features(args) -> tuple[dict, Classifier, dict, dict, dict]:
     return manifest, classifier, records, features, probs
 
 
+def catalogue_label_sets(text: str) -> list[str]:
+    """The catalogue tasks the projection learns: articleType and baseColour (the retrieval figures
+    and the profile's tuning stand on them), then any others asked for, each once."""
+    asked = [task.strip() for task in text.split(",") if task.strip()]
+    unknown = sorted(set(asked) - set(TASKS))
+    if unknown:
+        raise SystemExit(f"--catalogue-label-sets: unknown tasks {unknown}; known: {list(TASKS)}")
+    return list(dict.fromkeys(["articleType", "baseColour", *asked]))
+
+
+def loss_weights(args) -> dict[str, float]:
+    """Each catalogue label set's loss weight other than 1: baseColour's, then --label-set-weight's."""
+    weights = {"baseColour": args.colour_weight}
+    for item in args.label_set_weight:
+        task, _, value = item.partition("=")
+        try:
+            weights[task.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--label-set-weight takes TASK=WEIGHT, got {item!r}") from None
+    return weights
+
+
 def label_indices(records: list[LabelledImage], kind: str, label_of, vocabulary: list[str]) -> np.ndarray:
     """Each record's index of its label in `vocabulary`; MISSING for other kinds and unknown labels."""
     position = {label: i for i, label in enumerate(vocabulary)}
@@ -172,7 +199,8 @@ def retrieval_scores(vectors: dict, records: dict) -> dict:
         scores[f"catalogue_{part}"] = {
             "gallery": len(gallery),
             "precision@10_articleType": round(precision_at_k(vectors[("catalogue", part)], [r.label("articleType") for r in gallery], k=K).precision, 4),
-            "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K).precision, 4)}
+            "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K).precision, 4),
+            "precision@10_gender": round(precision_at_k(vectors[("catalogue", part)], [r.label("gender") for r in gallery], k=K).precision, 4)}
     for kind in ("photo", "street"):
         if (kind, "val") in vectors:
             gallery = records[(kind, "val")]
@@ -192,15 +220,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train_keys = [key for key in records if key[1] == "train"]
     train_features = np.concatenate([features[key] for key in train_keys])
     train_records = [r for key in train_keys for r in records[key]]
+    catalogue_sets = catalogue_label_sets(args.catalogue_label_sets)
     labels = {
         task: label_indices(train_records, "catalogue", lambda r, t=task: r.label(t), taxonomy.labels[task])
-        for task in ("articleType", "baseColour")}
+        for task in catalogue_sets}
     for kind in ("photo", "street"):
         vocabulary = sorted({r.source_label for r in train_records if r.kind == kind})
         if vocabulary:
             labels[f"{kind}_label"] = label_indices(train_records, kind, lambda r: r.source_label, vocabulary)
     projection, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs, learning_rate=args.lr,
-                                     scale=args.scale, loss_weights={"baseColour": args.colour_weight}, verbose=2)
+                                     scale=args.scale, loss_weights=loss_weights(args), verbose=2)
 
     # The class profile's weights: chosen on the catalogue validation split and, where there are phone
     # photos, on the training senders' photos too (same coarse label: the profile must not trade away
@@ -242,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      "loss": f"normalised softmax over label proxies (cosine x {args.scale}), one proxy set per "
                              "label set; an image counts only in the sets it is labelled in",
                      "label_sets": {name: int((values != MISSING).sum()) for name, values in labels.items()},
-                     "loss_weights": {"baseColour": args.colour_weight},
+                     "loss_weights": loss_weights(args),
                      "epochs": args.epochs, "learning_rate": args.lr, "optimizer": "AdamW, cosine decay",
                      "trained_on": "pooled features of the bundle's training split only (each kind's train part)",
                      "final_losses": {key: values[-1] for key, values in history.items()}},

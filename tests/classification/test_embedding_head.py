@@ -155,11 +155,13 @@ def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bun
     report = train_embedding_head.main([
         "--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--photos", str(tiny_photos),
         "--street", str(tiny_street), "--run-dir", str(tmp_path / "run"), "--image-cache", str(trained_bundle["run_dir"]),
-        "--max-side", "96", "--dim", "8", "--epochs", "2", "--write"])
+        "--max-side", "96", "--dim", "8", "--epochs", "2", "--catalogue-label-sets", "gender",
+        "--label-set-weight", "gender=0.5", "--write"])
     manifest = json.loads((bundle / "manifest.json").read_text())
     head = load_head(bundle)
     assert manifest["embedding"]["head"]["version"] == head.version == report["head"]
-    assert set(manifest["embedding"]["head"]["label_sets"]) >= {"articleType", "baseColour", "photo_label"}
+    assert set(manifest["embedding"]["head"]["label_sets"]) >= {"articleType", "baseColour", "gender", "photo_label"}
+    assert manifest["embedding"]["head"]["loss_weights"] == {"baseColour": 0.5, "gender": 0.5}
     assert set(report["profile"]) <= {"articleType", "baseColour"} and head.dim == 8 + sum(
         n for _, _, n in head.profile)
     profile = manifest["embedding"]["profile"]
@@ -168,6 +170,7 @@ def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bun
     assert {name.split("/")[0] for name in profile["candidates"][0]["precision@10"]} == {"catalogue_val", "photo_train"}
     for scores in (report["before (pooled features)"], report["projection alone"], report["after (head)"]):
         assert 0.0 <= scores["catalogue_test"]["precision@10_articleType"] <= 1.0
+        assert 0.0 <= scores["catalogue_test"]["precision@10_gender"] <= 1.0
         assert scores["catalogue_test"]["gallery"] == len(json.loads((bundle / "split.json").read_text())["test"])
     assert Classifier(bundle).embed([np.full((80, 60, 3), 128, np.uint8)]).shape == (1, head.dim)
     # the features were cached: a second run reads them instead of running the network again
@@ -184,3 +187,18 @@ def test_cached_features_are_named_by_the_weights_and_the_view_they_were_run_wit
     names = {features_path(args, bundle, "catalogue", "train", 9).name for bundle in bundles}
     assert names == {"features-abc-catalogue-train-9.npz", "features-abc+flip-catalogue-train-9.npz",
                      "features-abc+flip-below-0.8-catalogue-train-9.npz"}
+
+
+def test_catalogue_label_sets_always_hold_type_and_colour_and_refuse_unknown_tasks():
+    from types import SimpleNamespace
+
+    from classification.train_embedding_head import catalogue_label_sets, loss_weights
+
+    assert catalogue_label_sets("articleType,baseColour") == ["articleType", "baseColour"]
+    assert catalogue_label_sets(" gender, usage,gender") == ["articleType", "baseColour", "gender", "usage"]
+    with pytest.raises(SystemExit, match="unknown tasks"):
+        catalogue_label_sets("gender,colour")
+    args = SimpleNamespace(colour_weight=0.5, label_set_weight=["gender=0.25"])
+    assert loss_weights(args) == {"baseColour": 0.5, "gender": 0.25}
+    with pytest.raises(SystemExit, match="TASK=WEIGHT"):
+        loss_weights(SimpleNamespace(colour_weight=0.5, label_set_weight=["gender"]))
