@@ -29,6 +29,7 @@ from .catalogue import read_catalogue
 from .data import load_images
 from .inference import Classifier
 from .label_map import LabelMap
+from .intervals import accuracy_interval, mean_over_labels_interval
 from .metrics import PHOTO_KIND_FIGURES, confusion, task_metrics
 from .photo_datasets import read_labelled_photos, read_street_crops
 from .plots import confusion_matrix_png, image_grid
@@ -76,6 +77,8 @@ def evaluate_catalogue(classifier: Classifier, records: Sequence[LabelledImage],
         pred = decoded_indices(classifier, described, task)
         true = true_indices(records, classifier, task)
         report["tasks"][task] = task_metrics(true, pred, probs[task], labels)
+        if (true != -1).any():
+            report["tasks"][task]["accuracy_interval_95"] = accuracy_interval((true == pred)[true != -1])
         if task == "articleType":
             wrong = (true != -1) & (true != pred)
         if out_dir is not None and task in CONFUSION_TASKS:
@@ -89,16 +92,18 @@ def evaluate_allowed_sets(classifier: Classifier, records: Sequence[LabelledImag
                           out_dir: Path | None = None) -> dict:
     """Articletype-group and masterCategory accuracy against each record's allowed labels."""
     images, _, described = predict(classifier, records, images)
-    report, group_ok, _ = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records], described)
+    report, group_ok, _ = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records], described,
+                                             intervals=True)
     if out_dir is not None:
         _mistakes_png(records, images, described, ~group_ok, kind, out_dir)
     return {"kind": kind, **report}
 
 
 def allowed_set_scores(allowed: Sequence[Mapping[str, Sequence[str]]], source_labels: Sequence[str],
-                       described: Sequence[dict]) -> tuple[dict, np.ndarray, np.ndarray]:
+                       described: Sequence[dict], intervals: bool = False) -> tuple[dict, np.ndarray, np.ndarray]:
     """Each image's decoded tags against the labels its source label allows: the report's figures (per
-    label and overall) and the per-image articleType-group and masterCategory hits."""
+    label and overall; with `intervals`, the headline figures' 95% bootstrap intervals) and the per-image
+    articleType-group and masterCategory hits."""
     group_ok = np.asarray([d["articleType"]["label"] in a["articleType"] for a, d in zip(allowed, described)], bool)
     master_ok = np.asarray([d["masterCategory"]["label"] in a["masterCategory"] for a, d in zip(allowed, described)], bool)
     per_label = {}
@@ -117,6 +122,10 @@ def allowed_set_scores(allowed: Sequence[Mapping[str, Sequence[str]]], source_la
             float(np.mean([m["masterCategory_accuracy"] for m in per_label.values()])) if per_label else None,
         "per_label": per_label,
     }
+    if intervals and len(described):
+        report |= {"articleType_group_accuracy_interval_95": mean_over_labels_interval(group_ok, source_labels),
+                   "articleType_group_accuracy_micro_interval_95": accuracy_interval(group_ok),
+                   "masterCategory_accuracy_interval_95": accuracy_interval(master_ok)}
     return report, group_ok, master_ok
 
 
@@ -163,6 +172,17 @@ def summary(reports: Mapping[str, dict]) -> dict:
     return out
 
 
+def intervals_summary(reports: Mapping[str, dict]) -> dict:
+    """kind -> figure -> [low, high]: the 95% bootstrap interval of each figure `summary` quotes."""
+    out = {}
+    for kind, report in reports.items():
+        if kind == "catalogue":
+            out[kind] = {t: m["accuracy_interval_95"] for t, m in report["tasks"].items() if "accuracy_interval_95" in m}
+        else:
+            out[kind] = {k: report[f"{k}_interval_95"] for k in PHOTO_KIND_FIGURES if f"{k}_interval_95" in report}
+    return out
+
+
 def format_table(reports: Mapping[str, dict]) -> str:
     lines = []
     for kind, figures in summary(reports).items():
@@ -188,23 +208,31 @@ def neighbour_vote_sentence(classifier: Classifier) -> str:
             f"weight {vote.weight:g}) of {len(vote.vectors)} training images.")
 
 
+def _interval_text(interval) -> str:
+    return f"{interval[0]:.4f}-{interval[1]:.4f}" if interval else "-"
+
+
 def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
     out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", "",
            mirror_view_sentence(classifier.flip_average), neighbour_vote_sentence(classifier), ""]
     catalogue = reports.get("catalogue")
     if catalogue:
         out += [f"## Catalogue thumbnails ({catalogue['images']} images)", "",
-                "| task | support | accuracy | top-5 | macro-F1 |", "|---|---:|---:|---:|---:|"]
-        out += [f"| {t} | {m['support']} | {m.get('accuracy', float('nan')):.4f} | {m.get('top5_accuracy', float('nan')):.4f}"
-                f" | {m.get('macro_f1', float('nan')):.4f} |" for t, m in catalogue["tasks"].items()]
+                "| task | support | accuracy | 95% interval | top-5 | macro-F1 |", "|---|---:|---:|---:|---:|---:|"]
+        out += [f"| {t} | {m['support']} | {m.get('accuracy', float('nan')):.4f} | {_interval_text(m.get('accuracy_interval_95'))}"
+                f" | {m.get('top5_accuracy', float('nan')):.4f} | {m.get('macro_f1', float('nan')):.4f} |"
+                for t, m in catalogue["tasks"].items()]
     for kind in ("photo", "street"):
         report = reports.get(kind)
         if not report:
             continue
         out += ["", f"## {KIND_TITLES[kind].capitalize()} ({report['images']} images, {report['labels']} labels)", "",
                 f"articleType group accuracy, mean over labels: **{report['articleType_group_accuracy']:.4f}** "
-                f"(over images: {report['articleType_group_accuracy_micro']:.4f}); masterCategory accuracy: "
-                f"**{report['masterCategory_accuracy']:.4f}**", "",
+                f"(95%: {_interval_text(report.get('articleType_group_accuracy_interval_95'))}; over images: "
+                f"{report['articleType_group_accuracy_micro']:.4f}, "
+                f"95%: {_interval_text(report.get('articleType_group_accuracy_micro_interval_95'))}); masterCategory accuracy: "
+                f"**{report['masterCategory_accuracy']:.4f}** (95%: {_interval_text(report.get('masterCategory_accuracy_interval_95'))})."
+                " Intervals: 95% bootstrap (classification.intervals; over labels, each label's images resampled).", "",
                 "| label | support | articleType group | masterCategory | most predicted articleTypes |",
                 "|---|---:|---:|---:|---|"]
         for label, m in sorted(report["per_label"].items(), key=lambda kv: -kv[1]["support"]):
@@ -236,13 +264,17 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
         manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
         manifest["inference"] = {"flip_average": classifier.flip_average, "neighbour_vote":
                                  classifier.neighbour_vote.version if classifier.neighbour_vote else None}
-        manifest["metrics"] = {**summary(reports), "report": "evaluation/report.md",
+        manifest["metrics"] = {**summary(reports), "intervals_95": intervals_summary(reports),
+                               "report": "evaluation/report.md",
                                "definitions": {
                                    "catalogue": "accuracy per task on the catalogue test split (all classes); "
                                                 "hierarchy levels from the jointly decoded path",
                                    "photo/street": "articleType_group_accuracy: the decoded articleType is one the "
                                                    "image's label allows (label map), mean over labels; "
-                                                   "masterCategory_accuracy over images"}}
+                                                   "masterCategory_accuracy over images",
+                                   "intervals_95": "95% percentile bootstrap of each figure (2,000 resamples): "
+                                                   "images drawn with replacement; for a mean over labels, each "
+                                                   "label's images from its own (classification.intervals)"}}
         (Path(bundle_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return reports
 

@@ -30,6 +30,8 @@ def test_training_writes_a_complete_bundle(trained_bundle):
     assert manifest["model"]["trunk"] == trained_bundle["trunk"]
     # Evaluated on all three kinds of image: every catalogue task, the photo and street figures.
     assert set(TASKS) <= set(manifest["metrics"]["catalogue"])
+    assert set(manifest["metrics"]["intervals_95"]) == {"catalogue", "photo", "street"}
+    assert set(manifest["metrics"]["intervals_95"]["catalogue"]) <= set(TASKS)
     for kind in ("photo", "street"):
         assert 0 <= manifest["metrics"][kind]["articleType_group_accuracy"] <= 1
         assert manifest["metrics"][kind]["images"] > 0
@@ -112,6 +114,11 @@ def test_evaluation_on_folders_never_seen(trained_bundle, tmp_path, capsys):
     for kind in ("photo", "street"):
         labels = reports[kind]["per_label"].values()
         assert reports[kind]["articleType_group_accuracy"] == pytest.approx(np.mean([m["group_accuracy"] for m in labels]))
+        for figure in ("articleType_group_accuracy", "articleType_group_accuracy_micro", "masterCategory_accuracy"):
+            low, high = reports[kind][f"{figure}_interval_95"]
+            assert low <= reports[kind][figure] + 1e-4 and reports[kind][figure] - 1e-4 <= high
+    low, high = catalogue["tasks"]["articleType"]["accuracy_interval_95"]
+    assert low <= catalogue["tasks"]["articleType"]["accuracy"] <= high
     report = (out / "report.md").read_text()
     assert report.startswith("# Evaluation") and "Phone photos of garments" in report and "| Pants |" in report
     assert json.loads((out / "metrics.json").read_text())["catalogue"]["tasks"]["usage"]["support"] == 11
