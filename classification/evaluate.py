@@ -10,7 +10,8 @@
   masterCategory accuracy; the bundle's validation senders unless --all-records;
 - garment crops of street photos, scored the same way; the bundle's validation photos likewise.
 
-Hierarchy levels are scored on the jointly decoded path, as served. Writes metrics.json, report.md
+Hierarchy levels are scored on the jointly decoded path, as served. Every headline figure comes with
+its 95% bootstrap interval (classification.intervals). Writes metrics.json, report.md
 (per-label tables), confusion matrices and a PNG grid of each kind's most confident mistakes into
 --out; --update-manifest stores the summary in the bundle's manifest.
 """
@@ -28,8 +29,8 @@ from . import runtime  # noqa: F401  (must precede keras)
 from .catalogue import read_catalogue
 from .data import load_images
 from .inference import Classifier
-from .label_map import LabelMap
 from .intervals import accuracy_interval, mean_over_labels_interval
+from .label_map import LabelMap
 from .metrics import PHOTO_KIND_FIGURES, confusion, task_metrics
 from .photo_datasets import read_labelled_photos, read_street_crops
 from .plots import confusion_matrix_png, image_grid
