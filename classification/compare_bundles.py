@@ -8,7 +8,9 @@ metrics) and loads no model. Each candidate gets its 13 held-out figures, their 
 baseline and how many of them are up or equal. The rule the served bundle is chosen by: the
 candidate with the largest sum against the bundle served before, provided that sum is positive
 (ties: more figures up or equal). Every figure is weighed alike, which weighs the photo kinds
-(6 figures) about as much as the catalogue (7).
+(6 figures) about as much as the catalogue (7). Where the baseline's manifest has them, its figures'
+95% bootstrap intervals stand beside them (classification.intervals): a difference well inside one is
+what other held-out images of the same labels could give.
 """
 from __future__ import annotations
 
@@ -43,6 +45,7 @@ class Scored:
     version: str
     figures: dict[str, float]
     deltas: dict[str, float] = field(default_factory=dict)
+    intervals: dict[str, list[float]] = field(default_factory=dict)  # label -> [low, high], where evaluated
 
     @property
     def delta_sum(self) -> float:
@@ -55,7 +58,7 @@ class Scored:
 
     def as_json(self) -> dict:
         return {"bundle": self.bundle, "version": self.version, "figures": self.figures, "deltas": self.deltas,
-                "delta_sum": self.delta_sum, "up_or_equal": self.up_or_equal}
+                "delta_sum": self.delta_sum, "up_or_equal": self.up_or_equal, "intervals_95": self.intervals}
 
 
 def held_out_figures(folder: Path) -> Scored:
@@ -70,11 +73,13 @@ def held_out_figures(folder: Path) -> Scored:
         raise BundleError(f"{folder}: not evaluated on {', '.join(missing)}; run classification.evaluate "
                           "with --catalogue, --photos, --street and --update-manifest first")
     figures = {label: float(metrics[kind][key]) for kind, key, label in FIGURES}
+    intervals = metrics.get("intervals_95") or {}
+    bounds = {label: intervals[kind][key] for kind, key, label in FIGURES if key in (intervals.get(kind) or {})}
     # The same weights served with the mirror view or a neighbour vote are another candidate: the version
     # says which.
     version = (str(manifest.get("version", "?")) + mirror_suffix(flip_average_of(manifest))
                + vote_suffix((manifest.get("inference") or {}).get("neighbour_vote")))
-    return Scored(bundle=str(folder), version=version, figures=figures)
+    return Scored(bundle=str(folder), version=version, figures=figures, intervals=bounds)
 
 
 def compare(baseline: Scored, candidates: Sequence[Scored]) -> list[Scored]:
@@ -91,14 +96,18 @@ def choose(candidates: Sequence[Scored]) -> Scored | None:
 
 
 def markdown(baseline: Scored, candidates: Sequence[Scored], chosen: Scored | None) -> str:
-    header = ["", f"baseline `{baseline.version}`"] + [
+    with_intervals = bool(baseline.intervals)
+    header = ["", f"baseline `{baseline.version}`"] + (["its 95% interval"] if with_intervals else []) + [
         ("**chosen** " if c is chosen else "") + f"`{c.version}`" for c in candidates]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for label in baseline.figures:
         values = [baseline.figures[label]] + [c.figures[label] for c in candidates]
         cells = [f"**{value:.4f}**" if value == max(values) else f"{value:.4f}" for value in values]
+        if with_intervals:
+            bounds = baseline.intervals.get(label)
+            cells.insert(1, f"{bounds[0]:.4f}-{bounds[1]:.4f}" if bounds else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("| sum against baseline / up or equal (of 13) | | " + " | ".join(
+    lines.append("| sum against baseline / up or equal (of 13) | " + "| " * with_intervals + "| " + " | ".join(
         f"{c.delta_sum:+.4f} / {c.up_or_equal}" for c in candidates) + " |")
     bundles = "; ".join(f"`{s.version}` {s.bundle}" for s in [baseline, *candidates])
     verdict = (f"Chosen: `{chosen.version}` ({chosen.bundle})." if chosen

@@ -65,3 +65,17 @@ def test_a_bundle_served_with_the_mirror_view_is_named_apart_from_the_same_weigh
                                                                                   "neighbour_vote": "abc"}}))
     assert held_out_figures(folder).version == "same+flip+vote-abc"
     assert held_out_figures(write_bundle(tmp_path / "plain", "same")).version == "same"
+
+
+def test_the_baselines_intervals_stand_beside_its_figures(tmp_path, capsys):
+    folder = write_bundle(tmp_path / "base", "base")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["metrics"]["intervals_95"] = {"catalogue": {"articleType": [0.48, 0.52]}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    write_bundle(tmp_path / "c", "cand", shift=0.002)
+    main(["--baseline", str(folder), str(tmp_path / "c")])
+    printed = capsys.readouterr().out
+    assert "| baseline `base` | its 95% interval | **chosen** `cand` |" in printed
+    assert "| catalogue articleType | 0.5000 | 0.4800-0.5200 | **0.5020** |" in printed
+    assert "| catalogue gender | 0.5000 |  | **0.5020** |" in printed  # no interval recorded for it
+    assert "| sum against baseline / up or equal (of 13) | | | +0.0260 / 13 |" in printed
