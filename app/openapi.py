@@ -83,6 +83,16 @@ def spec() -> dict:
                             "search": {"$ref": "#/components/schemas/SearchInfo"},
                             "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}}}}}}}},
                               **{str(status): PROBLEM for status in sorted({s for s, _ in CODES.values()}) if status not in (404, 409)}}}},
+            "/v1/models": {"get": {
+                "summary": "The model bundles that tag the images: the versions analyses record, the serving options, "
+                           "and each bundle's held-out figures (with 95% intervals) from its manifest",
+                "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop",
+                                      "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                          "bundles": {"type": "object"}, "classifier": {"type": "object"},
+                                          "detector": {"type": "object"},
+                                          "detector_prior": {"type": ["string", "null"]},
+                                          "garment_crop": {"type": "string"}}}}}},
+                              "503": PROBLEM}}},
             "/healthz": {"get": {"summary": "Process alive", "security": [],
                                  "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Database (and broker) reachable, models loaded", "security": [],
