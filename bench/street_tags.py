@@ -78,12 +78,16 @@ def match(detections, instances, threshold: float) -> list[int | None]:
 
 
 def score(garments: list[dict], tags: list[dict]) -> dict:
-    """evaluate_allowed_sets' figures for matched garments and their decoded tags."""
-    report, group_ok, master_ok = allowed_set_scores([g["allowed"] for g in garments], [g["label"] for g in garments], tags)
+    """evaluate_allowed_sets' figures for matched garments and their decoded tags, with their 95% intervals."""
+    report, group_ok, master_ok = allowed_set_scores([g["allowed"] for g in garments], [g["label"] for g in garments], tags,
+                                                     intervals=True)
     return {
         "garments": report["images"], "labels": report["labels"],
         **{key: report[key] for key in ("articleType_group_accuracy", "articleType_group_accuracy_micro",
-                                        "masterCategory_accuracy_mean_over_labels", "masterCategory_accuracy")},
+                                        "masterCategory_accuracy_mean_over_labels", "masterCategory_accuracy",
+                                        "articleType_group_accuracy_interval_95",
+                                        "articleType_group_accuracy_micro_interval_95",
+                                        "masterCategory_accuracy_interval_95")},
         "constrained": int(sum(t["category_constrained"] for t in tags)),
         "_group_ok": group_ok, "_master_ok": master_ok,
     }
@@ -211,11 +215,13 @@ def markdown(report: dict) -> str:
            f"(matched+scored {report['matched_scored']}, matched unscored {report['matched_unscored']}, "
            f"false positives {report['false_positives']}), missed instances {report['missed_instances']}; "
            f"detector class right on matched garments: {report['detector_class_right_on_matched']:.3f}", "",
-           "| prior | articleType group (mean over labels) | group (over garments) | masterCategory (over garments) "
+           "| prior | articleType group (mean over labels; 95% interval) | group (over garments) | masterCategory (over garments) "
            "| masterCategory (mean over labels) | constrained |", "|---|---:|---:|---:|---:|---:|"]
     for name, r in report["variants"].items():
         mark = " **best**" if name == report["best"] else ""
-        out.append(f"| {name}{mark} | {r['articleType_group_accuracy']:.3f} | {r['articleType_group_accuracy_micro']:.3f} "
+        low, high = r["articleType_group_accuracy_interval_95"]
+        out.append(f"| {name}{mark} | {r['articleType_group_accuracy']:.3f} ({low:.3f}-{high:.3f}) "
+                   f"| {r['articleType_group_accuracy_micro']:.3f} "
                    f"| {r['masterCategory_accuracy']:.3f} | {r['masterCategory_accuracy_mean_over_labels']:.3f} "
                    f"| {r['constrained']} |")
     shown = ["off", "hard", report["best"]] if report["best"] not in ("off", "hard") else ["off", "hard"]
