@@ -45,7 +45,9 @@ from app.pipeline import Pipeline  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: E402
 from classification.evaluate import allowed_set_scores  # noqa: E402
+from classification.intervals import interval_name  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
+from classification.metrics import PHOTO_KIND_FIGURES  # noqa: E402
 from classification.photo_datasets import resolver  # noqa: E402
 from detection.records import ccp_label_names, read_ccp  # noqa: E402
 from detection.taxonomy import CCP_GROUPS  # noqa: E402
@@ -85,9 +87,7 @@ def score(garments: list[dict], tags: list[dict]) -> dict:
         "garments": report["images"], "labels": report["labels"],
         **{key: report[key] for key in ("articleType_group_accuracy", "articleType_group_accuracy_micro",
                                         "masterCategory_accuracy_mean_over_labels", "masterCategory_accuracy",
-                                        "articleType_group_accuracy_interval_95",
-                                        "articleType_group_accuracy_micro_interval_95",
-                                        "masterCategory_accuracy_interval_95")},
+                                        *map(interval_name, PHOTO_KIND_FIGURES))},
         "constrained": int(sum(t["category_constrained"] for t in tags)),
         "_group_ok": group_ok, "_master_ok": master_ok,
     }
@@ -219,7 +219,7 @@ def markdown(report: dict) -> str:
            "| masterCategory (mean over labels) | constrained |", "|---|---:|---:|---:|---:|---:|"]
     for name, r in report["variants"].items():
         mark = " **best**" if name == report["best"] else ""
-        low, high = r["articleType_group_accuracy_interval_95"]
+        low, high = r[interval_name("articleType_group_accuracy")]
         out.append(f"| {name}{mark} | {r['articleType_group_accuracy']:.3f} ({low:.3f}-{high:.3f}) "
                    f"| {r['articleType_group_accuracy_micro']:.3f} "
                    f"| {r['masterCategory_accuracy']:.3f} | {r['masterCategory_accuracy_mean_over_labels']:.3f} "

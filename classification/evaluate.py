@@ -29,7 +29,7 @@ from . import runtime  # noqa: F401  (must precede keras)
 from .catalogue import read_catalogue
 from .data import load_images
 from .inference import Classifier
-from .intervals import accuracy_interval, mean_over_labels_interval
+from .intervals import accuracy_interval, interval_name, mean_over_labels_interval
 from .label_map import LabelMap
 from .metrics import PHOTO_KIND_FIGURES, confusion, task_metrics
 from .photo_datasets import read_labelled_photos, read_street_crops
@@ -79,7 +79,7 @@ def evaluate_catalogue(classifier: Classifier, records: Sequence[LabelledImage],
         true = true_indices(records, classifier, task)
         report["tasks"][task] = task_metrics(true, pred, probs[task], labels)
         if (true != -1).any():
-            report["tasks"][task]["accuracy_interval_95"] = accuracy_interval((true == pred)[true != -1])
+            report["tasks"][task][interval_name("accuracy")] = accuracy_interval((true == pred)[true != -1])
         if task == "articleType":
             wrong = (true != -1) & (true != pred)
         if out_dir is not None and task in CONFUSION_TASKS:
@@ -124,9 +124,9 @@ def allowed_set_scores(allowed: Sequence[Mapping[str, Sequence[str]]], source_la
         "per_label": per_label,
     }
     if intervals and len(described):
-        report |= {"articleType_group_accuracy_interval_95": mean_over_labels_interval(group_ok, source_labels),
-                   "articleType_group_accuracy_micro_interval_95": accuracy_interval(group_ok),
-                   "masterCategory_accuracy_interval_95": accuracy_interval(master_ok)}
+        report |= {interval_name("articleType_group_accuracy"): mean_over_labels_interval(group_ok, source_labels),
+                   interval_name("articleType_group_accuracy_micro"): accuracy_interval(group_ok),
+                   interval_name("masterCategory_accuracy"): accuracy_interval(master_ok)}
     return report, group_ok, master_ok
 
 
@@ -178,9 +178,9 @@ def intervals_summary(reports: Mapping[str, dict]) -> dict:
     out = {}
     for kind, report in reports.items():
         if kind == "catalogue":
-            out[kind] = {t: m["accuracy_interval_95"] for t, m in report["tasks"].items() if "accuracy_interval_95" in m}
+            out[kind] = {t: m[interval_name("accuracy")] for t, m in report["tasks"].items() if interval_name("accuracy") in m}
         else:
-            out[kind] = {k: report[f"{k}_interval_95"] for k in PHOTO_KIND_FIGURES if f"{k}_interval_95" in report}
+            out[kind] = {k: report[interval_name(k)] for k in PHOTO_KIND_FIGURES if interval_name(k) in report}
     return out
 
 

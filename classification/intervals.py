@@ -19,6 +19,11 @@ RESAMPLES = 2000
 SEED = 1234
 
 
+def interval_name(figure: str) -> str:
+    """The key a report keeps `figure`'s interval under."""
+    return f"{figure}_interval_95"
+
+
 def _interval(samples: Sequence[np.ndarray], statistic) -> list[float]:
     # A constant sample (all hits, or one image) has no spread: its interval is the figure itself.
     if all(np.ptp(sample) == 0 for sample in samples):
@@ -51,6 +56,4 @@ def mean_over_labels_interval(hits: np.ndarray, labels: Sequence[str]) -> list[f
     def mean_of_means(*resampled, axis):
         return (np.sum([sample.mean(axis=axis) for sample in resampled], axis=0) + fixed) / len(samples)
 
-    if not varying:
-        return [round(fixed / len(samples), 4)] * 2
-    return _interval(varying, mean_of_means)
+    return _interval(varying, mean_of_means)  # no varying label: the fixed outcomes' mean, exactly

@@ -196,11 +196,10 @@ def retrieval_scores(vectors: dict, records: dict) -> dict:
     scores = {}
     for part in ("val", "test"):
         gallery = records[("catalogue", part)]
-        scores[f"catalogue_{part}"] = {
-            "gallery": len(gallery),
-            "precision@10_articleType": round(precision_at_k(vectors[("catalogue", part)], [r.label("articleType") for r in gallery], k=K).precision, 4),
-            "precision@10_baseColour": round(precision_at_k(vectors[("catalogue", part)], [r.label("baseColour") for r in gallery], k=K).precision, 4),
-            "precision@10_gender": round(precision_at_k(vectors[("catalogue", part)], [r.label("gender") for r in gallery], k=K).precision, 4)}
+        scores[f"catalogue_{part}"] = {"gallery": len(gallery)} | {
+            f"precision@10_{task}": round(precision_at_k(vectors[("catalogue", part)], [r.label(task) for r in gallery],
+                                                         k=K).precision, 4)
+            for task in ("articleType", "baseColour", "gender")}
     for kind in ("photo", "street"):
         if (kind, "val") in vectors:
             gallery = records[(kind, "val")]
@@ -220,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     train_keys = [key for key in records if key[1] == "train"]
     train_features = np.concatenate([features[key] for key in train_keys])
     train_records = [r for key in train_keys for r in records[key]]
-    catalogue_sets = catalogue_label_sets(args.catalogue_label_sets)
+    catalogue_sets, weights = catalogue_label_sets(args.catalogue_label_sets), loss_weights(args)
     labels = {
         task: label_indices(train_records, "catalogue", lambda r, t=task: r.label(t), taxonomy.labels[task])
         for task in catalogue_sets}
@@ -229,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if vocabulary:
             labels[f"{kind}_label"] = label_indices(train_records, kind, lambda r: r.source_label, vocabulary)
     projection, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs, learning_rate=args.lr,
-                                     scale=args.scale, loss_weights=loss_weights(args), verbose=2)
+                                     scale=args.scale, loss_weights=weights, verbose=2)
 
     # The class profile's weights: chosen on the catalogue validation split and, where there are phone
     # photos, on the training senders' photos too (same coarse label: the profile must not trade away
@@ -271,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      "loss": f"normalised softmax over label proxies (cosine x {args.scale}), one proxy set per "
                              "label set; an image counts only in the sets it is labelled in",
                      "label_sets": {name: int((values != MISSING).sum()) for name, values in labels.items()},
-                     "loss_weights": loss_weights(args),
+                     "loss_weights": weights,
                      "epochs": args.epochs, "learning_rate": args.lr, "optimizer": "AdamW, cosine decay",
                      "trained_on": "pooled features of the bundle's training split only (each kind's train part)",
                      "final_losses": {key: values[-1] for key, values in history.items()}},
