@@ -5,12 +5,18 @@ deployment runs, reads it here instead of in the bundles' manifests: the version
 records (`bundles` of an analysis), the serving options that change the tags, and each bundle's
 held-out figures with their 95% intervals as its manifest records them. The classifier's figures were
 measured with one way of serving (mirror view, neighbour vote); `as_served` says whether that is how it
-serves now (settings such as CLASSIFIER_FLIP_AVERAGE=0 change it).
+serves now (settings such as CLASSIFIER_FLIP_AVERAGE=0 change it). `?per_label=true` adds each label's
+figures from the same evaluation (the precision of every tag the classifier gives: how often a catalogue
+thumbnail tagged Flats is Flats), so a caller can distrust the few tags it rarely gets right.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+import json
+from pathlib import Path
 
+from flask import Blueprint, current_app, request
+
+from .api import parse_flag
 from .pipeline import Pipeline
 
 bp = Blueprint("models", __name__, url_prefix="/v1")
@@ -20,19 +26,77 @@ DETECTOR_FIGURES = ("split", "images", "instances", "box_AP", "box_AP50", "mask_
                     "agnostic_box_AP", "agnostic_box_AP50")
 
 
-def classifier_json(pipeline: Pipeline) -> dict:
+# Per catalogue class: how often the tag is right when given (precision; null when no held-out thumbnail
+# got it), how often the class is found (recall), on how many thumbnails of the class (support) and how
+# many got the tag (predicted; absent from evaluations older than it).
+CLASS_FIGURES = ("precision", "recall", "support", "predicted")
+# Per source label of a photo kind: the figures of the kind's headline, over that label's images.
+SOURCE_LABEL_FIGURES = ("support", "group_accuracy", "masterCategory_accuracy")
+
+
+def evaluation_matches(reports: dict, metrics: dict) -> bool:
+    """Whether an evaluation's reports are the one the manifest's figures (4 decimals) were read from."""
+    for kind, figures in metrics.items():
+        report = reports.get(kind)
+        if kind == "intervals_95" or not isinstance(figures, dict) or "images" not in figures:
+            continue
+        if report is None or report.get("images") != figures["images"]:
+            return False
+        measured = ({task: m.get("accuracy") for task, m in report["tasks"].items()} if kind == "catalogue"
+                    else {name: report.get(name) for name in figures})
+        if any(name in measured and measured[name] is not None and round(measured[name], 4) != value
+               for name, value in figures.items() if name not in ("images", "labels")):
+            return False
+    return True
+
+
+def class_figures(figures: dict) -> dict:
+    out = {name: round(figures[name], 4) for name in CLASS_FIGURES if name in figures}
+    if out.get("predicted") == 0:
+        out["precision"] = None  # never given: 0 by convention in the evaluation, but nothing was wrong
+    return out
+
+
+def per_label_figures(bundle_dir: Path, manifest: dict) -> dict | None:
+    """Each label's held-out figures from the bundle's evaluation (metrics.json beside the manifest's
+    report): per catalogue task and class CLASS_FIGURES, per photo kind and source label
+    SOURCE_LABEL_FIGURES. None when the bundle has no evaluation, or not the one its manifest's figures
+    came from (a later evaluation written elsewhere, a stale file)."""
+    metrics = manifest.get("metrics") or {}
+    path = bundle_dir / Path(metrics.get("report") or "evaluation/report.md").parent / "metrics.json"
+    if not path.is_file():
+        return None
+    reports = json.loads(path.read_text())
+    if not evaluation_matches(reports, metrics):
+        return None
+    out = {}
+    for kind, report in reports.items():
+        if kind == "catalogue":
+            out[kind] = {task: {label: class_figures(c)
+                                for label, c in sorted(m.get("per_class", {}).items(), key=lambda kv: -kv[1]["support"])}
+                         for task, m in report["tasks"].items()}
+        else:
+            out[kind] = {label: {name: round(m[name], 4) for name in SOURCE_LABEL_FIGURES}
+                         for label, m in sorted(report.get("per_label", {}).items(), key=lambda kv: -kv[1]["support"])}
+    return out
+
+
+def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
     classifier = pipeline.classifier
     manifest = classifier.manifest
     vote = classifier.neighbour_vote.version if classifier.neighbour_vote else None
     metrics = {name: value for name, value in (manifest.get("metrics") or {}).items() if name != "report"}
     measured_as = manifest.get("inference") or {}
+    held_out = {**metrics, "measured_as": measured_as,
+                "as_served": measured_as.get("flip_average") == classifier.flip_average
+                and measured_as.get("neighbour_vote") == vote}
+    if per_label:
+        held_out["per_label"] = per_label_figures(classifier.bundle_dir, manifest)
     return {
         "name": manifest["name"], "version": manifest["version"], "served_as": classifier.versions,
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
         "mirror_view": classifier.flip_average, "neighbour_vote": vote,
-        "held_out": {**metrics, "measured_as": measured_as,
-                     "as_served": measured_as.get("flip_average") == classifier.flip_average
-                     and measured_as.get("neighbour_vote") == vote},
+        "held_out": held_out,
         "embedding": {"version": pipeline.embedding_model, "dim": classifier.embedding_dim},
     }
 
@@ -51,7 +115,8 @@ def detector_json(pipeline: Pipeline) -> dict:
 
 @bp.get("/models")
 def read_models():
+    per_label = parse_flag(request.args.get("per_label"), "per_label")
     pipeline = current_app.extensions["pipeline"].load()
-    return {"bundles": pipeline.bundles, "classifier": classifier_json(pipeline), "detector": detector_json(pipeline),
+    return {"bundles": pipeline.bundles, "classifier": classifier_json(pipeline, per_label), "detector": detector_json(pipeline),
             "detector_prior": pipeline.prior.name if pipeline.prior.mode != "off" else None,
             "garment_crop": pipeline.garment_crop}

@@ -86,13 +86,18 @@ def spec() -> dict:
             "/v1/models": {"get": {
                 "summary": "The model bundles that tag the images: the versions analyses record, the serving options, "
                            "and each bundle's held-out figures (with 95% intervals) from its manifest",
+                "parameters": [{"name": "per_label", "in": "query", "schema": {"type": "boolean", "default": False},
+                                "description": "add classifier.held_out.per_label: each catalogue class's precision, "
+                                               "recall, support and predicted count per task, and each photo kind's "
+                                               "figures per source label (null when the bundle's evaluation is not "
+                                               "the one its manifest's figures came from)"}],
                 "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop",
                                       "content": {"application/json": {"schema": {"type": "object", "properties": {
                                           "bundles": {"type": "object"}, "classifier": {"type": "object"},
                                           "detector": {"type": "object"},
                                           "detector_prior": {"type": ["string", "null"]},
                                           "garment_crop": {"type": "string"}}}}}},
-                              "503": PROBLEM}}},
+                              "400": PROBLEM, "503": PROBLEM}}},
             "/healthz": {"get": {"summary": "Process alive", "security": [],
                                  "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Database (and broker) reachable, models loaded", "security": [],

@@ -25,8 +25,10 @@ def task_metrics(true: np.ndarray, pred: np.ndarray, probs: np.ndarray, labels: 
         "accuracy": float((true == pred).mean()),
         "top5_accuracy": float((top5 == true[:, None]).any(axis=1).mean()),
         "macro_f1": float(np.mean(f1[np.asarray(support) > 0])) if (np.asarray(support) > 0).any() else 0.0,
+        # `predicted`: how many images got the class (its precision is 0 by convention when none did)
         "per_class": {
-            labels[c]: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            labels[c]: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s),
+                        "predicted": int((pred == c).sum())}
             for c, p, r, f, s in zip(present, precision, recall, f1, support)
         },
     }

@@ -3,7 +3,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from app import create_app
-from app.models_api import classifier_json
+from app.models_api import classifier_json, per_label_figures
 
 from .test_api import post_url
 
@@ -57,3 +57,49 @@ def test_models_need_a_key_when_keys_are_on_and_are_in_the_openapi_document(sett
     response = locked.test_client().get("/v1/models")
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
     locked.extensions["engine"].dispose()
+
+
+def test_per_label_figures_say_which_tags_to_trust(client, pipeline):
+    assert "per_label" not in client.get("/v1/models").json["classifier"]["held_out"]
+    per_label = client.get("/v1/models?per_label=true").json["classifier"]["held_out"]["per_label"]
+    evaluation = json.loads((MODELS / "fashion-lite0" / "evaluation" / "metrics.json").read_text())
+    manifest = json.loads((MODELS / "fashion-lite0" / "manifest.json").read_text())
+    for task, classes in per_label["catalogue"].items():
+        recorded = evaluation["catalogue"]["tasks"][task]["per_class"]
+        assert set(classes) == set(recorded)
+        for name, figures in classes.items():
+            assert figures["recall"] == round(recorded[name]["recall"], 4)
+            assert figures["precision"] == (None if recorded[name]["predicted"] == 0 else round(recorded[name]["precision"], 4))
+    # every test thumbnail with a label is counted once per task, and is given one tag
+    articles = per_label["catalogue"]["articleType"].values()
+    assert sum(c["support"] for c in articles) == sum(c["predicted"] for c in articles) == manifest["metrics"]["catalogue"]["images"]
+    for kind in ("photo", "street"):
+        labels = per_label[kind]
+        assert sum(m["support"] for m in labels.values()) == manifest["metrics"][kind]["images"]
+        assert len(labels) == manifest["metrics"][kind]["labels"]
+    mean = sum(m["group_accuracy"] for m in per_label["street"].values()) / len(per_label["street"])
+    assert abs(mean - manifest["metrics"]["street"]["articleType_group_accuracy"]) < 1e-3
+    response = client.get("/v1/models?per_label=maybe")
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+
+
+def test_per_label_figures_only_from_the_evaluation_the_manifest_quotes(tmp_path):
+    reports = {"catalogue": {"images": 3, "tasks": {"gender": {"accuracy": 2 / 3, "per_class": {
+                   "Men": {"precision": 1.0, "recall": 0.5, "support": 2, "predicted": 1},
+                   "Women": {"precision": 0.5, "recall": 1.0, "support": 1, "predicted": 2},
+                   "Boys": {"precision": 0.0, "recall": 0.0, "support": 0, "predicted": 0}}}}},
+               "photo": {"images": 2, "articleType_group_accuracy": 0.5, "per_label": {
+                   "Pants": {"support": 2, "group_accuracy": 0.5, "masterCategory_accuracy": 1.0, "predicted": []}}}}
+    manifest = {"metrics": {"catalogue": {"images": 3, "gender": 0.6667}, "photo": {"images": 2, "labels": 1,
+                                                                                   "articleType_group_accuracy": 0.5},
+                            "intervals_95": {}, "report": "evaluation/report.md"}}
+    assert per_label_figures(tmp_path, manifest) is None  # no evaluation in the bundle
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "metrics.json").write_text(json.dumps(reports))
+    figures = per_label_figures(tmp_path, manifest)
+    assert figures["catalogue"]["gender"]["Men"] == {"precision": 1.0, "recall": 0.5, "support": 2, "predicted": 1}
+    assert figures["catalogue"]["gender"]["Boys"]["precision"] is None  # never given, not always wrong
+    assert figures["photo"] == {"Pants": {"support": 2, "group_accuracy": 0.5, "masterCategory_accuracy": 1.0}}
+    # a later evaluation whose figures are not the manifest's is not passed off as its per-label figures
+    stale = {**manifest, "metrics": {**manifest["metrics"], "catalogue": {"images": 3, "gender": 0.9}}}
+    assert per_label_figures(tmp_path, stale) is None
