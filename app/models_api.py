@@ -81,15 +81,28 @@ def per_label_figures(bundle_dir: Path, manifest: dict) -> dict | None:
     return out
 
 
+def measured_as_served(classifier) -> bool:
+    """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote)."""
+    measured_as = classifier.manifest.get("inference") or {}
+    vote = classifier.neighbour_vote.version if classifier.neighbour_vote else None
+    return measured_as.get("flip_average") == classifier.flip_average and measured_as.get("neighbour_vote") == vote
+
+
+def tag_precision(pipeline: Pipeline) -> dict[str, dict[str, float | None]]:
+    """task -> label -> how often the serving classifier's tag was right on held-out catalogue thumbnails
+    ({} when its evaluation is missing, stale, or measured another way than it serves now)."""
+    classifier = pipeline.classifier
+    figures = per_label_figures(classifier.bundle_dir, classifier.manifest) if measured_as_served(classifier) else None
+    return {task: {label: c["precision"] for label, c in classes.items()}
+            for task, classes in ((figures or {}).get("catalogue") or {}).items()}
+
+
 def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
     classifier = pipeline.classifier
     manifest = classifier.manifest
     vote = classifier.neighbour_vote.version if classifier.neighbour_vote else None
     metrics = {name: value for name, value in (manifest.get("metrics") or {}).items() if name != "report"}
-    measured_as = manifest.get("inference") or {}
-    held_out = {**metrics, "measured_as": measured_as,
-                "as_served": measured_as.get("flip_average") == classifier.flip_average
-                and measured_as.get("neighbour_vote") == vote}
+    held_out = {**metrics, "measured_as": manifest.get("inference") or {}, "as_served": measured_as_served(classifier)}
     if per_label:
         held_out["per_label"] = per_label_figures(classifier.bundle_dir, manifest)
     return {

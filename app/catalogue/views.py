@@ -25,6 +25,7 @@ from ..errors import ApiError
 from ..fetch import FetchedImage
 from ..filters import TASK_FILTERS, ItemFilters
 from ..models import Item, Thumbnail
+from ..models_api import tag_precision
 from ..store import get_analysis, item_json, query_item_rows
 from . import overlays
 
@@ -130,8 +131,12 @@ def detail(analysis_id: int):
     except ApiError as error:
         similar_error = error.detail
     similar_items = [hit["item"] for hit in similar["results"]] if similar else []
+    # Beside each tag, how often the serving classifier's tag of that label was right on held-out
+    # catalogue thumbnails: only for tags that classifier made.
+    pipeline = current_app.extensions["pipeline"].load()
+    precision = tag_precision(pipeline) if analysis.bundles.get("classifier") == pipeline.bundles["classifier"] else {}
     return render_template("catalogue/detail.html", analysis=analysis, items=items, selected_id=selected_id,
-                           similar=similar, similar_error=similar_error, task_order=TASK_ORDER,
+                           similar=similar, similar_error=similar_error, task_order=TASK_ORDER, precision=precision,
                            with_thumbnail=_with_thumbnail([analysis.image_id, *(i["image"]["id"] for i in similar_items)]),
                            colour_of=overlays.colour_of)
 

@@ -6,7 +6,9 @@ import re
 import pytest
 from PIL import Image
 
-from app import create_app
+from app import create_app, db
+from app.models import Analysis
+from app.models_api import tag_precision
 
 from .servers import garment_photo
 from .test_auth import new_key
@@ -85,6 +87,28 @@ def test_detail_draws_boxes_and_masks_and_lists_tags_colours_and_similar_items(c
     assert f'id="item-{garments[0]["id"]}"' in selected and f"Similar to item {garments[0]['id']}" in selected
     assert client.get(f"/catalogue/analyses/{analysis['id']}?item=999999").status_code == 404
     assert client.get("/catalogue/analyses/999").status_code == 404
+
+
+def test_detail_says_how_often_each_tag_was_right_on_held_out_thumbnails(app, client, analysed, pipeline):
+    analysis = analysed[0]
+    precision = tag_precision(pipeline)
+    assert precision["articleType"]["Heels"] == pytest.approx(0.7315)  # the served bundle's evaluation/metrics.json
+    rights = []
+    for item in analysis["items"]:
+        for task in ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage"):
+            tag = item["category"][task] if task in item["category"] else item["style"][task]
+            if precision[task].get(tag["label"]) is not None:
+                rights.append(precision[task][tag["label"]])
+    html = client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
+    assert rights and re.findall(r"\d+% right", html) == [f"{right * 100:.0f}% right" for right in rights]
+    assert html.count('class="precision low"') == sum(right < 0.5 for right in rights)  # the tags to doubt stand out
+    # tags another classifier made (stored before this bundle served) get no figure of this one
+    with app.app_context():
+        session = db.session()
+        stored = session.get(Analysis, analysis["id"])
+        stored.bundles = {**stored.bundles, "classifier": {"category": "older:0/category", "style": "older:0/style"}}
+        session.commit()
+    assert "% right" not in client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
 
 
 def test_upload_analyses_and_shows_the_result(client):
