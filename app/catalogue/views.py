@@ -132,9 +132,13 @@ def detail(analysis_id: int):
         similar_error = error.detail
     similar_items = [hit["item"] for hit in similar["results"]] if similar else []
     # Beside each tag, how often the serving classifier's tag of that label was right on held-out
-    # catalogue thumbnails: only for tags that classifier made.
-    pipeline = current_app.extensions["pipeline"].load()
-    precision = tag_precision(pipeline) if analysis.bundles.get("classifier") == pipeline.bundles["classifier"] else {}
+    # catalogue thumbnails: only for tags that classifier made (none while the models cannot load).
+    try:
+        pipeline = current_app.extensions["pipeline"].load()
+    except ApiError:
+        pipeline = None
+    precision = (tag_precision(pipeline) if pipeline is not None
+                 and analysis.bundles.get("classifier") == pipeline.bundles["classifier"] else {})
     return render_template("catalogue/detail.html", analysis=analysis, items=items, selected_id=selected_id,
                            similar=similar, similar_error=similar_error, task_order=TASK_ORDER, precision=precision,
                            with_thumbnail=_with_thumbnail([analysis.image_id, *(i["image"]["id"] for i in similar_items)]),

@@ -111,6 +111,15 @@ def test_detail_says_how_often_each_tag_was_right_on_held_out_thumbnails(app, cl
     assert "% right" not in client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
 
 
+def test_detail_still_shows_stored_tags_while_the_models_cannot_load(settings, analysed, tmp_path):
+    broken = create_app(settings.replace(classifier_bundle=tmp_path / "missing"))
+    response = broken.test_client().get(f"/catalogue/analyses/{analysed[0]['id']}")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and "<th>articleType</th>" in html
+    assert "% right" not in html and "Similar to item" in html
+    broken.extensions["engine"].dispose()
+
+
 def test_upload_analyses_and_shows_the_result(client):
     form = client.get("/catalogue").get_data(as_text=True)
     response = client.post("/catalogue/upload", data={"csrf_token": csrf(form),
