@@ -12,6 +12,7 @@ thumbnail tagged Flats is Flats), so a caller can distrust the few tags it rarel
 from __future__ import annotations
 
 import json
+import weakref
 from pathlib import Path
 
 from flask import Blueprint, current_app, request
@@ -81,18 +82,33 @@ def per_label_figures(bundle_dir: Path, manifest: dict) -> dict | None:
     return out
 
 
+# A loaded classifier's per-label figures, read once: its manifest (and so its evaluation) is fixed once
+# loaded, and the detail page asks for them on every view.
+_PER_LABEL: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def loaded_per_label_figures(classifier) -> dict | None:
+    if classifier not in _PER_LABEL:
+        _PER_LABEL[classifier] = per_label_figures(classifier.bundle_dir, classifier.manifest)
+    return _PER_LABEL[classifier]
+
+
+def vote_version(classifier) -> str | None:
+    return classifier.neighbour_vote.version if classifier.neighbour_vote else None
+
+
 def measured_as_served(classifier) -> bool:
     """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote)."""
     measured_as = classifier.manifest.get("inference") or {}
-    vote = classifier.neighbour_vote.version if classifier.neighbour_vote else None
-    return measured_as.get("flip_average") == classifier.flip_average and measured_as.get("neighbour_vote") == vote
+    return (measured_as.get("flip_average") == classifier.flip_average
+            and measured_as.get("neighbour_vote") == vote_version(classifier))
 
 
 def tag_precision(pipeline: Pipeline) -> dict[str, dict[str, float | None]]:
     """task -> label -> how often the serving classifier's tag was right on held-out catalogue thumbnails
     ({} when its evaluation is missing, stale, or measured another way than it serves now)."""
     classifier = pipeline.classifier
-    figures = per_label_figures(classifier.bundle_dir, classifier.manifest) if measured_as_served(classifier) else None
+    figures = loaded_per_label_figures(classifier) if measured_as_served(classifier) else None
     return {task: {label: c["precision"] for label, c in classes.items()}
             for task, classes in ((figures or {}).get("catalogue") or {}).items()}
 
@@ -100,15 +116,14 @@ def tag_precision(pipeline: Pipeline) -> dict[str, dict[str, float | None]]:
 def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
     classifier = pipeline.classifier
     manifest = classifier.manifest
-    vote = classifier.neighbour_vote.version if classifier.neighbour_vote else None
     metrics = {name: value for name, value in (manifest.get("metrics") or {}).items() if name != "report"}
     held_out = {**metrics, "measured_as": manifest.get("inference") or {}, "as_served": measured_as_served(classifier)}
     if per_label:
-        held_out["per_label"] = per_label_figures(classifier.bundle_dir, manifest)
+        held_out["per_label"] = loaded_per_label_figures(classifier)
     return {
         "name": manifest["name"], "version": manifest["version"], "served_as": classifier.versions,
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
-        "mirror_view": classifier.flip_average, "neighbour_vote": vote,
+        "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
         "held_out": held_out,
         "embedding": {"version": pipeline.embedding_model, "dim": classifier.embedding_dim},
     }
