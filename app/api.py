@@ -1,4 +1,4 @@
-"""The /v1 API: analyse an image (URL or upload), read analyses, query the catalogue of items."""
+"""The /v1 API: analyse an image (URL or upload), read analyses, query the catalogue of items, delete images."""
 from __future__ import annotations
 
 import time
@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, request
 from . import db
 from .analysis import analyse_images
 from .auth import current_key_id
+from .deletion import DeletedImage, delete_image, forget_url
 from .errors import ApiError
 from .fetch import FetchedImage, fetch
 from .filters import ItemFilters
@@ -87,11 +88,16 @@ def read_analysis(analysis_id: int):
     return analysis_json(analysis)
 
 
-@bp.get("/images")
-def read_image_by_url():
+def _url_argument() -> str:
     url = request.args.get("url")
     if not url:
         raise ApiError("invalid_request", "the url query parameter is required")
+    return url
+
+
+@bp.get("/images")
+def read_image_by_url():
+    url = _url_argument()
     analysis = latest_for_url(db.session(), url)
     if analysis is None:
         raise ApiError("not_found", "this URL has not been analysed")
@@ -110,3 +116,29 @@ def list_items():
     items, next_cursor = query_items(db.session(), query.filters, query.colour, query.min_confidence, query.kind,
                                      request.args.get("cursor"), limit)
     return {"items": items, "next_cursor": next_cursor}
+
+
+def delete_stored_image(image_id: int) -> DeletedImage:
+    """Delete the image and everything stored about it (source URLs, analyses, items, embeddings,
+    thumbnail); this process's similarity index forgets its items. Shared with the catalogue page."""
+    deleted = delete_image(db.session(), image_id, _settings().thumbnail_dir)
+    if deleted is None:
+        raise ApiError("not_found", f"no image {image_id}")
+    current_app.extensions["similarity"].forget(deleted.item_ids)
+    return deleted
+
+
+@bp.delete("/images/<int:image_id>")
+def delete_image_by_id(image_id: int):
+    return {"deleted_images": [delete_stored_image(image_id).json()], "kept_images": []}
+
+
+@bp.delete("/images")
+def forget_image_url():
+    """Forget a URL: images no other URL refers to are deleted, the others keep their analyses."""
+    url = _url_argument()
+    forgotten = forget_url(db.session(), url, _settings().thumbnail_dir)
+    if forgotten is None:
+        raise ApiError("not_found", "no image was fetched from this URL")
+    current_app.extensions["similarity"].forget(forgotten.item_ids)
+    return forgotten.json()

@@ -13,6 +13,7 @@ class Base(DeclarativeBase):
 
 class ImageRecord(Base):
     __tablename__ = "images"
+    __table_args__ = {"sqlite_autoincrement": True}  # a deleted image's id is never given to another
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True)
     width: Mapped[int] = mapped_column(Integer)

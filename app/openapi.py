@@ -17,6 +17,9 @@ SEARCH_FILTERS = [
 
 def spec() -> dict:
     analysis = {"$ref": "#/components/schemas/Analysis"}
+    job = {"$ref": "#/components/schemas/Job"}
+    deleted = {"description": "what was deleted and what was kept",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Deleted"}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "fashion-tagger", "version": "1.0.0",
@@ -42,7 +45,17 @@ def spec() -> dict:
             "/v1/images": {"get": {"summary": "Latest analysis of a URL", "parameters": [
                 {"name": "url", "in": "query", "required": True, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "the analysis", "content": {"application/json": {"schema": analysis}}},
-                              "404": PROBLEM}}},
+                              "404": PROBLEM}},
+                "delete": {"summary": "Forget a URL: the images fetched from it that no other URL refers to are deleted "
+                                      "with everything stored about them; the others keep their analyses",
+                           "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}}],
+                           "responses": {"200": deleted, "400": PROBLEM, "404": PROBLEM, "503": PROBLEM}}},
+            "/v1/images/{id}": {"delete": {
+                "summary": "Delete an image and everything stored about it: source URLs, every analysis, their items "
+                           "and embeddings, its thumbnail",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"},
+                                "description": "the image id (`image.id` of an analysis or a listed item)"}],
+                "responses": {"200": deleted, "404": PROBLEM, "503": PROBLEM}}},
             "/v1/items": {"get": {"summary": "Catalogue query over tagged items (keyset pagination)", "parameters": [
                 *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
                 {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
@@ -98,6 +111,33 @@ def spec() -> dict:
                                           "detector_prior": {"type": ["string", "null"]},
                                           "garment_crop": {"type": "string"}}}}}},
                               "400": PROBLEM, "503": PROBLEM}}},
+            "/v1/jobs": {"post": {
+                "summary": "Submit a batch of image URLs, analysed by queue workers (a job; POSTs a signed summary to "
+                           "callback_url when done)",
+                "requestBody": {"content": {"application/json": {"schema": {
+                    "type": "object", "required": ["image_urls"], "properties": {
+                        "image_urls": {"type": "array", "items": {"type": "string"}, "minItems": 1,
+                                       "description": "at most JOB_MAX_URLS (10,000 by default)"},
+                        "callback_url": {"type": "string", "format": "uri"}, "refresh": {"type": "boolean"}}}}}},
+                "responses": {"202": {"description": "stored and enqueued: the job's summary; `Location` is its URL",
+                                      "content": {"application/json": {"schema": job}}},
+                              "400": PROBLEM, "401": PROBLEM, "429": PROBLEM, "503": PROBLEM}}},
+            "/v1/jobs/{id}": {
+                "get": {"summary": "A job's state, counts, progress and per-URL outcomes (paged by `after`)",
+                        "parameters": [
+                            {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                            {"name": "after", "in": "query", "schema": {"type": "integer", "default": -1},
+                             "description": "outcomes after this position (`next_after` of the previous page)"},
+                            {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
+                                                                       "default": 100}}],
+                        "responses": {"200": {"description": "the job and a page of outcomes",
+                                              "content": {"application/json": {"schema": job}}},
+                                      "400": PROBLEM, "404": PROBLEM}},
+                "delete": {"summary": "Cancel a job: URLs not yet started are cancelled",
+                           "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                           "responses": {"200": {"description": "the job's summary",
+                                                 "content": {"application/json": {"schema": job}}},
+                                         "404": PROBLEM}}},
             "/healthz": {"get": {"summary": "Process alive", "security": [],
                                  "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Database (and broker) reachable, models loaded", "security": [],
@@ -140,6 +180,27 @@ def spec() -> dict:
                 "item": {"$ref": "#/components/schemas/Item"}, "model": {"type": "string"},
                 "search": {"$ref": "#/components/schemas/SearchInfo"},
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}},
+            "Job": {"type": "object", "properties": {
+                "id": {"type": "string"}, "state": {"enum": ["queued", "running", "done", "cancelled"]},
+                "total": {"type": "integer"},
+                "counts": {"type": "object", "description": "URLs per outcome: queued, running, done, failed, skipped, "
+                                                            "cancelled"},
+                "progress": {"type": "number", "description": "share of the URLs finished, 0..1"},
+                "errors": {"type": "object", "description": "failed URLs per error code"},
+                "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
+                "finished_at": {"type": ["string", "null"]}, "elapsed_s": {"type": "number"},
+                "callback": {"type": ["object", "null"], "description": "url, state (delivered, failed), attempts"},
+                "outcomes": {"type": "array", "description": "GET only: per URL its position, url, state, analysis_id "
+                                                             "(null once the image is deleted), error {code, detail}, attempts"},
+                "next_after": {"type": ["integer", "null"], "description": "GET only"}}},
+            "Deleted": {"type": "object", "properties": {
+                "url": {"type": "string", "description": "the forgotten URL (DELETE /v1/images?url= only)"},
+                "deleted_images": {"type": "array", "items": {"type": "object", "properties": {
+                    "image_id": {"type": "integer"}, "sha256": {"type": "string"},
+                    "analyses": {"type": "integer"}, "items": {"type": "integer"}}}},
+                "kept_images": {"type": "array", "items": {"type": "object", "properties": {
+                    "image_id": {"type": "integer"},
+                    "other_urls": {"type": "integer", "description": "URLs that still refer to the image"}}}}}},
             "Analysis": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "image": {"type": "object"}, "bundles": {"type": "object"},
                 "timings_ms": {"type": "object"}, "created_at": {"type": "string"},

@@ -12,6 +12,11 @@ inverted file was trained, the inverted file is (re)built in a background thread
 ready; searches meanwhile use the index as it was (VectorIndex). Only the first load builds it before
 returning: searches wait for that load anyway, and exact search over that many vectors is too slow.
 
+Deleted items (a refreshed analysis, a deleted image) are never answered: every hit is read back from the
+database, and what is gone is dropped and forgotten by the index; the worker that deletes an image
+forgets its items at once, and the query expansion checks its neighbours against the database first.
+The index copies itself without forgotten vectors once they are many (VectorIndex).
+
 Query expansion (SIMILARITY_QUERY_EXPANSION nearest items; 0: off): the query is first searched as it
 is, then searched again as the unit sum of itself and its nearest stored items, each weighted by its
 cosine cubed (alpha query expansion). What the query's nearest items share (the kind of garment)
@@ -112,7 +117,7 @@ class SimilarityIndex:
             seen += row_ids
         session.rollback()  # end the read transaction: the next sync must see newer commits
         if self.index is not None:
-            self.index.switch_if_large(background=not first_load)
+            self.index.rebuild_if_needed(background=not first_load)
         if not seen:
             return
         for row_id in seen:
@@ -127,6 +132,12 @@ class SimilarityIndex:
             if len(missing) <= MAX_GAPS:
                 self._gaps.update({i: now for i in missing})
             self.cursor = top
+
+    def forget(self, item_ids) -> None:
+        """Items this process deleted: never answered again (other processes learn it from the database)."""
+        index = self.index
+        if index is not None and item_ids:
+            index.forget(item_ids)
 
     def build_in_background(self, sessionmaker, model: str) -> threading.Thread:
         """Build the index at process start without holding up readiness (searches meanwhile wait for it)."""
@@ -160,7 +171,9 @@ class SimilarityIndex:
         asked = k * (settings.similarity_overfetch if filters.active else 1) + len(own)
         expanded_by = 0
         if settings.similarity_query_expansion > 0:
-            vector, expanded_by = expand_from_index(index, vector, settings.similarity_query_expansion, own)
+            count = settings.similarity_query_expansion
+            self._forget_deleted_near(session, index, vector, count + len(own))
+            vector, expanded_by = expand_from_index(index, vector, count, own)
         ids, scores = index.search(vector, asked)  # the index guards itself (a rebuild may be swapping in)
         hits = self._readable_hits(session, index, ids, scores, filters, exclude_analyses)
         method = "index+filter" if filters.active else "index"
@@ -172,12 +185,21 @@ class SimilarityIndex:
                 ids, scores = index.search_subset(vector, subset, k)
                 hits = self._readable_hits(session, index, ids, scores, ItemFilters({}), exclude_analyses)
                 method = "exact-subset"
-        return SearchResult(hits[:k], method, index.kind, len(index), expanded_by)
+        return SearchResult(hits[:k], method, index.kind, index.live_count, expanded_by)
+
+    @staticmethod
+    def _forget_deleted_near(session: Session, index: VectorIndex, vector: np.ndarray, count: int) -> None:
+        """Forget those of the `count` items nearest to `vector` that were deleted from the database since
+        this index read them (by another worker or process): a deleted image must not shape an expanded
+        query either. One indexed lookup of `count` ids."""
+        ids = index.search(vector, count)[0].tolist()
+        if ids:
+            index.forget(set(ids) - set(session.scalars(select(Item.id).where(Item.id.in_(ids)))))
 
     @staticmethod
     def _readable_hits(session, index, ids, scores, filters: ItemFilters, exclude_analyses) -> list[Hit]:
         """Read the hits back from the database (in score order), applying the filters: ids whose items
-        are gone (a refreshed analysis) are dropped and forgotten by the index."""
+        are gone (a refreshed analysis, a deleted image) are dropped and forgotten by the index."""
         if not len(ids):
             return []
         statement = (select(Item).join(Analysis).where(Item.id.in_(ids.tolist()), *filters.conditions())

@@ -78,29 +78,34 @@ def save_analysis(session: Session, *, sha256: str, width: int, height: int, url
                   thumbnail_dir=None) -> tuple[Analysis, bool]:
     """Store everything in one transaction: image, source, analysis, items with their embeddings, and
     the thumbnail. Returns (analysis, created). A concurrent writer of the same image and bundles wins
-    the unique constraint; the loser returns the winner's analysis."""
-    try:
-        image_id = _upsert_image(session, sha256, width, height)
-        remember_source(session, image_id, url)
-        if thumbnail is not None and not thumbnails.exists(session, image_id):
-            thumbnails.put(session, image_id, sha256, thumbnail, thumbnail_dir)
-        if refresh:
-            session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
-        analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
-                            source_url=url, api_key_id=api_key_id,
-                            items=[item_row(i, embedding_model) for i in items])
-        session.add(analysis)
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        existing = find_analysis(session, sha256, bundle_key)
-        if existing is None:
+    the unique constraint; the loser returns the winner's analysis. An image deleted (DELETE /v1/images)
+    between its upsert here and the inserts that refer to it is stored anew, once."""
+    for attempt in (1, 2):
+        try:
+            image_id = _upsert_image(session, sha256, width, height)
+            remember_source(session, image_id, url)
+            if thumbnail is not None and not thumbnails.exists(session, image_id):
+                thumbnails.put(session, image_id, sha256, thumbnail, thumbnail_dir)
+            if refresh:
+                session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
+            analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
+                                source_url=url, api_key_id=api_key_id,
+                                items=[item_row(i, embedding_model) for i in items])
+            session.add(analysis)
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            existing = find_analysis(session, sha256, bundle_key)
+            if existing is not None:
+                return existing, False
+            if attempt == 2:
+                raise
+            continue  # no winner to return: the image was deleted under us
+        except Exception:
+            session.rollback()
             raise
-        return existing, False
-    except Exception:
-        session.rollback()
-        raise
-    return get_analysis(session, analysis.id), True
+        return get_analysis(session, analysis.id), True
+    raise AssertionError("unreachable")
 
 
 # ---- JSON -------------------------------------------------------------------------------------------------
@@ -124,7 +129,8 @@ def item_json(item: Item) -> dict:
 def analysis_json(analysis: Analysis) -> dict:
     return {
         "id": analysis.id,
-        "image": {"url": analysis.source_url, "sha256": analysis.image.sha256, "width": analysis.image.width,
+        "image": {"id": analysis.image_id, "url": analysis.source_url, "sha256": analysis.image.sha256,
+                  "width": analysis.image.width,
                   "height": analysis.image.height},
         "bundles": analysis.bundles, "timings_ms": analysis.timings_ms,
         "created_at": analysis.created_at.isoformat() + "Z" if analysis.created_at else None,

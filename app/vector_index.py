@@ -11,7 +11,7 @@ IVF against HNSW at 100,000 vectors: IVF built in seconds where HNSW took minute
 better recall and speed (README, Similarity search).
 
 (Re)training takes tens of seconds at 100,000 vectors, so it can run in a background thread
-(`switch_if_large(background=True)`, one at a time per index): it copies the stored vectors, trains
+(`rebuild_if_needed(background=True)`, one at a time per index): it copies the stored vectors, trains
 and fills a new inverted file from the copy while the current index keeps answering, then, under the
 lock, adds the vectors stored meanwhile and swaps it in. A failed build is logged and the current index
 keeps serving; a growth check `retry_after_s` later tries again. Without `background` the build runs in
@@ -22,9 +22,11 @@ SIMD lanes of 8 or 16 values only when the dimension divides into them and falls
 otherwise (exact search over 100,000 vectors of 398 values: 43 ms; padded to 400: 4 ms, measured by
 bench/similarity_index.py). Zeros change no inner product; callers see their own dimension.
 
-FAISS positions are 0..n-1 in insertion order; `ids` maps them to item ids. Vectors are never removed
-(removal from FAISS is a linear scan per call): items deleted since (a refreshed analysis) are dropped by the caller, which reads
-every hit back from the database, and told to `forget`, so later searches skip them.
+FAISS positions are 0..n-1 in insertion order; `ids` maps them to item ids. Items deleted since (a
+refreshed analysis, a deleted image) are told to `forget`: searches skip them at once (asking FAISS for
+that many more neighbours), and once they pass FORGOTTEN_MAX_FRACTION of the index (at least
+FORGOTTEN_MIN of them) the next `rebuild_if_needed` copies the index without them, the same way (and in
+the same background thread) as a retraining, so the overfetch stays small however much is deleted.
 """
 from __future__ import annotations
 
@@ -38,6 +40,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 COPY_CHUNK = 1_000  # vectors copied per lock hold (~7 ms at 1280 dims): a search waits at most that
+# Forgotten ids cost every search that many more neighbours: past this share of the index (and this many),
+# the index is copied without them.
+FORGOTTEN_MAX_FRACTION = 0.05
+FORGOTTEN_MIN = 256
 SIMD_WIDTH = 16  # FAISS's dimension is padded to a multiple of this
 
 
@@ -66,8 +72,7 @@ class VectorIndex:
         self.dim, self.exact_max, self.nprobe, self.train_per_cell = dim, exact_max, nprobe, train_per_cell
         self.retry_after_s, self.build = retry_after_s, build
         self.faiss_dim = padded_dim(dim)
-        self._index: faiss.Index = faiss.IndexScalarQuantizer(self.faiss_dim, faiss.ScalarQuantizer.QT_fp16,
-                                                              faiss.METRIC_INNER_PRODUCT)
+        self._index: faiss.Index = self._exact_index()
         self.kind = "exact"
         self.trained_size = 0
         self.ids = np.zeros(0, np.int64)
@@ -79,6 +84,14 @@ class VectorIndex:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def live_count(self) -> int:
+        """The vectors searches can return (the forgotten ones not counted)."""
+        return len(self.ids) - len(self._forgotten)
+
+    def _exact_index(self) -> faiss.Index:
+        return faiss.IndexScalarQuantizer(self.faiss_dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
 
     def __contains__(self, item_id: int) -> bool:
         return item_id in self._known
@@ -100,21 +113,22 @@ class VectorIndex:
             self.ids = np.concatenate([self.ids, ids])
             self._known.update(ids.tolist())
         if switch:
-            self.switch_if_large()
+            self.rebuild_if_needed()
 
-    # ---- switching to (and retraining) the inverted file -----------------------------------------------------
+    # ---- switching to (and retraining) the inverted file; dropping forgotten vectors -------------------------
 
-    def switch_if_large(self, background: bool = False) -> None:
-        """Past exact_max, (re)train the inverted file: the first time, and whenever the index doubled.
+    def rebuild_if_needed(self, background: bool = False) -> None:
+        """Past exact_max, (re)train the inverted file: the first time, and whenever the index doubled; and
+        copy the index without its forgotten vectors once they are too many.
         `background`: in a thread of its own, returning at once (nothing is started while a rebuild is
         running, or within `retry_after_s` of a failed one); otherwise here, after any pending rebuild."""
         if not background:
             self.wait_for_rebuild()
-            if self._needs_training():
+            if self._needs_rebuild():
                 self._rebuild_now()
             return
         with self._lock:
-            if not self._needs_training() or self.rebuilding:
+            if not self._needs_rebuild() or self.rebuilding:
                 return
             if self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_after_s:
                 return
@@ -143,6 +157,12 @@ class VectorIndex:
     def _needs_training(self) -> bool:
         return len(self) > self.exact_max and (self.kind == "exact" or len(self) >= 2 * self.trained_size)
 
+    def _needs_compaction(self) -> bool:
+        return len(self._forgotten) >= max(FORGOTTEN_MIN, FORGOTTEN_MAX_FRACTION * len(self))
+
+    def _needs_rebuild(self) -> bool:
+        return self._needs_training() or self._needs_compaction()
+
     def _rebuild_logged(self) -> None:
         try:
             self._rebuild_now()
@@ -153,23 +173,42 @@ class VectorIndex:
                           "serving", len(self), self.kind)
 
     def _rebuild_now(self) -> None:
+        """A new index from a snapshot of the stored vectors, the forgotten ones left out: an inverted file
+        when the rest is past exact_max, else exact."""
         started = time.perf_counter()
-        snapshot = self._copy_vectors()
-        ivf = self.build(snapshot, self.train_per_cell)
         with self._lock:
-            # Vectors added while it trained follow the snapshot, at the same positions as in the current index.
+            dropped = set(self._forgotten)
+        snapshot, snapshot_ids = self._copy_vectors()
+        keep = np.array([i not in dropped for i in snapshot_ids.tolist()], bool)
+        if not keep.all():
+            snapshot, snapshot_ids = snapshot[keep], snapshot_ids[keep]
+        if len(snapshot) > self.exact_max:
+            index, kind, trained_size = self.build(snapshot, self.train_per_cell), "ivf", len(snapshot)
+        else:
+            index, kind, trained_size = self._exact_index(), "exact", 0
+            for start in range(0, len(snapshot), COPY_CHUNK):
+                index.add(np.ascontiguousarray(snapshot[start:start + COPY_CHUNK], dtype=np.float32))
+        copied = len(keep)
+        with self._lock:
+            # Vectors added while it was built follow the snapshot (the current index holds them after it).
             size = len(self)
-            if size > len(snapshot):
-                ivf.add(self._index.reconstruct_n(len(snapshot), size - len(snapshot)))
-            self._index, self.kind, self.trained_size = ivf, "ivf", len(snapshot)
-        log.info("vector index: inverted file over %d vectors (%d added while it trained) in %.1f s",
-                 size, size - len(snapshot), time.perf_counter() - started)
+            if size > copied:
+                index.add(self._index.reconstruct_n(copied, size - copied))
+            self._index, self.kind, self.trained_size = index, kind, trained_size
+            self.ids = np.concatenate([snapshot_ids, self.ids[copied:]])
+            gone = dropped & set(self._known)
+            self._forgotten -= gone
+            self._known -= gone
+        log.info("vector index: %s index over %d vectors (%d added while it was built, %d forgotten left out) "
+                 "in %.1f s", kind, len(self), size - copied, len(gone), time.perf_counter() - started)
 
-    def _copy_vectors(self) -> np.ndarray:
-        """The stored vectors as float16 (their stored precision: half the memory of float32), copied a chunk
-        per lock hold; positions already written never change, so the chunks make one consistent copy."""
+    def _copy_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stored vectors as float16 (their stored precision: half the memory of float32) and their ids,
+        copied a chunk per lock hold; positions already written change only at a swap, which only this
+        (one-at-a-time) rebuild makes, so the chunks make one consistent copy."""
         size = len(self)
         vectors = np.empty((size, self.faiss_dim), np.float16)
+        ids = self.ids[:size].copy()
         for start in range(0, size, COPY_CHUNK):
             count = min(COPY_CHUNK, size - start)
             with self._lock:
@@ -177,13 +216,14 @@ class VectorIndex:
             # Python's locks are not fair: without a pause this thread takes the lock straight back and a
             # waiting search starves for the whole copy (1.4 s at 100,000 vectors, measured).
             time.sleep(0)
-        return vectors
+        return vectors, ids
 
     # ---- reading ---------------------------------------------------------------------------------------------
 
     def forget(self, item_ids) -> None:
+        """Searches skip these items from now on (ids the index does not hold are ignored)."""
         with self._lock:
-            self._forgotten.update(int(i) for i in item_ids)
+            self._forgotten.update(i for i in map(int, item_ids) if i in self._known)
 
     def search(self, vector: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The k nearest item ids and their scores (best first); fewer when the index is smaller."""

@@ -159,7 +159,7 @@ def main() -> None:
         index = VectorIndex(args.dim, exact_max=(args.n if kind == "exact" else 0))
         for chunk in range(0, args.n, 10_000):  # the service's bulk load: chunks, then one switch
             index.add(ids[chunk:chunk + 10_000], vectors[chunk:chunk + 10_000], switch=False)
-        index.switch_if_large()
+        index.rebuild_if_needed()
         build_s = time.perf_counter() - start
         faiss.omp_set_num_threads(1)
         memory = {"index_mb": round(index.memory_bytes() / 2**20, 1), "rss_delta_mb": round(rss_mb() - rss_before, 1)}

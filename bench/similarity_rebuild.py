@@ -48,7 +48,7 @@ def main() -> None:
     index = VectorIndex(args.dim, exact_max=0)
     started = time.perf_counter()
     index.add(ids[:args.n], vectors[:args.n], switch=False)
-    index.switch_if_large()
+    index.rebuild_if_needed()
     first_build_s = time.perf_counter() - started
     found, before = time_queries(index, queries, args.k)
     before["recall@10"] = round(recall(found, exact_truth(vectors[:args.n], ids[:args.n], queries, args.k), args.k), 4)
@@ -56,7 +56,7 @@ def main() -> None:
 
     index.add(ids[args.n:], vectors[args.n:], switch=False)
     started = time.perf_counter()
-    index.switch_if_large(background=True)
+    index.rebuild_if_needed(background=True)
     times = []
     while index.rebuilding:
         for query in queries:

@@ -1,5 +1,6 @@
 """/catalogue: the grid (the /v1/items filters), an analysis' detail (boxes and masks over the image,
-tags with confidences, colour swatches, similar items), an upload box, thumbnails and mask overlays.
+tags with confidences, colour swatches, similar items, a delete button), an upload box, thumbnails and
+mask overlays.
 
 Access: with API_KEYS_REQUIRED off the page is as open as the API. With it on, a visitor signs in once
 with an API key (/catalogue/login); the server keeps only the key's id in a signed, HttpOnly,
@@ -15,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import (Blueprint, Flask, Response, current_app, g, redirect, render_template, request, session,
+from flask import (Blueprint, Flask, Response, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
 from sqlalchemy import select
 
@@ -158,6 +159,15 @@ def upload():
         raise ApiError("too_large", f"the upload exceeds {limit} bytes")
     body, _created = analyse(FetchedImage(data, None, file.mimetype), False, {})
     return redirect(url_for("catalogue.detail", analysis_id=body["id"]))
+
+
+@bp.post("/images/<int:image_id>/delete")
+def delete(image_id: int):
+    from ..api import delete_stored_image
+
+    deleted = delete_stored_image(image_id)
+    flash(f"Deleted image {image_id}: {deleted.analyses} analyses, {len(deleted.item_ids)} items.")
+    return redirect(url_for("catalogue.index"))
 
 
 @bp.get("/images/<int:image_id>.jpg")

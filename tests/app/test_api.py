@@ -53,8 +53,8 @@ def test_analyse_a_url(client, image_server, pipeline):
     assert response.status_code == 201, response.json
     body = response.json
     assert response.headers["Location"] == f"/v1/analyses/{body['id']}"
-    assert body["image"] == {"url": image_server.url("/shirt.jpg"), "sha256": body["image"]["sha256"],
-                             "width": 300, "height": 400}
+    assert body["image"] == {"id": body["image"]["id"], "url": image_server.url("/shirt.jpg"),
+                             "sha256": body["image"]["sha256"], "width": 300, "height": 400}
     assert body["bundles"] == pipeline.bundles
     assert {"fetch", "decode", "detect", "classify", "colours", "total"} <= set(body["timings_ms"])
     product = body["items"][0]
@@ -211,3 +211,17 @@ def test_ops_endpoints(client, image_server):
 
 def test_request_id_is_echoed(client):
     assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["X-Request-ID"] == "abc-123"
+
+
+def test_openapi_describes_every_v1_route_and_method(app, client):
+    import re
+
+    def shape(path: str) -> str:  # /v1/items/<int:item_id>/similar and /v1/items/{id}/similar alike
+        return re.sub(r"<(?:\w+:)?\w+>|\{\w+\}", "{}", path)
+
+    described = {(shape(path), method) for path, methods in client.get("/openapi.json").json["paths"].items()
+                 for method in methods}
+    served = {(shape(rule.rule), method.lower()) for rule in app.url_map.iter_rules() if rule.rule.startswith("/v1/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    assert ("/v1/images/{}", "delete") in served
+    assert served - described == set()

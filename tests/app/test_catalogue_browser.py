@@ -1,6 +1,6 @@
 """The catalogue page in a real browser: headless Chromium (Debian's package, driven by Playwright)
-signs in with an API key, filters the grid, opens an item, sees its boxes and masks, and uploads a
-photo. Saves screenshots (the pytest tmp dir; also CATALOGUE_SCREENSHOT_DIR when set).
+signs in with an API key, filters the grid, opens an item, sees its boxes and masks, uploads a
+photo and deletes it again. Saves screenshots (the pytest tmp dir; also CATALOGUE_SCREENSHOT_DIR when set).
 
 Skipped only when no Chromium executable exists: CI (.ci/run) installs it."""
 from __future__ import annotations
@@ -115,6 +115,18 @@ def test_catalogue_in_headless_chromium(served, tmp_path):
             expect(page).to_have_url(re.compile(r"/catalogue/analyses/\d+$"), timeout=60_000)
             expect(page.locator("text=uploaded")).to_be_visible()
             assert page.locator(".items .item").count() >= 1
+
+            # Delete it again: the button asks first; dismissed, nothing happens; accepted, it is gone.
+            uploaded = page.url
+            page.once("dialog", lambda dialog: dialog.dismiss())
+            page.click("#delete-image")
+            page.wait_for_load_state("load")
+            assert page.url == uploaded and page.request.get(uploaded).status == 200
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click("#delete-image")
+            expect(page).to_have_url(re.compile(r"/catalogue$"))
+            expect(page.locator(".notice")).to_contain_text("Deleted image")
+            assert page.goto(uploaded).status == 404
         finally:
             browser.close()
     assert outside == []  # the page loads nothing from anywhere else

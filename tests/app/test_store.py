@@ -147,3 +147,37 @@ def test_migration_0005_moves_constrained_by_out_of_top3_and_back(empty_database
             sql = connection.execute(text("SELECT sql FROM sqlite_master WHERE name = 'items'")).scalar()
             assert "AUTOINCREMENT" in sql
     engine.dispose()
+
+
+def test_migration_0006_keeps_the_images_and_never_reuses_their_ids(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0005")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        images = Table("images", MetaData(), autoload_with=connection)
+        analyses = Table("analyses", MetaData(), autoload_with=connection)
+        for char in "ab":
+            connection.execute(images.insert().values(sha256=char * 64, width=1, height=1))
+        connection.execute(analyses.insert().values(image_id=2, bundle_key="k", bundles={}, timings_ms={}))
+    engine.dispose()
+
+    upgrade(url, "0006")
+    engine = make_engine(url)  # the app's engine: foreign keys enforced on SQLite too
+    with Session(engine) as session:
+        assert [(i.id, i.sha256[0]) for i in session.scalars(select(ImageRecord).order_by(ImageRecord.id))] == [(1, "a"), (2, "b")]
+        assert session.scalars(select(Analysis.image_id)).all() == [2]
+        session.delete(session.get(ImageRecord, 2))
+        session.commit()
+        assert session.scalar(select(func.count()).select_from(Analysis)) == 0  # cascaded
+        session.add(ImageRecord(sha256="c" * 64, width=1, height=1))
+        session.commit()
+        assert session.scalars(select(ImageRecord.id).order_by(ImageRecord.id)).all() == [1, 3]  # 2 is never reused
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
+
+    command.downgrade(alembic_config(url), "0005")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT id FROM images ORDER BY id")).scalars().all() == [1, 3]
+    engine.dispose()

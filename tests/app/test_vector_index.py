@@ -110,12 +110,12 @@ def test_a_background_rebuild_leaves_the_old_index_answering_and_takes_the_vecto
     build = HeldBuild()
     index = VectorIndex(32, exact_max=1000, build=build)
     index.add(np.arange(1200), vectors[:1200], switch=False)
-    index.switch_if_large(background=True)
+    index.rebuild_if_needed(background=True)
     assert build.started.wait(30) and index.rebuilding
     for query in (0, 600, 1199):  # the exact index still answers, exactly
         assert list(index.search(vectors[query], 5)[0]) == list(exact_top(vectors[:1200], vectors[query], 5))
     index.add(np.arange(1200, 1500), vectors[1200:], switch=False)
-    index.switch_if_large(background=True)  # one rebuild at a time
+    index.rebuild_if_needed(background=True)  # one rebuild at a time
     assert index.kind == "exact" and index.search(vectors[1400], 1)[0][0] == 1400
     build.release.set()
     assert index.wait_for_rebuild(30) and not index.rebuilding
@@ -132,16 +132,52 @@ def test_a_failed_rebuild_is_logged_leaves_the_old_index_serving_and_is_retried_
     index = VectorIndex(32, exact_max=1000, retry_after_s=3600, build=build)
     index.add(np.arange(1200), vectors, switch=False)
     with caplog.at_level(logging.ERROR, logger="app.vector_index"):
-        index.switch_if_large(background=True)
+        index.rebuild_if_needed(background=True)
         assert index.wait_for_rebuild(30)
     assert "building the inverted file over 1200 vectors failed" in caplog.text
     assert index.kind == "exact" and index.trained_size == 0
     assert list(index.search(vectors[7], 3)[0]) == list(exact_top(vectors, vectors[7], 3))
-    index.switch_if_large(background=True)  # within retry_after_s of the failure: not yet
+    index.rebuild_if_needed(background=True)  # within retry_after_s of the failure: not yet
     assert not index.rebuilding and build.calls == 1
     index.retry_after_s = 0
-    index.switch_if_large(background=True)
+    index.rebuild_if_needed(background=True)
     assert index.wait_for_rebuild(30) and build.calls == 2 and index.kind == "ivf" and index.trained_size == 1200
+
+
+def test_forgotten_vectors_are_copied_out_once_they_are_many():
+    vectors = unit(3000, seed=5)
+    index = VectorIndex(32, exact_max=1000, nprobe=64)
+    index.add(np.arange(3000), vectors)
+    assert index.kind == "ivf"
+    index.forget(range(0, 200))  # under FORGOTTEN_MIN: skipped by searches, still held
+    index.forget([99_999])  # an id the index never held: ignored
+    index.rebuild_if_needed()
+    assert len(index) == 3000 and index.live_count == 2800 and 5 not in index.search(vectors[5], 10)[0]
+    index.forget(range(200, 2500))
+    index.rebuild_if_needed()  # 500 left: back to exact search, without the forgotten vectors
+    assert index.kind == "exact" and len(index) == index.live_count == 500
+    assert list(index.search(vectors[2700], 5)[0]) == list(exact_top(vectors[2500:], vectors[2700], 5) + 2500)
+    np.testing.assert_allclose(index.vector(2999), vectors[2999], atol=1e-3)
+    assert index.vector(10) is None and 10 not in index
+
+
+def test_a_compaction_in_the_background_keeps_what_was_added_and_forgotten_meanwhile():
+    vectors = unit(2000, seed=6)
+    build = HeldBuild()
+    index = VectorIndex(32, exact_max=1000, build=build)
+    index.add(np.arange(1500), vectors[:1500], switch=False)
+    index.forget(range(300))
+    index.rebuild_if_needed(background=True)
+    assert build.started.wait(30)
+    index.add(np.arange(1500, 2000), vectors[1500:], switch=False)  # while it is built
+    index.forget([400, 1900])
+    build.release.set()
+    assert index.wait_for_rebuild(30)
+    assert index.kind == "ivf" and index.trained_size == 1200 and len(index) == 1700 and index.live_count == 1698
+    for query in (300, 1499, 1500, 1999):
+        assert index.search(vectors[query], 1)[0][0] == query
+    assert 400 not in index.search(vectors[400], 5)[0] and 1900 not in index.search(vectors[1900], 5)[0]
+    assert list(index.search_subset(vectors[1600], [1600, 10, 500], 2)[0]) == [1600, 500]
 
 
 def _stored_items(database_url: str, sha_char: str, count: int):
