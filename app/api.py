@@ -13,7 +13,7 @@ from .errors import ApiError
 from .fetch import FetchedImage, fetch
 from .filters import ItemFilters
 from .metrics import FETCH_FAILURES
-from .store import analysis_json, get_analysis, latest_for_url, query_items
+from .store import analysis_json, get_analysis, image_json, latest_for_url, query_items
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -116,6 +116,14 @@ def list_items():
     items, next_cursor = query_items(db.session(), query.filters, query.colour, query.min_confidence, query.kind,
                                      request.args.get("cursor"), limit)
     return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.get("/images/<int:image_id>")
+def read_image(image_id: int):
+    body = image_json(db.session(), image_id)
+    if body is None:
+        raise ApiError("not_found", f"no image {image_id}")
+    return body
 
 
 def delete_stored_image(image_id: int) -> DeletedImage:

@@ -50,7 +50,17 @@ def spec() -> dict:
                                       "with everything stored about them; the others keep their analyses",
                            "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}}],
                            "responses": {"200": deleted, "400": PROBLEM, "404": PROBLEM, "503": PROBLEM}}},
-            "/v1/images/{id}": {"delete": {
+            "/v1/images/{id}": {"get": {
+                "summary": "An image: the URLs it was fetched from (latest first) and its analyses (newest first)",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "the image", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "id": {"type": "integer"}, "sha256": {"type": "string"}, "width": {"type": "integer"},
+                        "height": {"type": "integer"}, "created_at": {"type": "string"},
+                        "urls": {"type": "array", "items": {"type": "object"}},
+                        "analyses": {"type": "array", "items": {"type": "object"}}}}}}},
+                              "404": PROBLEM}},
+                "delete": {
                 "summary": "Delete an image and everything stored about it: source URLs, every analysis, their items "
                            "and embeddings, its thumbnail",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"},

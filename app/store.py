@@ -138,6 +138,22 @@ def analysis_json(analysis: Analysis) -> dict:
     }
 
 
+def image_json(session: Session, image_id: int) -> dict | None:
+    """An image as stored: the URLs it was fetched from (latest first) and its analyses (newest first)."""
+    image = session.get(ImageRecord, image_id)
+    if image is None:
+        return None
+    sources = session.scalars(select(ImageSource).where(ImageSource.image_id == image_id)
+                              .order_by(ImageSource.last_seen_at.desc(), ImageSource.id.desc())).all()
+    analyses = session.scalars(select(Analysis).where(Analysis.image_id == image_id)
+                               .order_by(Analysis.created_at.desc(), Analysis.id.desc())).all()
+    return {"id": image.id, "sha256": image.sha256, "width": image.width, "height": image.height,
+            "created_at": image.created_at.isoformat() + "Z" if image.created_at else None,
+            "urls": [{"url": s.url, "last_seen_at": s.last_seen_at.isoformat() + "Z"} for s in sources],
+            "analyses": [{"id": a.id, "bundles": a.bundles,
+                          "created_at": a.created_at.isoformat() + "Z" if a.created_at else None} for a in analyses]}
+
+
 # ---- catalogue query ----------------------------------------------------------------------------------------
 
 ITEM_FILTERS = {"gender": Item.gender, "masterCategory": Item.master_category, "subCategory": Item.sub_category,

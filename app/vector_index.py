@@ -196,7 +196,7 @@ class VectorIndex:
                 index.add(self._index.reconstruct_n(copied, size - copied))
             self._index, self.kind, self.trained_size = index, kind, trained_size
             self.ids = np.concatenate([snapshot_ids, self.ids[copied:]])
-            gone = dropped & set(self._known)
+            gone = dropped & self._known
             self._forgotten -= gone
             self._known -= gone
         log.info("vector index: %s index over %d vectors (%d added while it was built, %d forgotten left out) "

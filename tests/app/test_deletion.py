@@ -43,7 +43,9 @@ def test_delete_an_image_removes_everything_stored_about_it(app, client, image_s
     before = counts(app)
     shirt_items = len(shirt["items"])
     image_id = shirt["image"]["id"]
-    assert client.get(f"/v1/images/{image_id}").status_code == 405  # read by analysis or URL, not by id
+    image = client.get(f"/v1/images/{image_id}").json
+    assert [u["url"] for u in image["urls"]] == [image_server.url("/same-shirt.jpg"), image_server.url("/shirt.jpg")]
+    assert [a["id"] for a in image["analyses"]] == [shirt["id"]] and image["sha256"] == shirt["image"]["sha256"]
 
     response = client.delete(f"/v1/images/{image_id}")
     assert response.status_code == 200, response.json
@@ -58,8 +60,8 @@ def test_delete_an_image_removes_everything_stored_about_it(app, client, image_s
         assert client.get("/v1/images", query_string={"url": image_server.url(url)}).status_code == 404
     assert shirt["id"] not in {i["analysis_id"] for i in client.get("/v1/items").json["items"]}
     assert client.get(f"/v1/analyses/{blue['id']}").status_code == 200  # the other image is untouched
-    again = client.delete(f"/v1/images/{image_id}")
-    assert (again.status_code, again.json["code"]) == (404, "not_found")
+    for again in (client.delete(f"/v1/images/{image_id}"), client.get(f"/v1/images/{image_id}")):
+        assert (again.status_code, again.json["code"]) == (404, "not_found")
 
     # A new image never gets the deleted one's id (SQLite would reuse the largest rowid without AUTOINCREMENT).
     newest = post_url(client, image_server.url("/img/3.jpg")).json
