@@ -47,7 +47,7 @@ from classification.trunks import efficientnet_lite_trunk, load_imagenet_weights
 
 DATA = ROOT.parent / "shared" / "datasets"
 BUNDLE = ROOT / "models" / "fashion-lite0"
-C_CHOICES = (0.02, 0.1, 0.5)
+C_CHOICES = (0.002, 0.005, 0.02, 0.1)
 BATCH = 64
 
 
@@ -120,12 +120,23 @@ def scores(truth: np.ndarray, predicted: np.ndarray) -> dict:
     return {"accuracy": float(hits.mean()), "mean_over_labels": float(np.mean(per_label)), "images": int(len(truth))}
 
 
-def probe(variant: str, data: dict, images: dict, input_size: tuple[int, int], seed: int) -> dict:
+def cached_features(model, images, input_size, desc: str, path: Path) -> np.ndarray:
+    """The pooled features, kept in the cache folder: rerunning the heads costs no trunk time."""
+    if path.is_file():
+        return np.load(path)
+    x = features(model, images, input_size, desc)
+    np.save(path, x)
+    return x
+
+
+def probe(variant: str, data: dict, images: dict, input_size: tuple[int, int], seed: int, cache: Path) -> dict:
     model = feature_model(variant, input_size)
     report = {"params": int(model.count_params()), "crops_10_ms": round(crops_ms(model, input_size), 1)}
     start = time.perf_counter()
     for kind, parts in data.items():
-        x = {part: features(model, images[kind][part], input_size, f"{variant} {kind} {part}") for part in parts}
+        x = {part: cached_features(model, images[kind][part], input_size, f"{variant} {kind} {part}",
+                                   cache / f"features-{variant}-{input_size[0]}x{input_size[1]}-{kind}-{part}-"
+                                           f"{len(parts[part])}-seed{seed}.npy") for part in parts}
         tasks = ("articleType", "gender") if kind == "catalogue" else ("source_label",)
         for task in tasks:
             label = (lambda r: r.label(task)) if task != "source_label" else (lambda r: r.source_label)
@@ -146,7 +157,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--input-size", nargs=2, type=int, default=(160, 120), metavar=("HEIGHT", "WIDTH"))
     parser.add_argument("--catalogue-train", type=int, default=8000, help="catalogue training thumbnails sampled")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "trunk-probe", help="decoded images, shared by the trunks")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "trunk-probe",
+                        help="decoded images (shared by the trunks) and each trunk's features")
     args = parser.parse_args(argv)
     input_size = tuple(args.input_size)
     data = records(args.catalogue_train, args.seed)
@@ -154,7 +166,7 @@ def main(argv=None) -> dict:
     images = {kind: {part: load_images(rows, max_side=320, desc=f"decoding {kind} {part}",
                                        cache=args.cache / f"{kind}-{part}-{len(rows)}-seed{args.seed}.pkl")
                      for part, rows in parts.items()} for kind, parts in data.items()}
-    results = {variant: probe(variant, data, images, input_size, args.seed) for variant in args.trunks}
+    results = {variant: probe(variant, data, images, input_size, args.seed, args.cache) for variant in args.trunks}
     report = {"input_size": list(input_size), "catalogue_train": args.catalogue_train, "seed": args.seed,
               "backend": keras.backend.backend(), "trunks": results}
     columns = ["catalogue/articleType", "catalogue/gender", "photo/source_label", "street/source_label"]
