@@ -171,9 +171,9 @@ class SimilarityIndex:
         asked = k * (settings.similarity_overfetch if filters.active else 1) + len(own)
         expanded_by = 0
         if settings.similarity_query_expansion > 0:
-            count = settings.similarity_query_expansion
-            self._forget_deleted_near(session, index, vector, count + len(own))
-            vector, expanded_by = expand_from_index(index, vector, count, own)
+            # Neighbours deleted since this index read them (by another process) must not shape it either.
+            stored = lambda ids: set(session.scalars(select(Item.id).where(Item.id.in_(ids))))  # noqa: E731
+            vector, expanded_by = expand_from_index(index, vector, settings.similarity_query_expansion, own, stored)
         ids, scores = index.search(vector, asked)  # the index guards itself (a rebuild may be swapping in)
         hits = self._readable_hits(session, index, ids, scores, filters, exclude_analyses)
         method = "index+filter" if filters.active else "index"
@@ -186,15 +186,6 @@ class SimilarityIndex:
                 hits = self._readable_hits(session, index, ids, scores, ItemFilters({}), exclude_analyses)
                 method = "exact-subset"
         return SearchResult(hits[:k], method, index.kind, index.live_count, expanded_by)
-
-    @staticmethod
-    def _forget_deleted_near(session: Session, index: VectorIndex, vector: np.ndarray, count: int) -> None:
-        """Forget those of the `count` items nearest to `vector` that were deleted from the database since
-        this index read them (by another worker or process): a deleted image must not shape an expanded
-        query either. One indexed lookup of `count` ids."""
-        ids = index.search(vector, count)[0].tolist()
-        if ids:
-            index.forget(set(ids) - set(session.scalars(select(Item.id).where(Item.id.in_(ids)))))
 
     @staticmethod
     def _readable_hits(session, index, ids, scores, filters: ItemFilters, exclude_analyses) -> list[Hit]:
@@ -226,12 +217,19 @@ def expanded_query(vector: np.ndarray, neighbours: np.ndarray, cosines: np.ndarr
     return total / norm if norm > 0 else vector
 
 
-def expand_from_index(index: VectorIndex, vector: np.ndarray, count: int, leave_out=frozenset()) -> tuple[np.ndarray, int]:
+def expand_from_index(index: VectorIndex, vector: np.ndarray, count: int, leave_out=frozenset(),
+                      stored=None) -> tuple[np.ndarray, int]:
     """`vector` expanded by its `count` nearest items in `index` (the ids in `leave_out` skipped), and how
-    many expanded it."""
+    many expanded it. `stored(ids)`, when given, says which of the neighbours are still stored: the others
+    (deleted since the index read them) are skipped and forgotten by the index. One search, one lookup."""
     ids, cosines = index.search(vector, count + len(leave_out))
-    if leave_out:
-        keep = np.array([i not in leave_out for i in ids.tolist()], bool)
+    skip = set(leave_out)
+    if stored is not None and len(ids):
+        gone = set(ids.tolist()) - stored(ids.tolist())
+        index.forget(gone)
+        skip |= gone
+    if skip:
+        keep = np.array([i not in skip for i in ids.tolist()], bool)
         ids, cosines = ids[keep], cosines[keep]
     ids, cosines = ids[:count], cosines[:count]
     found, vectors = index.vectors(ids)

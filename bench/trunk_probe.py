@@ -104,10 +104,11 @@ def fit_head(train_x, train_y, seed: int) -> tuple[LogisticRegression, StandardS
     order = rng.permutation(len(train_x))
     tune, fit = order[: len(order) // 5], order[len(order) // 5:]
     best_c, best = C_CHOICES[0], -1.0
+    scaler = StandardScaler().fit(train_x[fit])
+    fit_x, tune_x = scaler.transform(train_x[fit]), scaler.transform(train_x[tune])
     for c in C_CHOICES:
-        scaler = StandardScaler().fit(train_x[fit])
-        head = LogisticRegression(C=c, max_iter=500).fit(scaler.transform(train_x[fit]), train_y[fit])
-        score = float((head.predict(scaler.transform(train_x[tune])) == train_y[tune]).mean())
+        head = LogisticRegression(C=c, max_iter=500).fit(fit_x, train_y[fit])
+        score = float((head.predict(tune_x) == train_y[tune]).mean())
         if score > best:
             best_c, best = c, score
     scaler = StandardScaler().fit(train_x)

@@ -25,9 +25,9 @@ from ..auth import SESSION_KEY_ID, current_client, find_key
 from ..errors import ApiError
 from ..fetch import FetchedImage
 from ..filters import TASK_FILTERS, ItemFilters
-from ..models import Analysis, ImageRecord, ImageSource, Item, Thumbnail
+from ..models import Item, Thumbnail
 from ..models_api import tag_precision
-from ..store import get_analysis, item_json, query_item_rows
+from ..store import get_analysis, image_json, item_json, query_item_rows
 from . import overlays
 
 bp = Blueprint("catalogue", __name__, url_prefix="/catalogue", template_folder="templates",
@@ -165,12 +165,12 @@ def upload():
 def confirm_delete(image_id: int):
     """What a delete would remove, and the form that does it (a page, not a script's dialog)."""
     database = db.session()
-    image = database.get(ImageRecord, image_id)
+    image = image_json(database, image_id)
     if image is None:
         raise ApiError("not_found", f"no image {image_id}")
-    analysis_ids = list(database.scalars(select(Analysis.id).where(Analysis.image_id == image_id).order_by(Analysis.id)))
+    analysis_ids = [a["id"] for a in image["analyses"]]
     items = database.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(analysis_ids))) if analysis_ids else 0
-    urls = list(database.scalars(select(ImageSource.url).where(ImageSource.image_id == image_id).order_by(ImageSource.url)))
+    urls = [source["url"] for source in image["urls"]]
     back_to = request.args.get("analysis", type=int)
     back = (url_for("catalogue.detail", analysis_id=back_to) if back_to in analysis_ids else url_for("catalogue.index"))
     return render_template("catalogue/delete.html", image=image, analyses=len(analysis_ids), items=items, urls=urls,
