@@ -14,6 +14,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .jobs import api as jobs_api
     from .jobs import cli as jobs_cli
     from .jobs.queue import make_queue
+    from .label_votes import LabelVotes
     from .pipeline import PipelineHolder
     from .similarity import SimilarityIndex
 
@@ -32,6 +33,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.similarity_build_at_start:  # each serving process builds its index as its models load
         app.extensions["pipeline"].on_loaded.append(lambda pipeline: app.extensions["similarity"].build_in_background(
             app.extensions["sessionmaker"], pipeline.embedding_model))
+    if settings.classifier_neighbour_vote and settings.label_vote:  # every process that tags: API and workers
+        app.extensions["label_votes"] = LabelVotes(app.extensions["sessionmaker"], settings.label_vote_sync_seconds)
+        app.extensions["pipeline"].on_loaded.append(app.extensions["label_votes"].attach)
     app.register_blueprint(api.bp)
     app.register_blueprint(search_api.bp)
     app.register_blueprint(models_api.bp)

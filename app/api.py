@@ -1,6 +1,8 @@
-"""The /v1 API: analyse an image (URL or upload), read analyses, query the catalogue of items, delete images."""
+"""The /v1 API: analyse an image (URL or upload), read analyses, query the catalogue of items, label
+items, delete images."""
 from __future__ import annotations
 
+import functools
 import time
 
 from flask import Blueprint, current_app, request
@@ -12,8 +14,9 @@ from .deletion import DeletedImage, delete_image, forget_url
 from .errors import ApiError
 from .fetch import FetchedImage, fetch
 from .filters import ItemFilters
+from .labels import complete_labels, set_labels, training_path_counts, withdraw_labels
 from .metrics import FETCH_FAILURES
-from .store import analysis_json, get_analysis, image_json, latest_for_url, query_items
+from .store import analysis_json, get_analysis, image_json, latest_for_url, listed_item_json, query_items
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -116,6 +119,32 @@ def list_items():
     items, next_cursor = query_items(db.session(), query.filters, query.colour, query.min_confidence, query.kind,
                                      request.args.get("cursor"), limit)
     return {"items": items, "next_cursor": next_cursor}
+
+
+@functools.lru_cache(maxsize=2)
+def _path_counts(classifier):
+    return training_path_counts(classifier)
+
+
+@bp.put("/items/<int:item_id>/labels")
+def label_item(item_id: int):
+    """A person's labels for the item (replacing any it had): its tags from now on, and rows of every
+    worker's neighbour vote (app/labels.py)."""
+    return label_item_with(item_id, request.get_json(silent=True))
+
+
+def label_item_with(item_id: int, given) -> dict:
+    """Check `given` against the serving classifier and store it as the item's labels (shared with the
+    catalogue page)."""
+    classifier = current_app.extensions["pipeline"].load().classifier
+    labels = complete_labels(classifier.taxonomy, given, _path_counts(classifier))
+    return listed_item_json(set_labels(db.session(), item_id, labels, current_key_id(), classifier.taxonomy))
+
+
+@bp.delete("/items/<int:item_id>/labels")
+def unlabel_item(item_id: int):
+    """Withdraw the item's labels: its tags are the model's again."""
+    return listed_item_json(withdraw_labels(db.session(), item_id))
 
 
 @bp.get("/images/<int:image_id>")

@@ -1,8 +1,11 @@
 """Operator commands: `flask analyse URL_OR_FILE` runs the same path as POST /v1/analyses; `flask images
-delete ID...` and `flask images forget URLS_FILE` the same as DELETE /v1/images (by id, by URL)."""
+delete ID...` and `flask images forget URLS_FILE` the same as DELETE /v1/images (by id, by URL); `flask
+labels import CSV` the same as PUT /v1/items/<id>/labels for many items (a shop's own product data)."""
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -75,3 +78,62 @@ def init_app(app: Flask) -> None:
                 kept += len(forgotten.kept)
         click.echo(f"{len(urls)} URLs: {deleted} images deleted, {kept} kept (still at other URLs), "
                    f"{unknown} URLs never analysed")
+
+    @app.cli.group("labels")
+    def labels_group():
+        """People's labels for stored items."""
+
+    @labels_group.command("import")
+    @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    def import_labels_command(source: Path):
+        """Label items from a CSV: an item_id column, or a url column (the whole-image item of the URL's
+        latest analysis), and a column per task to label (gender, masterCategory, subCategory,
+        articleType, baseColour, season, usage; empty cells say nothing). One transaction per row; rows
+        that fail are counted by error code and the first few shown."""
+        from tqdm import tqdm
+
+        from . import db
+        from .api import label_item_with
+        from .errors import ApiError
+        from .labels import TASKS
+        from .store import latest_for_url
+
+        with source.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        columns = {name.strip(): name for name in (rows[0].keys() if rows else ())}
+        key = next((c for c in ("item_id", "url", "image_url") if c in columns), None)
+        if key is None:
+            raise click.ClickException(f"{source}: no item_id or url column")
+        labelled, failed, shown = 0, Counter(), []
+        with app.test_request_context():
+            app.extensions["pipeline"].load(notify=False)  # the serving classifier's labels check each row
+            for line, row in enumerate(tqdm(rows, desc="labelling items", unit="row"), start=2):
+                given = {task: row[columns[task]].strip() for task in TASKS
+                         if task in columns and (row[columns[task]] or "").strip()}
+                try:
+                    item_id = _item_of(db.session(), key, (row[columns[key]] or "").strip(), latest_for_url)
+                    label_item_with(item_id, given)
+                    labelled += 1
+                except ApiError as error:
+                    db.session().rollback()
+                    failed[error.code] += 1
+                    if len(shown) < 5:
+                        shown.append(f"line {line}: {error.code}: {error.detail}")
+        click.echo(f"{len(rows)} rows: {labelled} items labelled"
+                   + "".join(f", {count} {code}" for code, count in failed.most_common()))
+        for message in shown:
+            click.echo(f"  {message}")
+
+
+def _item_of(session, key: str, value: str, latest_for_url) -> int:
+    """The item a CSV row names: by id, or the whole-image item of its URL's latest analysis."""
+    from .errors import ApiError
+
+    if key == "item_id":
+        if not value.isdigit():
+            raise ApiError("invalid_request", f"item_id {value!r} is not a number")
+        return int(value)
+    analysis = latest_for_url(session, value) if value else None
+    if analysis is None:
+        raise ApiError("not_found", f"{value!r} has not been analysed")
+    return analysis.items[0].id

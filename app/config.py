@@ -47,6 +47,10 @@ class Settings:
     # Mix the tags with the labels of the nearest training images when the bundle has a neighbour vote
     # (classification/neighbour_vote.py; README, Models, "The neighbour vote"). Embeddings are unchanged.
     classifier_neighbour_vote: bool = True
+    # The items people labelled join each worker's neighbour vote (app/label_votes.py), checked for
+    # changes at most this often (seconds) before a classifier call.
+    label_vote: bool = True
+    label_vote_sync_seconds: float = 2.0
     detector_bundle: Path = ROOT / "models" / "ccp-maskrcnn-efflite0"
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
@@ -139,6 +143,8 @@ class Settings:
             classifier_bundle=Path(env.get("CLASSIFIER_BUNDLE", defaults.classifier_bundle)),
             classifier_flip_average=_mirror_view(env.get("CLASSIFIER_FLIP_AVERAGE"), defaults.classifier_flip_average),
             classifier_neighbour_vote=_bool(env.get("CLASSIFIER_NEIGHBOUR_VOTE"), defaults.classifier_neighbour_vote),
+            label_vote=_bool(env.get("LABEL_VOTE"), defaults.label_vote),
+            label_vote_sync_seconds=float(env.get("LABEL_VOTE_SYNC_SECONDS", defaults.label_vote_sync_seconds)),
             detector_bundle=Path(env.get("DETECTOR_BUNDLE", defaults.detector_bundle)),
             detector_min_size=int(min_size) if min_size else None,
             detector_score_threshold=(float(env["DETECTOR_SCORE_THRESHOLD"]) if env.get("DETECTOR_SCORE_THRESHOLD")

@@ -21,6 +21,8 @@ CODES = {
     "unauthorized": (401, "A valid API key is required"),
     "rate_limited": (429, "Too many requests for this API key; retry later"),
     "embedding_unavailable": (409, "The item has no embedding from the serving classifier; run `flask embeddings backfill`"),
+    "unknown_label": (422, "The label is not one the serving classifier knows"),
+    "inconsistent_labels": (422, "The category labels name no path of the serving classifier's taxonomy"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),

@@ -109,6 +109,25 @@ class Item(Base):
     analysis: Mapped[Analysis] = relationship(back_populates="items")
     embeddings: Mapped[list["ItemEmbedding"]] = relationship(back_populates="item", cascade="all, delete-orphan",
                                                              passive_deletes=True)
+    # A person's labels for this item (app/labels.py); loaded with the items, in one query per page.
+    person_labels: Mapped["ItemLabels | None"] = relationship(back_populates="item", cascade="all, delete-orphan",
+                                                              passive_deletes=True, lazy="selectin")
+
+
+class ItemLabels(Base):
+    """A person's labels for an item: corrections of its tags (app/labels.py). `labels` maps each task a
+    person labelled (and each category level those imply) to its label; the item's tag columns hold them
+    while they stand, and `model_tags` keeps the model's tags they replaced ({task: {label, confidence}}),
+    restored when the labels are withdrawn. `revision` is a random number drawn at every write: each
+    worker compares count and sum of revisions to notice any change (app/label_votes.py)."""
+    __tablename__ = "item_labels"
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    labels: Mapped[dict] = mapped_column(JSON)
+    model_tags: Mapped[dict] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))  # who labelled
+    updated_at: Mapped[dt.datetime] = mapped_column()
+    item: Mapped[Item] = relationship(back_populates="person_labels")
 
 
 class ItemEmbedding(Base):

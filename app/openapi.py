@@ -73,6 +73,23 @@ def spec() -> dict:
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
+            "/v1/items/{id}/labels": {
+                "put": {
+                    "summary": "A person's labels for an item (replacing any it had): the item's tags from now on "
+                               "(confidence 1.0; the model's are kept), carried to new analyses of its image, and "
+                               "rows of every worker's neighbour vote",
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/LabelsGiven"}}}},
+                    "responses": {"200": {"description": "the item as /v1/items lists it, with `labels`",
+                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}},
+                                  "400": PROBLEM, "404": PROBLEM, "422": PROBLEM, "503": PROBLEM}},
+                "delete": {
+                    "summary": "Withdraw the item's labels: its tags are the model's again",
+                    "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                    "responses": {"200": {"description": "the item as /v1/items lists it",
+                                          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}},
+                                  "404": PROBLEM, "503": PROBLEM}}},
             "/v1/items/{id}/similar": {"get": {
                 "summary": "More like this: the stored items most similar to an item (the /v1/items filters apply)",
                 "parameters": [
@@ -176,7 +193,14 @@ def spec() -> dict:
                                    "(GARMENT_DETECTOR_PRIOR); confidences and top3 stay the classifier's own"}}},
                 "style": {"type": "object"},
                 "colours": {"type": "array", "items": {"type": "object", "properties": {
-                    "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}}}},
+                    "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}},
+                "labels": {"type": ["object", "null"], "description": "a person's labels, which the tags show "
+                           "(PUT /v1/items/{id}/labels): `tags` (task -> label, with the category levels they imply), "
+                           "`model` (the model's tags they replaced: task -> {label, confidence}), `updated_at`"}}},
+            "LabelsGiven": {"type": "object", "minProperties": 1, "additionalProperties": False, "properties": {
+                task: {"type": "string"} for task in ("gender", "masterCategory", "subCategory", "articleType",
+                                                      "baseColour", "season", "usage")},
+                "example": {"articleType": "Flats", "gender": "Women"}},
             "SearchInfo": {"type": "object", "properties": {
                 "method": {"enum": ["index", "index+filter", "exact-subset"]}, "index": {"enum": ["exact", "ivf"]},
                 "index_size": {"type": "integer"},

@@ -93,8 +93,8 @@ def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments
         image = decode(fetched.data, settings)
         timings["decode"] = round((time.perf_counter() - start) * 1000, 2)
         items = pipeline.analyse(image, timings)
-        queries = [({key: value for key, value in item.items() if key != "embedding"}, item["embedding"])
-                   for item in items]
+        queries = [({key: value for key, value in item.items() if key != "embedding"} | {"labels": None},
+                    item["embedding"]) for item in items]
     if not garments:
         queries = queries[:1]
     answers = []

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from . import thumbnails
 from .embeddings import to_bytes
+from .labels import carry_labels, labelled_items_of_image, labels_json
 from .errors import ApiError
 from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding
 
@@ -86,11 +87,13 @@ def save_analysis(session: Session, *, sha256: str, width: int, height: int, url
             remember_source(session, image_id, url)
             if thumbnail is not None and not thumbnails.exists(session, image_id):
                 thumbnails.put(session, image_id, sha256, thumbnail, thumbnail_dir)
+            labelled = labelled_items_of_image(session, image_id)  # before a refresh deletes any of them
+            new_items = [item_row(i, embedding_model) for i in items]
+            carry_labels(labelled, new_items)
             if refresh:
                 session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
             analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
-                                source_url=url, api_key_id=api_key_id,
-                                items=[item_row(i, embedding_model) for i in items])
+                                source_url=url, api_key_id=api_key_id, items=new_items)
             session.add(analysis)
             session.commit()
         except IntegrityError:
@@ -123,6 +126,7 @@ def item_json(item: Item) -> dict:
            "constrained_by": item.category_constrained_by},
         "style": {t: tag[t] for t in ("baseColour", "season", "usage")},
         "colours": item.colours,
+        "labels": labels_json(item.person_labels),  # a person's labels, which the tags above show
     }
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -11,7 +11,7 @@ from . import runtime
 from .bundle import flip_average_of, load_bundle, mirror_policy, served_version, vote_suffix
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
-from .neighbour_vote import load_vote, project
+from .neighbour_vote import NeighbourVote, load_vote, project
 from .preprocess import preprocess_batch
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
@@ -48,6 +48,9 @@ class Classifier:
         served_as = served_version(self.manifest, self.flip_average) + vote_suffix(
             self.neighbour_vote.version if self.neighbour_vote else None)
         self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
+        # Where the vote comes from at each call: the bundle's, unless a server adds rows to it (the items
+        # people labelled, app/label_votes.py) by setting a callable that returns the vote to use.
+        self.vote_source: Callable[[], NeighbourVote | None] | None = None
         # Embeddings are comparable only between images embedded by the same weights (and head).
         self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average)
         self._with_embedding: keras.Model | None = None
@@ -68,9 +71,10 @@ class Classifier:
 
     def voted(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The model's probabilities mixed with the neighbour vote of the images' pooled features."""
-        if self.neighbour_vote is None:
+        vote = self.vote_source() if self.vote_source is not None else self.neighbour_vote
+        if vote is None:
             return probs
-        return self.neighbour_vote.mix(probs, project(self.embedding_head, features))
+        return vote.mix(probs, project(self.embedding_head, features))
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged

@@ -75,6 +75,21 @@ class NeighbourVote:
     def with_parameters(self, k: int, temperature: float, weight: float) -> "NeighbourVote":
         return dataclasses.replace(self, k=int(k), temperature=float(temperature), weight=float(weight))
 
+    def with_rows(self, vectors: np.ndarray, labels: Mapping[str, np.ndarray]) -> "NeighbourVote":
+        """This vote with more rows: unit `vectors` (m, dim) in its space and their label index per task
+        (NO_LABEL, or a task left out, where a row says nothing of it): labelled items added at serving
+        (app/label_votes.py), with this vote's parameters. The tags keep naming the bundle's vote
+        (Classifier.versions): rows people add change as they label, the bundle does not."""
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.vectors.shape[1])
+        unknown = set(labels) - set(self.labels)
+        if unknown:
+            raise ValueError(f"no such tasks in this vote: {sorted(unknown)}")
+        none = np.full(len(vectors), NO_LABEL, np.int64)
+        return dataclasses.replace(
+            self, vectors=np.concatenate([self.vectors, vectors]),
+            labels={task: np.concatenate([rows, np.asarray(labels.get(task, none), np.int64)])
+                    for task, rows in self.labels.items()})
+
     def neighbours(self, queries: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows (N, k) of the nearest training images of each unit query vector, nearest first, and their cosines."""
         k = min(k or self.k, len(self.vectors))

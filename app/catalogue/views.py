@@ -1,6 +1,6 @@
 """/catalogue: the grid (the /v1/items filters), an analysis' detail (boxes and masks over the image,
-tags with confidences, colour swatches, similar items, a link to delete the image through a
-confirmation page), an upload box, thumbnails and mask overlays.
+tags with confidences, colour swatches, similar items, a form to correct the selected item's tags, a
+link to delete the image through a confirmation page), an upload box, thumbnails and mask overlays.
 
 Access: with API_KEYS_REQUIRED off the page is as open as the API. With it on, a visitor signs in once
 with an API key (/catalogue/login); the server keeps only the key's id in a signed, HttpOnly,
@@ -142,6 +142,8 @@ def detail(analysis_id: int):
                  and analysis.bundles.get("classifier") == pipeline.bundles["classifier"] else {})
     return render_template("catalogue/detail.html", analysis=analysis, items=items, selected_id=selected_id,
                            similar=similar, similar_error=similar_error, task_order=TASK_ORDER, precision=precision,
+                           # the labels a person may give: the serving classifier's (no form while it cannot load)
+                           choices=pipeline.classifier.taxonomy.labels if pipeline is not None else {},
                            with_thumbnail=_with_thumbnail([analysis.image_id, *(i["image"]["id"] for i in similar_items)]),
                            colour_of=overlays.colour_of)
 
@@ -159,6 +161,24 @@ def upload():
         raise ApiError("too_large", f"the upload exceeds {limit} bytes")
     body, _created = analyse(FetchedImage(data, None, file.mimetype), False, {})
     return redirect(url_for("catalogue.detail", analysis_id=body["id"]))
+
+
+@bp.post("/items/<int:item_id>/labels")
+def label(item_id: int):
+    """The detail page's "Correct tags" form: the labels chosen (tasks left on "as tagged" say nothing),
+    or withdraw them, through the same code as PUT/DELETE /v1/items/<id>/labels."""
+    from ..api import label_item_with, unlabel_item
+
+    if request.form.get("withdraw"):
+        item = unlabel_item(item_id)
+        flash(f"Item {item_id}: labels withdrawn, its tags are the model's again.")
+    else:
+        chosen = {task: request.form[task] for task in TASK_ORDER if request.form.get(task)}
+        if not chosen:
+            raise ApiError("invalid_request", "choose at least one label (or withdraw the labels)")
+        item = label_item_with(item_id, chosen)
+        flash(f"Item {item_id} labelled: " + ", ".join(f"{t} {v}" for t, v in item["labels"]["tags"].items()) + ".")
+    return redirect(url_for("catalogue.detail", analysis_id=item["analysis_id"], item=item_id))
 
 
 @bp.get("/images/<int:image_id>/delete")

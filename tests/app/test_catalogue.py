@@ -117,6 +117,7 @@ def test_detail_still_shows_stored_tags_while_the_models_cannot_load(settings, a
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and "<th>articleType</th>" in html
     assert "% right" not in html and "Similar to item" in html
+    assert 'id="correct-tags"' not in html  # labels are checked against the serving classifier: no form without it
     broken.extensions["engine"].dispose()
 
 
@@ -201,3 +202,31 @@ def test_thumbnails_can_live_in_a_folder(settings, pipeline, tmp_path):
     served = client.get(f"/catalogue/images/{image_id}.jpg")
     assert served.status_code == 200 and served.data == files[0].read_bytes()
     app.extensions["engine"].dispose()
+
+
+def test_correct_tags_form_labels_the_selected_item_and_withdraws(client, analysed):
+    analysis = analysed[1]
+    item = analysis["items"][0]
+    page = client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
+    assert 'id="correct-tags"' in page and 'id="withdraw-labels"' not in page
+    response = client.post(f"/catalogue/items/{item['id']}/labels",
+                           data={"csrf_token": csrf(page), "articleType": "Jeans", "gender": "", "usage": "Formal"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/catalogue/analyses/{analysis['id']}?item={item['id']}"
+    labelled = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert "Item {} labelled: masterCategory Apparel, subCategory Bottomwear, articleType Jeans, usage Formal.".format(
+        item["id"]) in labelled
+    assert labelled.count('class="labelled"') == 4 and f"model: {item['category']['articleType']['label']}" in labelled
+    assert '<option selected>Jeans</option>' in labelled and 'id="withdraw-labels"' in labelled
+    api = client.get("/v1/items", query_string={"articleType": "Jeans"}).json["items"]
+    assert [i["id"] for i in api] == [item["id"]] and api[0]["labels"]["tags"]["usage"] == "Formal"
+
+    wrong = client.post(f"/catalogue/items/{item['id']}/labels", data={"csrf_token": csrf(page)})
+    assert wrong.status_code == 400 and "invalid_request" in wrong.get_data(as_text=True)
+    forged = client.post(f"/catalogue/items/{item['id']}/labels", data={"articleType": "Shirts"})
+    assert forged.status_code == 400 and "CSRF" in forged.get_data(as_text=True)
+
+    withdrawn = client.post(f"/catalogue/items/{item['id']}/labels", data={"csrf_token": csrf(page), "withdraw": "1"})
+    assert withdrawn.status_code == 302
+    restored = client.get(f"/v1/analyses/{analysis['id']}").json["items"][0]
+    assert restored["labels"] is None and restored["category"] == item["category"]

@@ -6,10 +6,16 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, Table, create_engine, func, inspect, select, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, lazyload, sessionmaker
 
 from app.db import alembic_config, make_engine, upgrade
 from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, Item
+
+
+def schema_diff_before_0007(connection) -> list:
+    """The models against a database migrated to 0005 or 0006: item_labels comes with 0007."""
+    return [change for change in compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            if not (change[0] == "add_table" and change[1].name == "item_labels")]
 
 
 def test_migrations_match_the_models(database_url):
@@ -74,7 +80,8 @@ def test_constrained_by_is_stored_in_its_column_not_in_top3(database_url):
         analysis, created = save_analysis(session, sha256="c" * 64, width=10, height=10, url=None, bundle_key="k",
                                           bundles={}, timings={}, items=items, refresh=False)
         assert created
-        rows = session.scalars(select(Item).order_by(Item.position)).all()
+        # not loaded with the items: item_labels (0007) does not exist yet at this revision
+        rows = session.scalars(select(Item).order_by(Item.position).options(lazyload(Item.person_labels))).all()
         assert [r.category_constrained_by for r in rows] == [None, "detector:footwear", None]
         assert all(set(r.top3) == set(TASK_COLUMNS) for r in rows)  # nothing but the tasks' top3 in top3
         assert [item_json(r)["category"]["constrained_by"] for r in rows] == [None, "detector:footwear", None]
@@ -128,11 +135,12 @@ def test_migration_0005_moves_constrained_by_out_of_top3_and_back(empty_database
     upgrade(url, "0005")
     engine = create_engine(url)
     with Session(engine) as session:
-        rows = session.scalars(select(Item).order_by(Item.position)).all()
+        # not loaded with the items: item_labels (0007) does not exist yet at this revision
+        rows = session.scalars(select(Item).order_by(Item.position).options(lazyload(Item.person_labels))).all()
         assert [r.category_constrained_by for r in rows] == [None, "detector:footwear", None]
         assert all(r.top3 == tasks for r in rows)
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        diff = schema_diff_before_0007(connection)
     assert diff == []
     engine.dispose()
 
@@ -173,11 +181,38 @@ def test_migration_0006_keeps_the_images_and_never_reuses_their_ids(empty_databa
         session.commit()
         assert session.scalars(select(ImageRecord.id).order_by(ImageRecord.id)).all() == [1, 3]  # 2 is never reused
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert schema_diff_before_0007(connection) == []
     engine.dispose()
 
     command.downgrade(alembic_config(url), "0005")
     engine = create_engine(url)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT id FROM images ORDER BY id")).scalars().all() == [1, 3]
+    engine.dispose()
+
+
+def test_migration_0007_labels_and_back_to_the_model_tags(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0007")
+    engine = make_engine(url)
+    with Session(engine) as session:
+        session.execute(ImageRecord.__table__.insert().values(sha256="e" * 64, width=1, height=1))
+        session.execute(Analysis.__table__.insert().values(image_id=1, bundle_key="k", bundles={}, timings_ms={}))
+        session.execute(Item.__table__.insert().values(_item_values(1, 0, {}) | {"article_type": "Flats",
+                                                                                  "article_type_confidence": 1.0}))
+        session.execute(text("INSERT INTO item_labels (item_id, labels, model_tags, revision, updated_at) VALUES "
+                             "(1, :labels, :model, 7, '2026-12-05 00:00:00')"),
+                        {"labels": '{"articleType": "Flats"}', "model": '{"articleType": {"label": "x", "confidence": 0.5}}'})
+        session.commit()
+        assert session.get(Item, 1).person_labels.labels == {"articleType": "Flats"}
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    engine.dispose()
+
+    command.downgrade(alembic_config(url), "0006")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert "item_labels" not in inspect(connection).get_table_names()
+        # the person's label leaves with its table: the model's tag is back in the item's columns
+        assert connection.execute(text("SELECT article_type, article_type_confidence FROM items")).one() == ("x", 0.5)
     engine.dispose()

@@ -35,6 +35,20 @@ def test_a_query_on_a_training_row_gets_that_rows_label():
     np.testing.assert_allclose(vote.mix(probs, np.array([[0, 0, 0, 1]], np.float32))["kind"], [[0.25, 0.75]])
 
 
+def test_added_rows_vote_like_training_rows_for_the_tasks_they_carry():
+    vote = _vote(weight=1.0)
+    added = vote.with_rows(l2_normalise(np.array([[0, 0, 1, 1]], np.float32)), {"kind": np.array([0])})
+    assert len(added.vectors) == 5 and added.labels["colour"][-1] == NO_LABEL  # a task left out: no label
+    assert (vote.k, vote.temperature, vote.weight) == (added.k, added.temperature, added.weight)
+    probs = {"colour": np.full((1, 3), 1 / 3, np.float32), "kind": np.full((1, 2), 0.5, np.float32)}
+    query = l2_normalise(np.array([[0, 0, 1, 1.2]], np.float32))  # nearest the added row
+    np.testing.assert_allclose(added.mix(probs, query)["kind"], [[1, 0]])
+    np.testing.assert_allclose(added.mix(probs, query)["colour"], probs["colour"])  # it says nothing of colour
+    np.testing.assert_allclose(vote.mix(probs, query)["kind"], [[0.25, 0.75]])  # the bundle's vote is unchanged
+    with pytest.raises(ValueError, match="no such tasks"):
+        vote.with_rows(np.zeros((1, 4), np.float32), {"size": np.array([0])})
+
+
 def test_the_weight_mixes_model_and_neighbours_and_nearer_rows_count_more():
     probs = {"colour": np.array([[0.6, 0.3, 0.1]], np.float32), "kind": np.array([[0.5, 0.5]], np.float32)}
     query = l2_normalise(np.array([[1.0, 0.9, 0, 0]], np.float32))
