@@ -1,6 +1,6 @@
 """The catalogue page in a real browser: headless Chromium (Debian's package, driven by Playwright)
 signs in with an API key, filters the grid, opens an item, sees its boxes and masks, uploads a
-photo and deletes it again. Saves screenshots (the pytest tmp dir; also CATALOGUE_SCREENSHOT_DIR when set).
+photo, corrects its tags and deletes it again. Saves screenshots (the pytest tmp dir; also CATALOGUE_SCREENSHOT_DIR when set).
 
 Skipped only when no Chromium executable exists: CI (.ci/run) installs it."""
 from __future__ import annotations
@@ -115,9 +115,22 @@ def test_catalogue_in_headless_chromium(served, tmp_path):
             expect(page).to_have_url(re.compile(r"/catalogue/analyses/\d+$"), timeout=60_000)
             expect(page.locator("text=uploaded")).to_be_visible()
             assert page.locator(".items .item").count() >= 1
+            uploaded = page.url
+
+            # Correct its tags: the form saves labels, which the page then shows as labelled, with the model's.
+            page.click("#correct-tags summary")
+            page.select_option("#correct-tags select[name=articleType]", "Jeans")
+            page.click("#save-labels")
+            expect(page.locator(".notice")).to_contain_text("articleType Jeans")
+            labelled = page.locator(".item.selected tr.labelled")
+            assert labelled.count() == 3  # articleType and the subCategory and masterCategory it implies
+            expect(labelled.first).to_contain_text("labelled")
+            save(page, tmp_path, "catalogue-labels.png")
+            page.click("#withdraw-labels")
+            expect(page.locator(".notice")).to_contain_text("labels withdrawn")
+            assert page.locator(".item.selected tr.labelled").count() == 0
 
             # Delete it again, through the confirmation page: Cancel goes back, Delete removes it.
-            uploaded = page.url
             page.click("#delete-image")
             expect(page.locator("h2")).to_contain_text("Delete image")
             page.click("#cancel-delete")
