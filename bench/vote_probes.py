@@ -22,6 +22,15 @@ chose nothing. Probes:
    the added rows.
 6. `type_boost`: "more like this" (with the served query expansion) ranking up by `beta` the items whose
    served articleType is the query's.
+7. `own_labels`: users' corrected tags as extra vote rows, no retraining: each held-out kind (catalogue test
+   thumbnails, validation senders' photos, held-out street crops by source photo) halved at random (6 draws);
+   from one half either every image joins the vote ("labelled sample") or only those the served vote tags
+   wrongly ("corrections only": what a team fixing the mistakes it sees adds); the other half is measured
+   (`scores`' figures) with the model alone, the served vote, and the vote with the added rows.
+8. `labelled_copies`: what the labels do learn: copies of labelled images (each held-out image cropped to
+   90-96% of each side at random, enlarged 1.5x and saved as JPEG quality 70, as a product re-uploaded under
+   another URL), half of each kind labelled (rows from the originals, as in 7), measured on the copies of
+   the labelled half and, as the control, on the copies of the other half.
 
 Writes bench/results/vote-probes-<time>.json.
 """
@@ -30,6 +39,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import io
 import itertools
 import json
 import sys
@@ -41,18 +51,22 @@ sys.path.insert(0, str(ROOT))
 from classification import runtime  # noqa: E402,F401  (torch before TensorFlow, the backend first)
 
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from bench.results import write_report  # noqa: E402
 from bench.retrieval_quality import expanded_queries  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.embedding_head import l2_normalise  # noqa: E402
-from classification.evaluate import decoded_indices, true_indices  # noqa: E402
+from classification.data import load_images  # noqa: E402
+from classification.evaluate import allowed_set_scores, decoded_indices, true_indices  # noqa: E402
 from classification.neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
 from classification.train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 VAL, TEST = ("catalogue", "val"), ("catalogue", "test")
+PHOTOS, STREET = ("photo", "val"), ("street", "val")  # the validation senders' photos, the held-out street crops
 GRID = {"k": (3, 5, 10, 20), "temperature": (0.02, 0.05, 0.1), "weight": (0.2, 0.35, 0.5, 0.65)}
 STYLE_TASKS = ("gender", "baseColour", "season", "usage")
 
@@ -62,15 +76,22 @@ def accuracy(true: np.ndarray, predicted: np.ndarray) -> float:
     return round(float((true[known] == predicted[known]).mean()), 4)
 
 
+def mean_over_draws(draws: list[dict]) -> dict:
+    """Each figure's mean over the draws, rounded as the figures are (dicts of figures: each figure's)."""
+    return {name: mean_over_draws([draw[name] for draw in draws]) if isinstance(draws[0][name], dict)
+            else round(float(np.mean([draw[name] for draw in draws])), 4) for name in draws[0]}
+
+
 class Probes:
     def __init__(self, args):
+        self.args = args
         manifest, self.classifier, self.records, self.features, self.probs = bundle_features(args)
         self.taxonomy = self.classifier.taxonomy
         self.train_keys = [key for key in self.records if key[1] == "train"]
         self.held_out = [key for key in self.records if key[1] != "train"]
-        train_records = [r for key in self.train_keys for r in self.records[key]]
-        train_probs = {t: np.concatenate([self.probs[key][t] for key in self.train_keys]) for t in TASKS}
-        self.labels, self.distributions = vote_rows(train_records, train_probs, self.taxonomy, TASKS)
+        self.train_records = [r for key in self.train_keys for r in self.records[key]]
+        self.train_probs = {t: np.concatenate([self.probs[key][t] for key in self.train_keys]) for t in TASKS}
+        self.labels, self.distributions = vote_rows(self.train_records, self.train_probs, self.taxonomy, TASKS)
         parameters = manifest["neighbour_vote"]["parameters"]  # the served vote's (k, temperature, weight)
         self.served = (parameters["k"], parameters["temperature"], parameters["weight"])
 
@@ -97,6 +118,11 @@ class Probes:
     def projection_vote(self) -> tuple[NeighbourVote, dict]:
         """The served vote's rows in the served space (the embedding head's projection), built once."""
         return self.vote(self.projection)
+
+    @functools.cached_property
+    def served_vote(self) -> NeighbourVote:
+        """The vote as served: its rows and parameters."""
+        return self.projection_vote[0].with_parameters(*self.served)
 
     # ---- 1 -------------------------------------------------------------------------------------------
 
@@ -192,33 +218,44 @@ class Probes:
             out["/".join(key)] = row
         return out
 
-    # ---- 5 -------------------------------------------------------------------------------------------
+    # ---- 5 (its helpers shared with 7) ---------------------------------------------------------------
+
+    def halves(self, key, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Images of held-out part `key` split by group (a sender, a street photo; a catalogue thumbnail is
+        its own group) into a random half of the groups and the rest: the rows to add, the images to measure."""
+        records = self.records[key]
+        groups = sorted({r.group for r in records})
+        added_groups = set(rng.permutation(groups)[: len(groups) // 2])
+        added = np.array([r.group in added_groups for r in records], bool)
+        return np.flatnonzero(added), np.flatnonzero(~added)
+
+    def vote_with_rows(self, key, rows: np.ndarray) -> NeighbourVote:
+        """The served vote plus images `rows` of `key` as rows, each labelled as a training image is."""
+        served = self.served_vote
+        labels, distributions = vote_rows(
+            self.train_records + [self.records[key][i] for i in rows],
+            {t: np.concatenate([self.train_probs[t], self.probs[key][t][rows]]) for t in TASKS}, self.taxonomy, TASKS)
+        return dataclasses.replace(served, vectors=np.concatenate(
+            [served.vectors, self.projection(self.features[key][rows])]), labels=labels, distributions=distributions)
+
+    def scored(self, key, rows: np.ndarray, votes: dict) -> dict:
+        """`scores` of images `rows` of `key` under each named vote (None: the model alone)."""
+        records = [self.records[key][i] for i in rows]
+        probs = {t: self.probs[key][t][rows] for t in TASKS}
+        queries = self.projection(self.features[key][rows])
+        return {name: scores(self.classifier, key, records, probs if vote is None else vote.mix(probs, queries))
+                for name, vote in votes.items()}
 
     def own_photos(self, draws: int = 6) -> dict:
-        key = ("photo", "val")
-        records = self.records[key]
-        senders = sorted({r.group for r in records})
-        served = self.projection_vote[0].with_parameters(*self.served)
         rng = np.random.default_rng(1234)
         rows = []
         for _ in range(draws):
-            added_senders = set(rng.permutation(senders)[: len(senders) // 2])
-            added = np.array([i for i, r in enumerate(records) if r.group in added_senders])
-            measured = np.array([i for i, r in enumerate(records) if r.group not in added_senders])
-            # the served vote's rows plus the added photos, each labelled as a training photo is
-            labels, distributions = vote_rows(
-                [r for k in self.train_keys for r in self.records[k]] + [records[i] for i in added],
-                {t: np.concatenate([self.probs[k][t] for k in self.train_keys] + [self.probs[key][t][added]]) for t in TASKS},
-                self.taxonomy, TASKS)
-            own = dataclasses.replace(served, vectors=np.concatenate(
-                [served.vectors, self.projection(self.features[key][added])]), labels=labels, distributions=distributions)
-            probs = {t: self.probs[key][t][measured] for t in TASKS}
-            queries = self.projection(self.features[key][measured])
-            figure = lambda p: scores(self.classifier, key, [records[i] for i in measured], p)["articleType_group_accuracy"]  # noqa: E731
-            rows.append({"added photos": len(added), "measured photos": len(measured), "model alone": figure(probs),
-                         "served vote": figure(served.mix(probs, queries)), "vote with the added rows": figure(own.mix(probs, queries))})
-        mean = {name: round(float(np.mean([row[name] for row in rows])), 4) for name in rows[0]}
-        return {"draws": rows, "mean": mean}
+            added, measured = self.halves(PHOTOS, rng)
+            figures = self.scored(PHOTOS, measured, {"model alone": None, "served vote": self.served_vote,
+                                                     "vote with the added rows": self.vote_with_rows(PHOTOS, added)})
+            rows.append({"added photos": len(added), "measured photos": len(measured),
+                         **{name: figure["articleType_group_accuracy"] for name, figure in figures.items()}})
+        return {"draws": rows, "mean": mean_over_draws(rows)}
 
     # ---- 6 -------------------------------------------------------------------------------------------
 
@@ -236,13 +273,111 @@ class Probes:
                                   for beta in (0.0, 0.05, 0.1, 0.2, 1.0)}
         return out
 
+    # ---- 7 -------------------------------------------------------------------------------------------
+
+    def served_mistakes(self, key, rows: np.ndarray) -> np.ndarray:
+        """Which of images `rows` of `key` the served vote tags wrongly, by the figures' own rules: the
+        articleType on the catalogue, the articleType group a photo's or crop's label allows elsewhere."""
+        records = [self.records[key][i] for i in rows]
+        probs = {t: self.probs[key][t][rows] for t in TASKS}
+        described = self.classifier.describe(self.served_vote.mix(probs, self.projection(self.features[key][rows])))
+        if key[0] == "catalogue":
+            true = true_indices(records, self.classifier, "articleType")
+            return (true != -1) & (decoded_indices(self.classifier, described, "articleType") != true)
+        _, group_ok, _ = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records], described)
+        return ~group_ok
+
+    def own_labels(self, draws: int = 6) -> dict:
+        """Per kind, both variants on each draw's same halves: they differ only by the rows they add."""
+        out = {}
+        for key in [key for key in (TEST, PHOTOS, STREET) if key in self.records]:
+            name = "/".join(key)
+            rng = np.random.default_rng(1234)  # every kind the same seed: the photos' halves are own_photos'
+            variants = {"labelled sample": [], "corrections only": []}
+            for _ in range(draws):
+                added, measured = self.halves(key, rng)
+                corrected = added[self.served_mistakes(key, added)]
+                figures = self.scored(key, measured, {
+                    "model alone": None, "served vote": self.served_vote,
+                    "labelled sample": self.vote_with_rows(key, added),
+                    "corrections only": self.vote_with_rows(key, corrected)})
+                for variant, added_rows in (("labelled sample", added), ("corrections only", corrected)):
+                    variants[variant].append({
+                        "added half (images)": len(added), "rows added": len(added_rows),
+                        "measured images": len(measured), "model alone": figures["model alone"],
+                        "served vote": figures["served vote"], "vote with the added rows": figures[variant]})
+            out[name] = {variant: {"draws": draws_of, "mean": mean_over_draws(draws_of)}
+                         for variant, draws_of in variants.items()}
+            print(name, json.dumps({variant: result["mean"] for variant, result in out[name].items()}), flush=True)
+        return out
+
+
+    # ---- 8 -------------------------------------------------------------------------------------------
+
+    def copies(self, key) -> tuple[np.ndarray, dict]:
+        """Pooled features and probabilities of altered copies of the images of `key` (cached in run_dir)."""
+        kind, part = key
+        cache = self.args.run_dir / f"copies-{self.classifier.embedding_version}-{kind}-{part}-{len(self.records[key])}.npz"
+        if cache.is_file():
+            with np.load(cache) as arrays:
+                return arrays["features"], {task: arrays[task] for task in TASKS}
+        rng = np.random.default_rng(2026)
+        max_side = None if kind == "catalogue" else self.args.max_side  # as the features of the originals
+        features, probs = [], {task: [] for task in TASKS}
+        records = self.records[key]
+        for start in tqdm(range(0, len(records), 512), desc=f"copies {kind}/{part}", unit="chunk"):
+            images = [re_uploaded(image, rng) for image in load_images(records[start:start + 512], max_side)]
+            batch_features, batch_probs = self.classifier.embedding_inputs(images)
+            features.append(batch_features)
+            for task in TASKS:
+                probs[task].append(batch_probs[task])
+        features, probs = np.concatenate(features), {task: np.concatenate(chunks) for task, chunks in probs.items()}
+        np.savez(cache, features=features, **probs)
+        return features, probs
+
+    def labelled_copies(self, draws: int = 6) -> dict:
+        out = {}
+        for key in [key for key in (TEST, PHOTOS, STREET) if key in self.records]:
+            copy_features, copy_probs = self.copies(key)
+            rng = np.random.default_rng(1234)
+            rows = []
+            for _ in range(draws):
+                added, other = self.halves(key, rng)
+                with_rows = self.vote_with_rows(key, added)
+                row = {"labelled images": len(added)}
+                for name, measured in (("copies of labelled images", added), ("copies of other images", other)):
+                    records = [self.records[key][i] for i in measured]
+                    probs = {t: copy_probs[t][measured] for t in TASKS}
+                    queries = self.projection(copy_features[measured])
+                    row[name] = {vote_name: scores(self.classifier, key, records, probs if vote is None else vote.mix(probs, queries))
+                                 for vote_name, vote in (("model alone", None), ("served vote", self.served_vote),
+                                                         ("vote with the labelled rows", with_rows))}
+                rows.append(row)
+            out["/".join(key)] = {"draws": rows, "mean": mean_over_draws(rows)}
+            print("/".join(key), json.dumps(out["/".join(key)]["mean"]), flush=True)
+        return out
+
+
+def re_uploaded(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A copy as a shop might upload the same product again: cropped a little, enlarged, re-compressed."""
+    height, width = image.shape[:2]
+    keep_h, keep_w = (int(round(side * rng.uniform(0.90, 0.96))) for side in (height, width))
+    top, left = rng.integers(0, height - keep_h + 1), rng.integers(0, width - keep_w + 1)
+    copy = Image.fromarray(image[top:top + keep_h, left:left + keep_w]).resize(
+        (int(keep_w * 1.5), int(keep_h * 1.5)), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    copy.save(buffer, "JPEG", quality=70)
+    return np.asarray(Image.open(buffer).convert("RGB"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser, required=False)  # every path has a default here
     parser.set_defaults(bundle=ROOT / "models" / "fashion-lite0", catalogue=DATASETS / "fashion-product-images-small",
                         photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
                         run_dir=ROOT / "runs" / "knn")
-    parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,type_boost")
+    parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,"
+                                            "type_boost,own_labels,labelled_copies")
     args = parser.parse_args()
     probes = Probes(args)
     report = {"bundle": str(args.bundle), "served_vote": probes.served, "chosen_on": "catalogue validation split"}
