@@ -116,8 +116,7 @@ def list_items():
         raise ApiError("invalid_request", "limit must be an integer")
     if not 1 <= limit <= 500:
         raise ApiError("invalid_request", "limit must be between 1 and 500")
-    items, next_cursor = query_items(db.session(), query.filters, query.colour, query.min_confidence, query.kind,
-                                     request.args.get("cursor"), limit)
+    items, next_cursor = query_items(db.session(), query, request.args.get("cursor"), limit)
     return {"items": items, "next_cursor": next_cursor}
 
 

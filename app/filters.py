@@ -17,6 +17,7 @@ class ItemFilters:
     colour: str | None = None
     min_confidence: float | None = None
     kind: str | None = None
+    labelled: bool | None = None  # True: items a person labelled; False: those nobody has (a review queue)
 
     @classmethod
     def parse(cls, args: Mapping[str, str]) -> "ItemFilters":
@@ -30,16 +31,21 @@ class ItemFilters:
         kind = args.get("kind") or None
         if kind not in (None, *KINDS):
             raise ApiError("invalid_request", "kind must be product or garment")
-        return cls(filters, args.get("colour") or None, min_confidence, kind)
+        labelled = args.get("labelled") or None
+        if labelled not in (None, "true", "false"):
+            raise ApiError("invalid_request", "labelled must be true or false")
+        return cls(filters, args.get("colour") or None, min_confidence, kind,
+                   None if labelled is None else labelled == "true")
 
     @property
     def active(self) -> bool:
-        return bool(self.filters or self.colour or self.min_confidence is not None or self.kind)
+        return bool(self.filters or self.colour or self.min_confidence is not None or self.kind
+                    or self.labelled is not None)
 
     def conditions(self) -> list:
         from .store import item_conditions
 
-        return item_conditions(self.filters, self.colour, self.min_confidence, self.kind)
+        return item_conditions(self.filters, self.colour, self.min_confidence, self.kind, self.labelled)
 
     def as_query(self) -> dict:
         """Back to query parameters (links that keep the filters)."""
@@ -50,4 +56,6 @@ class ItemFilters:
             out["min_confidence"] = f"{self.min_confidence:g}"
         if self.kind:
             out["kind"] = self.kind
+        if self.labelled is not None:
+            out["labelled"] = "true" if self.labelled else "false"
         return out

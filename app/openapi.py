@@ -9,10 +9,13 @@ from .errors import CODES
 PROBLEM = {"description": "application/problem+json with a stable `code`",
            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 TASK_FILTERS = ["gender", "masterCategory", "subCategory", "articleType", "usage", "season", "colour"]
+LABELLED = {"name": "labelled", "in": "query", "schema": {"type": "boolean"},
+            "description": "true: items a person labelled (PUT /v1/items/{id}/labels); false: items nobody has"}
 SEARCH_FILTERS = [
     *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
     {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
-    {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}}]
+    {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}},
+    LABELLED]
 
 
 def spec() -> dict:
@@ -69,7 +72,7 @@ def spec() -> dict:
             "/v1/items": {"get": {"summary": "Catalogue query over tagged items (keyset pagination)", "parameters": [
                 *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
                 {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
-                {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}},
+                {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}}, LABELLED,
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},

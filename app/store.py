@@ -5,7 +5,7 @@ import base64
 import datetime as dt
 import json
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from . import thumbnails
 from .embeddings import to_bytes
-from .labels import carry_labels, labelled_items_of_image, labels_json
 from .errors import ApiError
-from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding
+from .filters import ItemFilters
+from .labels import carry_labels, labelled_items_of_image, labels_json
+from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding, ItemLabels
 
 
 def _insert(session: Session, model):
@@ -179,9 +180,12 @@ def decode_cursor(cursor: str) -> int:
 
 
 def item_conditions(filters: dict[str, str], colour: str | None, min_confidence: float | None,
-                    kind: str | None) -> list:
+                    kind: str | None, labelled: bool | None = None) -> list:
     """The WHERE clauses of the catalogue filters (GET /v1/items, similarity searches, the catalogue page)."""
     conditions = []
+    if labelled is not None:
+        by_person = exists().where(ItemLabels.item_id == Item.id)
+        conditions.append(by_person if labelled else ~by_person)
     for name, value in filters.items():
         conditions.append(ITEM_FILTERS[name] == value)
         if min_confidence is not None:
@@ -204,11 +208,11 @@ def listed_item_json(item: Item) -> dict:
                                         "width": image.width, "height": image.height}}
 
 
-def query_item_rows(session: Session, filters: dict[str, str], colour: str | None, min_confidence: float | None,
-                    kind: str | None, cursor: str | None, limit: int) -> tuple[list[Item], str | None]:
+def query_item_rows(session: Session, filters: ItemFilters, cursor: str | None,
+                    limit: int) -> tuple[list[Item], str | None]:
     """Keyset pagination on item id: stable under inserts, no OFFSET scans."""
     statement = select(Item).join(Analysis).options(selectinload(Item.analysis).selectinload(Analysis.image))
-    statement = statement.where(*item_conditions(filters, colour, min_confidence, kind))
+    statement = statement.where(*filters.conditions())
     if cursor:
         statement = statement.where(Item.id > decode_cursor(cursor))
     rows = session.scalars(statement.order_by(Item.id).limit(limit + 1)).all()
@@ -216,7 +220,6 @@ def query_item_rows(session: Session, filters: dict[str, str], colour: str | Non
     return page, (encode_cursor(page[-1].id) if len(rows) > limit else None)
 
 
-def query_items(session: Session, filters: dict[str, str], colour: str | None, min_confidence: float | None,
-                kind: str | None, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
-    page, next_cursor = query_item_rows(session, filters, colour, min_confidence, kind, cursor, limit)
+def query_items(session: Session, filters: ItemFilters, cursor: str | None, limit: int) -> tuple[list[dict], str | None]:
+    page, next_cursor = query_item_rows(session, filters, cursor, limit)
     return [listed_item_json(i) for i in page], next_cursor

@@ -108,8 +108,7 @@ def _with_thumbnail(image_ids) -> set[int]:
 @bp.get("")
 def index():
     filters = ItemFilters.parse(request.args)
-    rows, next_cursor = query_item_rows(db.session(), filters.filters, filters.colour, filters.min_confidence,
-                                        filters.kind, request.args.get("cursor"), _settings().catalogue_page_size)
+    rows, next_cursor = query_item_rows(db.session(), filters, request.args.get("cursor"), _settings().catalogue_page_size)
     return render_template("catalogue/grid.html", items=rows, filters=filters, next_cursor=next_cursor,
                            with_thumbnail=_with_thumbnail(i.analysis.image_id for i in rows),
                            labels=_labels(_settings().classifier_bundle), task_filters=TASK_FILTERS)

@@ -185,3 +185,23 @@ def test_the_vote_rows_follow_deletes_and_survive_a_database_outage(app, client,
 def test_models_report_the_workers_labelled_rows(client, label_votes):
     label_votes.vote()
     assert client.get("/v1/models").json["labelled_vote_rows"] == 0
+
+
+def test_labelled_filter_lists_reviewed_items_and_the_review_queue(client):
+    first = upload(client, garment_photo((200, 30, 40), seed=0))["items"][0]["id"]
+    second = upload(client, garment_photo((30, 60, 200), seed=1))["items"][0]["id"]
+    client.put(f"/v1/items/{first}/labels", json={"usage": "Travel"})
+
+    def listed(**query):
+        response = client.get("/v1/items", query_string={"kind": "product", **query})
+        assert response.status_code == 200, response.json
+        return [i["id"] for i in response.json["items"]]
+
+    assert listed(labelled="true") == [first] and listed(labelled="false") == [second]
+    assert listed(labelled="true", usage="Travel") == [first] and first not in listed(labelled="false", usage="Travel")
+    assert client.get("/v1/items", query_string={"labelled": "maybe"}).json["code"] == "invalid_request"
+    similar = client.get(f"/v1/items/{second}/similar", query_string={"labelled": "true"}).json
+    assert [hit["item"]["id"] for hit in similar["results"]] == [first]
+    grid = client.get("/catalogue", query_string={"labelled": "false", "kind": "product"}).get_data(as_text=True)
+    assert f'data-item-id="{second}"' in grid and f'data-item-id="{first}"' not in grid
+    assert '<option value="false" selected>not yet</option>' in grid
