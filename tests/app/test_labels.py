@@ -119,9 +119,10 @@ def test_garment_labels_carry_to_the_new_garment_whose_box_overlaps_most():
 def label_votes(app, pipeline):
     """This app's label votes on the shared pipeline, synced before every classifier call."""
     votes = app.extensions["label_votes"]
-    votes.sync_seconds = 0
+    votes.sync_seconds, votes.REREAD_SHARE = 0, 0  # a check due at every classifier call
     votes.attach(pipeline)
     yield votes
+    votes.wait()  # no check left running on this test's database
     pipeline.classifier.vote_source = None
 
 
@@ -138,9 +139,11 @@ def test_labelled_items_join_the_neighbour_vote_of_the_worker(app, client, pipel
 
     before = p_flats()
     item = upload(client, labelled_photo)["items"][0]
+    label_votes.refresh()
     assert label_votes.vote() is classifier.neighbour_vote and label_votes.rows == 0  # nothing labelled yet
     client.put(f"/v1/items/{item['id']}/labels", json={"articleType": "Flats", "gender": "Women"})
 
+    assert label_votes.refresh() and not label_votes.refresh()  # read once, then nothing changed
     vote = label_votes.vote()
     assert label_votes.rows == 1 and len(vote.vectors) == bundle_rows + 1
     with app.app_context():
@@ -155,6 +158,8 @@ def test_labelled_items_join_the_neighbour_vote_of_the_worker(app, client, pipel
     assert abs(after[1] - before[1]) < 1e-3  # an unrelated image is tagged as before
 
     client.delete(f"/v1/items/{item['id']}/labels")
+    label_votes.wait()
+    label_votes.refresh()
     assert label_votes.vote() is classifier.neighbour_vote and label_votes.rows == 0
     np.testing.assert_allclose(p_flats(), before, atol=1e-6)
 
@@ -162,28 +167,52 @@ def test_labelled_items_join_the_neighbour_vote_of_the_worker(app, client, pipel
 def test_the_vote_rows_follow_deletes_and_survive_a_database_outage(app, client, pipeline, label_votes):
     item = upload(client, garment_photo((20, 20, 200), seed=5))
     client.put(f"/v1/items/{item['items'][0]['id']}/labels", json={"usage": "Formal"})
-    label_votes.vote()
+    label_votes.refresh()
     assert label_votes.rows == 1
 
     def outage():
         raise ConnectionError("database gone")
 
+    label_votes.wait()
     sessionmaker = label_votes.sessionmaker
     label_votes.sessionmaker = outage
     try:
-        kept = label_votes.vote()  # the worker tags on with the rows it has
+        with pytest.raises(ConnectionError):
+            label_votes.refresh()
+        kept = label_votes.vote()  # the worker tags on with the rows it has (its background check fails)
         assert len(kept.vectors) == len(pipeline.classifier.neighbour_vote.vectors) + 1
         assert client.post("/v1/analyses", data={"image": (io.BytesIO(garment_photo((1, 2, 3))), "p.jpg")},
                            content_type="multipart/form-data").status_code == 201
+        label_votes.wait()
     finally:
         label_votes.sessionmaker = sessionmaker
+    assert label_votes.rows == 1
     assert client.delete(f"/v1/images/{item['image']['id']}").status_code == 200
-    label_votes.vote()
+    label_votes.wait()
+    label_votes.refresh()
     assert label_votes.rows == 0
 
 
-def test_models_report_the_workers_labelled_rows(client, label_votes):
+def test_a_due_check_runs_in_the_background_and_requests_never_wait_for_it(client, label_votes):
+    item = upload(client, garment_photo((90, 90, 20), seed=9))["items"][0]
+    label_votes.wait()
+    client.put(f"/v1/items/{item['id']}/labels", json={"season": "Winter"})
+    served = label_votes.vote()  # due (sync 0 s): starts the check, answers with the vote it has
+    label_votes.wait()
+    assert label_votes.rows == 1 and label_votes.vote() is not served
+    label_votes.wait()
+    label_votes.sync_seconds = 3600
+    label_votes.vote()  # a check now, and the next one an hour away
+    label_votes.wait()
+    client.delete(f"/v1/items/{item['id']}/labels")
     label_votes.vote()
+    label_votes.wait()
+    assert label_votes.rows == 1  # not checked again yet: no query on the request path
+    assert label_votes.refresh() and label_votes.rows == 0
+
+
+def test_models_report_the_workers_labelled_rows(client, label_votes):
+    label_votes.refresh()
     assert client.get("/v1/models").json["labelled_vote_rows"] == 0
 
 
