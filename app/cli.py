@@ -125,6 +125,33 @@ def init_app(app: Flask) -> None:
             click.echo(f"  {message}")
 
 
+    @labels_group.command("export")
+    @click.argument("target", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+    def export_labels_command(target: Path):
+        """Write every labelled item to a CSV (item_id, url, sha256, kind, position, a column per task,
+        updated_at) that `flask labels import` reads back: by item_id into this database, or, without
+        that column, by url (whole-image items) into another."""
+        from sqlalchemy import select
+
+        from . import db
+        from .labels import TASKS
+        from .models import Analysis, ImageRecord, Item, ItemLabels
+
+        with app.app_context():
+            rows = db.session().execute(
+                select(Item.id, Analysis.source_url, ImageRecord.sha256, Item.kind, Item.position, ItemLabels.labels,
+                       ItemLabels.updated_at)
+                .join(ItemLabels, ItemLabels.item_id == Item.id).join(Analysis).join(ImageRecord)
+                .order_by(Item.id)).all()
+        with target.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["item_id", "url", "sha256", "kind", "position", *TASKS, "updated_at"])
+            for item_id, url, sha256, kind, position, labels, updated_at in rows:
+                writer.writerow([item_id, url or "", sha256, kind, position, *(labels.get(task, "") for task in TASKS),
+                                 updated_at.isoformat() + "Z"])
+        click.echo(f"{len(rows)} labelled items written to {target}")
+
+
 def _item_of(session, key: str, value: str, latest_for_url) -> int:
     """The item a CSV row names: by id, or the whole-image item of its URL's latest analysis."""
     from .errors import ApiError

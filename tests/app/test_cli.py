@@ -1,3 +1,4 @@
+import csv
 import json
 import re
 
@@ -51,3 +52,25 @@ def test_labels_import_labels_items_by_url_and_id_and_counts_failures(app, clien
     nothing = tmp_path / "no-key.csv"
     nothing.write_text("articleType\nShirts\n")
     assert app.test_cli_runner().invoke(args=["labels", "import", str(nothing)]).exit_code != 0
+
+
+def test_labels_export_reads_back_with_import(app, client, tmp_path, image_server):
+    shirt = client.post("/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}).json["items"][0]
+    blue = client.post("/v1/analyses", json={"image_url": image_server.url("/blue.jpg")}).json["items"][0]
+    client.put(f"/v1/items/{shirt['id']}/labels", json={"articleType": "Shirts", "season": "Winter"})
+    client.put(f"/v1/items/{blue['id']}/labels", json={"gender": "Boys"})
+    exported = tmp_path / "labels.csv"
+    result = app.test_cli_runner().invoke(args=["labels", "export", str(exported)])
+    assert result.exit_code == 0 and "2 labelled items written" in result.output, result.output
+    with exported.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(int(r["item_id"]), r["url"], r["articleType"], r["subCategory"], r["season"], r["gender"]) for r in rows] == [
+        (shirt["id"], image_server.url("/shirt.jpg"), "Shirts", "Topwear", "Winter", ""),
+        (blue["id"], image_server.url("/blue.jpg"), "", "", "", "Boys")]
+    for item in (shirt, blue):
+        client.delete(f"/v1/items/{item['id']}/labels")
+    result = app.test_cli_runner().invoke(args=["labels", "import", str(exported)])
+    assert "2 rows: 2 items labelled" in result.output, result.output
+    again = {i["id"]: i["labels"]["tags"] for i in client.get("/v1/items", query_string={"labelled": "true"}).json["items"]}
+    assert again == {shirt["id"]: {"masterCategory": "Apparel", "subCategory": "Topwear", "articleType": "Shirts",
+                                   "season": "Winter"}, blue["id"]: {"gender": "Boys"}}
