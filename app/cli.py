@@ -1,6 +1,7 @@
 """Operator commands: `flask analyse URL_OR_FILE` runs the same path as POST /v1/analyses; `flask images
 delete ID...` and `flask images forget URLS_FILE` the same as DELETE /v1/images (by id, by URL); `flask
-labels import CSV` the same as PUT /v1/items/<id>/labels for many items (a shop's own product data)."""
+labels import CSV` the same as PUT /v1/items/<id>/labels for many items (a shop's own product data), and
+`flask labels export CSV` writes them out in the form import reads."""
 from __future__ import annotations
 
 import csv

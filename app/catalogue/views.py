@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import (Blueprint, Flask, Response, current_app, flash, g, redirect, render_template, request, session,
+from flask import (Blueprint, Flask, Response, current_app, flash, redirect, render_template, request, session,
                    url_for)
 from sqlalchemy import func, select
 
