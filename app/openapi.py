@@ -134,12 +134,16 @@ def spec() -> dict:
                                                "recall, support and predicted count per task, and each photo kind's "
                                                "figures per source label (null when the bundle's evaluation is not "
                                                "the one its manifest's figures came from)"}],
-                "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop",
+                "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop, "
+                                                     "labelled_vote_rows",
                                       "content": {"application/json": {"schema": {"type": "object", "properties": {
                                           "bundles": {"type": "object"}, "classifier": {"type": "object"},
                                           "detector": {"type": "object"},
                                           "detector_prior": {"type": ["string", "null"]},
-                                          "garment_crop": {"type": "string"}}}}}},
+                                          "garment_crop": {"type": "string"},
+                                          "labelled_vote_rows": {"type": ["integer", "null"], "description":
+                                              "items people labelled that this worker's neighbour vote holds "
+                                              "(null: labels do not vote here)"}}}}}},
                               "400": PROBLEM, "503": PROBLEM}}},
             "/v1/jobs": {"post": {
                 "summary": "Submit a batch of image URLs, analysed by queue workers (a job; POSTs a signed summary to "
