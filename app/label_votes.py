@@ -115,7 +115,7 @@ class LabelVotes:
         # has one): that part, unit length again, is the row's vector in the vote's space.
         stored = np.frombuffer(b"".join(vectors), dtype=STORED_DTYPE).reshape(len(vectors), -1)
         rows = l2_normalise(stored[:, :dim].astype(np.float32))
-        indices = {task: np.array([self._taxonomy.index(task, given.get(task)) for given in labels], np.int64)
-                   for task in self._base.labels}
-        indices = {task: np.where(values >= 0, values, NO_LABEL) for task, values in indices.items()}
+        # taxonomy.index is -1 for a task the person left out (or a label this bundle lacks): no label
+        indices = {task: np.array([max(self._taxonomy.index(task, given.get(task)), NO_LABEL) for given in labels],
+                                  np.int64) for task in self._base.labels}
         return self._base.with_rows(rows, indices)

@@ -102,7 +102,7 @@ def set_labels(session: Session, item_id: int, labels: Mapping[str, str], api_ke
     model = (item.person_labels.model_tags if item.person_labels else {})
     path = tuple(labels.get(task) or (model.get(task) or {}).get("label") or getattr(item, TASK_COLUMNS[task][0])
                  for task in HIERARCHY_LEVELS)
-    if path not in set(map(tuple, taxonomy.paths)):
+    if path not in taxonomy.paths:
         left = [task for task in HIERARCHY_LEVELS if task not in labels]
         raise ApiError("inconsistent_labels", f"with these labels the item's category would be {' / '.join(path)}, "
                        f"which is no path of the serving classifier: label its {' and '.join(left)} too")

@@ -52,7 +52,6 @@ from classification import runtime  # noqa: E402,F401  (torch before TensorFlow,
 
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
 
 from bench.results import write_report  # noqa: E402
 from bench.retrieval_quality import expanded_queries  # noqa: E402
@@ -62,7 +61,8 @@ from classification.data import load_images  # noqa: E402
 from classification.evaluate import allowed_set_scores, decoded_indices, true_indices  # noqa: E402
 from classification.neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
-from classification.train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
+from classification.train_embedding_head import (add_data_arguments, bundle_features, embedding_inputs,  # noqa: E402
+                                                 features_path)
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 VAL, TEST = ("catalogue", "val"), ("catalogue", "test")
@@ -315,25 +315,16 @@ class Probes:
     # ---- 8 -------------------------------------------------------------------------------------------
 
     def copies(self, key) -> tuple[np.ndarray, dict]:
-        """Pooled features and probabilities of altered copies of the images of `key` (cached in run_dir)."""
+        """Pooled features and probabilities of altered copies of the images of `key` (cached in run_dir
+        as the part "<part>-copies", like the originals' features)."""
         kind, part = key
-        cache = self.args.run_dir / f"copies-{self.classifier.embedding_version}-{kind}-{part}-{len(self.records[key])}.npz"
-        if cache.is_file():
-            with np.load(cache) as arrays:
-                return arrays["features"], {task: arrays[task] for task in TASKS}
+        records = self.records[key]
         rng = np.random.default_rng(2026)
         max_side = None if kind == "catalogue" else self.args.max_side  # as the features of the originals
-        features, probs = [], {task: [] for task in TASKS}
-        records = self.records[key]
-        for start in tqdm(range(0, len(records), 512), desc=f"copies {kind}/{part}", unit="chunk"):
-            images = [re_uploaded(image, rng) for image in load_images(records[start:start + 512], max_side)]
-            batch_features, batch_probs = self.classifier.embedding_inputs(images)
-            features.append(batch_features)
-            for task in TASKS:
-                probs[task].append(batch_probs[task])
-        features, probs = np.concatenate(features), {task: np.concatenate(chunks) for task, chunks in probs.items()}
-        np.savez(cache, features=features, **probs)
-        return features, probs
+        decoded = None
+        if not features_path(self.args, self.classifier, kind, f"{part}-copies", len(records)).is_file():
+            decoded = {r.id: re_uploaded(image, rng) for r, image in zip(records, load_images(records, max_side))}
+        return embedding_inputs(self.classifier, self.args, kind, f"{part}-copies", records, decoded)
 
     def labelled_copies(self, draws: int = 6) -> dict:
         out = {}
