@@ -6,6 +6,8 @@ import ipaddress
 import os
 from pathlib import Path
 
+from .image_formats import ALL_FORMATS, parse_formats
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -85,6 +87,7 @@ class Settings:
     fetch_deadline: float = 15.0
     fetch_max_redirects: int = 3
     max_image_pixels: int = 40_000_000
+    image_formats: tuple[str, ...] = ALL_FORMATS  # IMAGE_FORMATS=jpeg,png,webp: refuse the others (415)
     user_agent: str = "fashion-tagger/1.0 (+image tagging)"
     # Serving.
     preload_models: bool = False  # gunicorn loads them after fork (gunicorn.conf.py)
@@ -167,6 +170,7 @@ class Settings:
             fetch_deadline=float(env.get("FETCH_DEADLINE", defaults.fetch_deadline)),
             fetch_max_redirects=int(env.get("FETCH_MAX_REDIRECTS", defaults.fetch_max_redirects)),
             max_image_pixels=int(env.get("MAX_IMAGE_PIXELS", defaults.max_image_pixels)),
+            image_formats=parse_formats(env["IMAGE_FORMATS"]) if env.get("IMAGE_FORMATS") else defaults.image_formats,
             preload_models=_bool(env.get("PRELOAD_MODELS"), defaults.preload_models),
             log_level=env.get("LOG_LEVEL", defaults.log_level),
             broker_url=env.get("BROKER_URL") or None,
@@ -208,4 +212,6 @@ class Settings:
     def replace(self, **changes) -> "Settings":
         if isinstance(changes.get("fetch_allow_private"), str):
             changes["fetch_allow_private"] = _networks(changes["fetch_allow_private"])
+        if isinstance(changes.get("image_formats"), str):
+            changes["image_formats"] = parse_formats(changes["image_formats"])
         return dataclasses.replace(self, **changes)

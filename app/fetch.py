@@ -31,12 +31,8 @@ from common.images import to_rgb_array
 
 from .config import Settings
 from .errors import ApiError
+from .image_formats import accept_header, describe, sniff
 
-# Leading bytes of the formats Pillow decodes for us; Content-Type is never trusted alone.
-SIGNATURES = {
-    b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"GIF87a": "gif", b"GIF89a": "gif",
-    b"BM": "bmp", b"II*\x00": "tiff", b"MM\x00*": "tiff",
-}
 REDIRECTS = {301, 302, 303, 307, 308}
 READ_CHUNK = 16 * 1024  # small reads: the deadline is checked between them
 # getaddrinfo has no timeout of its own: lookups run here and are waited for only as long as time is left.
@@ -52,12 +48,6 @@ class FetchedImage:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
-
-
-def sniff(data: bytes) -> str | None:
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    return next((fmt for magic, fmt in SIGNATURES.items() if data.startswith(magic)), None)
 
 
 # ---- address policy ----------------------------------------------------------------------------------
@@ -245,7 +235,7 @@ def _fetch(url: str, settings: Settings, deadline: Deadline) -> FetchedImage:
         try:
             response = pool.urlopen("GET", target, redirect=False, preload_content=False,
                                     headers={"Host": host if port in (80, 443) else f"{host}:{port}",
-                                             "User-Agent": settings.user_agent, "Accept": "image/*"})
+                                             "User-Agent": settings.user_agent, "Accept": accept_header(settings.image_formats)})
             try:
                 deadline.check()
                 if response.status in REDIRECTS:
@@ -281,15 +271,17 @@ def _fetch(url: str, settings: Settings, deadline: Deadline) -> FetchedImage:
 # ---- decoding ------------------------------------------------------------------------------------------
 
 def decode(data: bytes, settings: Settings) -> np.ndarray:
-    """Bytes -> HxWx3 uint8 RGB: sniffed, pixel-limited, EXIF-rotated, first frame of an animation."""
+    """Bytes -> HxWx3 uint8 sRGB: sniffed, pixel-limited, EXIF-rotated, colour profile applied, first frame."""
     if not data:
         raise ApiError("not_an_image", "the body is empty")
-    if sniff(data) is None:
-        raise ApiError("unsupported_media_type", "the content is not JPEG, PNG, GIF, WebP, BMP or TIFF")
+    image_format = sniff(data)
+    if image_format not in settings.image_formats:
+        raise ApiError("unsupported_media_type", f"the content is not {describe(settings.image_formats)}")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            with Image.open(io.BytesIO(data)) as image:
+            # Only the sniffed format's decoder may read it: no other plugin gets a guess at the bytes.
+            with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as image:
                 width, height = image.size
                 if width * height > settings.max_image_pixels:
                     raise ApiError("image_too_large", f"{width}x{height} pixels; the limit is {settings.max_image_pixels}")

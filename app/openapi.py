@@ -36,7 +36,7 @@ def spec() -> dict:
                     "application/json": {"schema": {"type": "object", "required": ["image_url"], "properties": {
                         "image_url": {"type": "string", "format": "uri"}, "refresh": {"type": "boolean"}}}},
                     "multipart/form-data": {"schema": {"type": "object", "properties": {
-                        "image": {"type": "string", "format": "binary"}, "refresh": {"type": "boolean"}}}}}},
+                        "image": {"type": "string", "format": "binary", "description": "JPEG, PNG, WebP, AVIF, HEIC/HEIF, GIF, BMP or TIFF (IMAGE_FORMATS); a colour profile is applied (to sRGB)"}, "refresh": {"type": "boolean"}}}}}},
                 "responses": {"201": {"description": "analysed and stored", "content": {"application/json": {"schema": analysis}}},
                               "200": {"description": "already analysed with these model bundles",
                                       "content": {"application/json": {"schema": analysis}}},

@@ -24,6 +24,14 @@ def garment_photo(colour=(200, 30, 40), size=(300, 400), seed: int = 0) -> bytes
     return out.getvalue()
 
 
+def encoded_photo(fmt: str, colour=(200, 30, 40), **options) -> bytes:
+    """garment_photo's picture in another format (AVIF, HEIF, WebP, ...)."""
+    with Image.open(io.BytesIO(garment_photo(colour))) as image:
+        out = io.BytesIO()
+        image.save(out, fmt, **options)
+    return out.getvalue()
+
+
 def png_bomb(width: int = 30000, height: int = 30000) -> bytes:
     """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -94,6 +102,14 @@ def endless(handler):
         pass
 
 
+def negotiated(handler):
+    """An image CDN: AVIF to a client that accepts it, else JPEG (the same picture)."""
+    if "image/avif" in handler.headers.get("Accept", ""):
+        send(handler, encoded_photo("AVIF", quality=80), "image/avif")
+    else:
+        send(handler, garment_photo(), "image/jpeg")
+
+
 def never_answers(handler):
     time.sleep(5)
 
@@ -140,6 +156,7 @@ class LocalServer:
             "/gone": lambda h: send(h, b"", status=410),
             "/unavailable": lambda h: send(h, b"down", "text/plain", status=503),
             "/flaky": flaky,
+            "/negotiated": negotiated,
             "/img/": numbered_photo,
             "/hook": lambda h: send(h, b""),
         }

@@ -2,6 +2,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
@@ -9,6 +10,7 @@ from sqlalchemy import func, select
 from app import db
 from app.models import Analysis, ImageRecord, Item
 
+from ..common.icc import DISPLAY_P3_COLORANTS, display_p3_to_srgb, rgb_profile
 from .servers import garment_photo
 
 
@@ -225,3 +227,22 @@ def test_openapi_describes_every_v1_route_and_method(app, client):
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     assert ("/v1/images/{}", "delete") in served
     assert served - described == set()
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_a_wide_gamut_phone_photo_is_tagged_and_its_colours_measured_in_srgb(client, fmt):
+    # A photo as an iPhone saves it: HEIC (or AVIF) tagged Display P3. The swatch is the colour a
+    # colour-managed screen shows, not the file's numbers read as sRGB.
+    stored = np.array([40, 150, 90], dtype=np.float64)  # a green the two spaces disagree on
+    out = io.BytesIO()
+    Image.new("RGB", (96, 128), tuple(int(v) for v in stored)).save(
+        out, fmt, quality=95, icc_profile=rgb_profile(DISPLAY_P3_COLORANTS, "Display P3"))
+    response = client.post("/v1/analyses", data={"image": (io.BytesIO(out.getvalue()), "photo.heic")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 201, response.json
+    assert (response.json["image"]["width"], response.json["image"]["height"]) == (96, 128)
+    swatch = response.json["items"][0]["colours"][0]
+    measured = np.array([int(swatch["hex"][i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+    assert swatch["share"] > 0.95
+    assert np.abs(measured - display_p3_to_srgb(stored)).max() <= 4  # lossy coding of a flat colour
+    assert np.abs(measured - stored).max() > 15

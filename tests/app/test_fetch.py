@@ -8,8 +8,9 @@ from PIL import Image
 from app.config import Settings
 from app.errors import ApiError
 from app.fetch import decode, fetch
+from app.image_formats import sniff
 
-from .servers import garment_photo, png_bomb
+from .servers import encoded_photo, garment_photo, png_bomb
 
 NO_ALLOW_LIST = Settings(fetch_read_timeout=1.0, fetch_connect_timeout=1.0, fetch_deadline=3.0)
 LOOPBACK_ALLOWED = NO_ALLOW_LIST.replace(fetch_allow_private="127.0.0.0/8")
@@ -134,4 +135,68 @@ def test_exif_orientation_is_applied():
 def test_animated_gif_uses_its_first_frame():
     frames = [Image.new("RGB", (10, 10), colour) for colour in ((255, 0, 0), (0, 0, 255))]
     data = _encode(frames[0], "GIF", save_all=True, append_images=frames[1:])
+    assert decode(data, Settings())[5, 5, 0] > 200
+
+
+# ---- formats: what phones save (HEIC) and image CDNs send (AVIF) ----------------------------------------
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heic_and_avif_decode_like_the_jpeg_they_were_made_from(fmt):
+    jpeg = decode(garment_photo(), Settings()).astype(np.int16)
+    other = decode(encoded_photo(fmt, quality=90), Settings()).astype(np.int16)
+    assert other.shape == jpeg.shape and np.abs(other - jpeg).mean() < 3
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_heic_and_avif_refusals(fmt):
+    data = encoded_photo(fmt, quality=90)
+    for broken in (data[: len(data) // 2], data[:40]):
+        with pytest.raises(ApiError) as raised:
+            decode(broken, Settings())
+        assert raised.value.code == "not_an_image"
+    with pytest.raises(ApiError) as raised:
+        decode(data, Settings(max_image_pixels=300 * 400 - 1))
+    assert raised.value.code == "image_too_large"
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heicmiaf", "heif"),
+    (b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic", "heif"),
+    (b"\x00\x00\x00\x20ftypavif\x00\x00\x00\x00avifmif1miafMA1B", "avif"),
+    (b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf", "avif"),  # an AVIF brand anywhere wins
+    (b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2", None),  # an MP4 video
+    (b"\x00\x00\xff\xffftypheic\x00\x00\x00\x00", None),  # a box longer than the data
+])
+def test_iso_media_files_are_told_apart_by_their_brands(head, expected):
+    assert sniff(head + bytes(64)) == expected
+
+
+def test_a_video_is_an_unsupported_media_type():
+    with pytest.raises(ApiError) as raised:
+        decode(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(256), Settings())
+    assert raised.value.code == "unsupported_media_type"
+
+
+def test_image_formats_narrows_what_is_decoded():
+    settings = Settings().replace(image_formats="jpeg, png")
+    assert decode(garment_photo(), settings).shape == (400, 300, 3)
+    for fmt in ("AVIF", "HEIF", "WEBP"):
+        with pytest.raises(ApiError) as raised:
+            decode(encoded_photo(fmt), settings)
+        assert raised.value.code == "unsupported_media_type" and raised.value.detail == "the content is not JPEG, PNG"
+    with pytest.raises(ValueError, match="unknown"):
+        Settings.from_env({"IMAGE_FORMATS": "jpeg,svg"})
+
+
+def test_a_negotiating_server_is_asked_for_the_formats_we_decode(image_server):
+    fetched = fetch(image_server.url("/negotiated"), LOOPBACK_ALLOWED)
+    assert sniff(fetched.data) == "avif" and fetched.content_type == "image/avif"
+    jpeg_only = LOOPBACK_ALLOWED.replace(image_formats="jpeg,png")
+    assert sniff(fetch(image_server.url("/negotiated"), jpeg_only).data) == "jpeg"
+
+
+def test_a_multi_picture_jpeg_decodes_its_first_picture():
+    # MPO (a JPEG with more pictures after it, as some phones save): Pillow's JPEG reader opens it.
+    frames = [Image.new("RGB", (40, 30), (255, 0, 0)), Image.new("RGB", (40, 30), (0, 0, 255))]
+    data = _encode(frames[0], "MPO", save_all=True, append_images=frames[1:])
     assert decode(data, Settings())[5, 5, 0] > 200
