@@ -109,7 +109,7 @@ def measure(url: str, count: int, classifier: Classifier, rng: np.random.Generat
     for _ in range(10_000):
         votes.vote()
     request_path_us = (time.perf_counter() - start) / 10_000 * 1e6
-    rows = len(votes.vote().vectors)
+    rows = votes.vote().row_count
     gc.collect()
     held = rss_mb() - before
     classifier.vote_source = None

@@ -206,7 +206,7 @@ def neighbour_vote_sentence(classifier: Classifier) -> str:
     if vote is None:
         return "The model's own outputs (no neighbour vote)."
     return (f"Outputs mixed with the neighbour vote `{vote.version}` (k {vote.k}, temperature {vote.temperature:g}, "
-            f"weight {vote.weight:g}) of {len(vote.vectors)} training images.")
+            f"weight {vote.weight:g}) of {vote.row_count} training images.")
 
 
 def _interval_text(interval) -> str:

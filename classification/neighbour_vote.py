@@ -37,7 +37,8 @@ NO_LABEL = -1
 @dataclasses.dataclass(frozen=True)
 class NeighbourVote:
     vectors: np.ndarray  # (rows, dim) unit vectors of the training images, in the head's projection
-    # task -> (rows,) label index, NO_LABEL where a row has none or a distribution instead
+    # task -> (rows,) label index (rows: the training images, then any added), NO_LABEL where a row has
+    # none or a distribution instead
     labels: Mapping[str, np.ndarray]
     # task -> (row indices (m,), distributions (m, classes)): rows whose label allows several classes
     distributions: Mapping[str, tuple[np.ndarray, np.ndarray]]
@@ -46,6 +47,9 @@ class NeighbourVote:
     k: int = 5
     temperature: float = 0.05
     weight: float = 0.35
+    # (m, dim) rows added at serving (with_rows), a block of their own: the bundle's 40 MB of vectors
+    # are shared, not copied, by every vote made from it.
+    added: np.ndarray | None = None
 
     def __post_init__(self):
         if not (self.k >= 1 and self.temperature > 0 and 0 <= self.weight <= 1):
@@ -56,14 +60,20 @@ class NeighbourVote:
         # row -> position in its task's distributions (-1: none), to gather a few rows' labels cheaply
         positions = {}
         for task, (rows, _) in self.distributions.items():
-            positions[task] = np.full(len(self.vectors), -1, np.int64)
+            positions[task] = np.full(self.row_count, -1, np.int64)
             positions[task][rows] = np.arange(len(rows))
         object.__setattr__(self, "_positions", positions)
+
+    @property
+    def row_count(self) -> int:
+        return len(self.vectors) + (0 if self.added is None else len(self.added))
 
     @functools.cached_property
     def version(self) -> str:
         """A short hash of the rows, their labels and the parameters (computed once: 20 MB of vectors)."""
         digest = hashlib.sha256(np.asarray(self.vectors, np.float16).tobytes())
+        if self.added is not None:
+            digest.update(np.asarray(self.added, np.float16).tobytes())
         for task in sorted(self.labels):
             digest.update(task.encode() + np.asarray(self.labels[task], np.int16).tobytes())
         for task in sorted(self.distributions):
@@ -86,14 +96,17 @@ class NeighbourVote:
             raise ValueError(f"no such tasks in this vote: {sorted(unknown)}")
         none = np.full(len(vectors), NO_LABEL, np.int64)
         return dataclasses.replace(
-            self, vectors=np.concatenate([self.vectors, vectors]),
+            self, added=vectors if self.added is None else np.concatenate([self.added, vectors]),
             labels={task: np.concatenate([rows, np.asarray(labels.get(task, none), np.int64)])
                     for task, rows in self.labels.items()})
 
     def neighbours(self, queries: np.ndarray, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Rows (N, k) of the nearest training images of each unit query vector, nearest first, and their cosines."""
-        k = min(k or self.k, len(self.vectors))
-        cosines = np.asarray(queries, np.float32) @ self.vectors.T
+        k = min(k or self.k, self.row_count)
+        queries = np.asarray(queries, np.float32)
+        cosines = queries @ self.vectors.T
+        if self.added is not None and len(self.added):
+            cosines = np.concatenate([cosines, queries @ self.added.T], axis=1)
         rows = np.argpartition(-cosines, k - 1, axis=1)[:, :k]
         near = np.take_along_axis(cosines, rows, axis=1)
         order = np.argsort(-near, axis=1)
@@ -140,7 +153,8 @@ class NeighbourVote:
         return out
 
     def save(self, folder: Path) -> Path:
-        arrays = {"vectors": np.asarray(self.vectors, np.float16), "head_version": np.array(self.head_version),
+        vectors = self.vectors if self.added is None else np.concatenate([self.vectors, self.added])
+        arrays = {"vectors": np.asarray(vectors, np.float16), "head_version": np.array(self.head_version),
                   "parameters": np.array([self.k, self.temperature, self.weight], np.float64),
                   "tasks": np.array(sorted(self.labels)),
                   "classes": np.array([self.classes[t] for t in sorted(self.labels)], np.int64)}

@@ -145,11 +145,12 @@ def test_labelled_items_join_the_neighbour_vote_of_the_worker(app, client, pipel
 
     assert label_votes.refresh() and not label_votes.refresh()  # read once, then nothing changed
     vote = label_votes.vote()
-    assert label_votes.rows == 1 and len(vote.vectors) == bundle_rows + 1
+    assert label_votes.rows == 1 and vote.row_count == bundle_rows + 1
+    assert vote.vectors is classifier.neighbour_vote.vectors  # the bundle's rows shared, not copied
     with app.app_context():
         stored = from_bytes(db.session().scalar(select(ItemEmbedding.vector).where(ItemEmbedding.item_id == item["id"])))
     row = stored[:vote.vectors.shape[1]] / np.linalg.norm(stored[:vote.vectors.shape[1]])
-    np.testing.assert_allclose(vote.vectors[-1], row, atol=1e-6)
+    np.testing.assert_allclose(vote.added[-1], row, atol=1e-6)
     assert vote.labels["articleType"][-1] == flats
     assert vote.labels["subCategory"][-1] == classifier.taxonomy.index("subCategory", "Shoes")
     assert vote.labels["usage"][-1] == NO_LABEL  # a task the person said nothing of does not vote
@@ -180,7 +181,7 @@ def test_the_vote_rows_follow_deletes_and_survive_a_database_outage(app, client,
         with pytest.raises(ConnectionError):
             label_votes.refresh()
         kept = label_votes.vote()  # the worker tags on with the rows it has (its background check fails)
-        assert len(kept.vectors) == len(pipeline.classifier.neighbour_vote.vectors) + 1
+        assert kept.row_count == len(pipeline.classifier.neighbour_vote.vectors) + 1
         assert client.post("/v1/analyses", data={"image": (io.BytesIO(garment_photo((1, 2, 3))), "p.jpg")},
                            content_type="multipart/form-data").status_code == 201
         label_votes.wait()

@@ -38,7 +38,8 @@ def test_a_query_on_a_training_row_gets_that_rows_label():
 def test_added_rows_vote_like_training_rows_for_the_tasks_they_carry():
     vote = _vote(weight=1.0)
     added = vote.with_rows(l2_normalise(np.array([[0, 0, 1, 1]], np.float32)), {"kind": np.array([0])})
-    assert len(added.vectors) == 5 and added.labels["colour"][-1] == NO_LABEL  # a task left out: no label
+    assert added.row_count == 5 and added.labels["colour"][-1] == NO_LABEL  # a task left out: no label
+    assert added.vectors is vote.vectors  # the bundle's rows are shared, not copied
     assert (vote.k, vote.temperature, vote.weight) == (added.k, added.temperature, added.weight)
     probs = {"colour": np.full((1, 3), 1 / 3, np.float32), "kind": np.full((1, 2), 0.5, np.float32)}
     query = l2_normalise(np.array([[0, 0, 1, 1.2]], np.float32))  # nearest the added row
@@ -47,6 +48,23 @@ def test_added_rows_vote_like_training_rows_for_the_tasks_they_carry():
     np.testing.assert_allclose(vote.mix(probs, query)["kind"], [[0.25, 0.75]])  # the bundle's vote is unchanged
     with pytest.raises(ValueError, match="no such tasks"):
         vote.with_rows(np.zeros((1, 4), np.float32), {"size": np.array([0])})
+    # k spans both blocks: the added row and the distribution row nearest after it both vote
+    both = added.with_parameters(k=2, temperature=10.0, weight=1.0)
+    query = l2_normalise(np.array([[0, 0, 0.2, 1]], np.float32))
+    rows, _ = both.neighbours(query)
+    assert rows.tolist() == [[3, 4]]
+    np.testing.assert_allclose(both.mix(probs, query)["kind"], [[0.625, 0.375]], atol=0.01)
+    again = added.with_rows(l2_normalise(np.array([[1, 1, 0, 0]], np.float32)), {"colour": np.array([2])})
+    assert again.row_count == 6 and again.added.shape == (2, 4) and again.labels["kind"][-1] == NO_LABEL
+
+
+def test_a_vote_with_added_rows_saves_them_all(tmp_path):
+    vote = _vote().with_rows(l2_normalise(np.array([[0, 0, 1, 1]], np.float32)), {"kind": np.array([0])})
+    vote.save(tmp_path)
+    head = SimpleNamespace(version="head")
+    loaded = load_vote(tmp_path, head)
+    assert loaded.row_count == 5 and loaded.version == vote.version
+    np.testing.assert_array_equal(loaded.labels["kind"], vote.labels["kind"])
 
 
 def test_the_weight_mixes_model_and_neighbours_and_nearer_rows_count_more():
