@@ -2,7 +2,6 @@
 items, delete images."""
 from __future__ import annotations
 
-import functools
 import time
 
 from flask import Blueprint, current_app, request
@@ -120,11 +119,6 @@ def list_items():
     return {"items": items, "next_cursor": next_cursor}
 
 
-@functools.lru_cache(maxsize=2)
-def _path_counts(classifier):
-    return training_path_counts(classifier)
-
-
 @bp.put("/items/<int:item_id>/labels")
 def label_item(item_id: int):
     """A person's labels for the item (replacing any it had): its tags from now on, and rows of every
@@ -136,7 +130,7 @@ def label_item_with(item_id: int, given) -> dict:
     """Check `given` against the serving classifier and store it as the item's labels (shared with the
     catalogue page)."""
     classifier = current_app.extensions["pipeline"].load().classifier
-    labels = complete_labels(classifier.taxonomy, given, _path_counts(classifier))
+    labels = complete_labels(classifier.taxonomy, given, training_path_counts(classifier))
     return listed_item_json(set_labels(db.session(), item_id, labels, current_key_id(), classifier.taxonomy))
 
 

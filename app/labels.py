@@ -15,6 +15,7 @@ overlaps it most, IoU >= 0.5). And every worker adds the labelled items to its n
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from collections import Counter
 from typing import Iterable, Mapping
@@ -75,9 +76,10 @@ def complete_labels(taxonomy: Taxonomy, given, path_counts: Mapping[tuple[str, s
     return {task: labels[task] for task in TASKS if task in labels}
 
 
+@functools.lru_cache(maxsize=2)
 def training_path_counts(classifier) -> Counter:
     """How often each (masterCategory, subCategory, articleType) path labels the classifier's training
-    images: the rows of its neighbour vote (empty without one)."""
+    images: the rows of its neighbour vote (empty without one). Once per loaded classifier."""
     vote = classifier.neighbour_vote
     if vote is None:
         return Counter()

@@ -145,6 +145,22 @@ def spec() -> dict:
                                               "items people labelled that this worker's neighbour vote holds "
                                               "(null: labels do not vote here)"}}}}}},
                               "400": PROBLEM, "503": PROBLEM}}},
+            "/v1/taxonomy": {"get": {
+                "summary": "Every tag the serving classifier can give: the labels of each task (what /v1/items filters "
+                           "and PUT /v1/items/{id}/labels take), the category paths it decodes to, with how many "
+                           "training images each labels, and the articleTypes each detector class allows",
+                "responses": {"200": {"description": "the serving classifier's taxonomy",
+                                      "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                          "classifier": {"type": "object"},
+                                          "tasks": {"type": "object", "description": "category and style: task -> labels"},
+                                          "paths": {"type": "array", "items": {"type": "object", "properties": {
+                                              "masterCategory": {"type": "string"}, "subCategory": {"type": "string"},
+                                              "articleType": {"type": "string"},
+                                              "training_images": {"type": "integer"}}}},
+                                          "garment_classes": {"type": ["object", "null"], "description":
+                                              "detector class -> articleTypes its garments can get (null: any); "
+                                              "null when GARMENT_DETECTOR_PRIOR is off"}}}}}},
+                              "503": PROBLEM}}},
             "/v1/jobs": {"post": {
                 "summary": "Submit a batch of image URLs, analysed by queue workers (a job; POSTs a signed summary to "
                            "callback_url when done)",
