@@ -47,7 +47,10 @@ def init_app(app: Flask) -> None:
         storage_uri=storage_uri(settings), storage_options={"socket_connect_timeout": 1, "socket_timeout": 1}
         if storage_uri(settings).startswith("redis") else {},
         # Redis down: count in memory meanwhile rather than refuse (or fail) every request.
-        swallow_errors=True, in_memory_fallback_enabled=True, headers_enabled=False)
+        swallow_errors=True, in_memory_fallback_enabled=True,
+        # X-RateLimit-Limit / -Remaining / -Reset on every keyed response: a batch client paces itself
+        # instead of learning its budget from 429s.
+        headers_enabled=True)
     app.extensions["rate_limiter"] = limiter
 
     def breached(error: RateLimitExceeded):

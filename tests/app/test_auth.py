@@ -5,6 +5,7 @@ import hashlib
 import io
 import os
 import re
+import time
 
 import pytest
 from sqlalchemy import select
@@ -83,7 +84,12 @@ def test_analyses_and_jobs_record_their_key(client, app):
 def test_request_rate_per_key(client, app):
     _, slow = new_key(app, "--rate-limit", "3/minute")
     _, other = new_key(app)
-    assert [client.get("/v1/items", headers=bearer(slow)).status_code for _ in range(3)] == [200] * 3
+    answers = [client.get("/v1/items", headers=bearer(slow)) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200] * 3
+    # every answer says the budget and what is left of it, so a client can pace itself
+    assert [answer.headers["X-RateLimit-Remaining"] for answer in answers] == ["2", "1", "0"]
+    assert {answer.headers["X-RateLimit-Limit"] for answer in answers} == {"3"}
+    assert 0 < int(answers[-1].headers["X-RateLimit-Reset"]) - time.time() <= 61
     refused = client.get("/v1/jobs/abc", headers=bearer(slow))  # one budget across all routes
     assert refused.status_code == 429 and refused.json["code"] == "rate_limited"
     assert refused.headers["Content-Type"] == "application/problem+json"
