@@ -171,7 +171,20 @@ def spec() -> dict:
                         "callback_url": {"type": "string", "format": "uri"}, "refresh": {"type": "boolean"}}}}}},
                 "responses": {"202": {"description": "stored and enqueued: the job's summary; `Location` is its URL",
                                       "content": {"application/json": {"schema": job}}},
-                              "400": PROBLEM, "401": PROBLEM, "429": PROBLEM, "503": PROBLEM}}},
+                              "400": PROBLEM, "401": PROBLEM, "429": PROBLEM, "503": PROBLEM}},
+                "get": {
+                    "summary": "Jobs, newest first, each with its summary",
+                    "parameters": [
+                        {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "done", "cancelled"]}},
+                        {"name": "mine", "in": "query", "schema": {"type": "boolean", "default": False},
+                         "description": "only the jobs of the API key asking"},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the page before"}],
+                    "responses": {"200": {"description": "a page of jobs",
+                                          "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                              "jobs": {"type": "array", "items": job},
+                                              "next_cursor": {"type": ["string", "null"]}}}}}},
+                                  "400": PROBLEM, "401": PROBLEM, "429": PROBLEM}}},
             "/v1/jobs/{id}": {
                 "get": {"summary": "A job's state, counts, progress and per-URL outcomes (paged by `after`)",
                         "parameters": [

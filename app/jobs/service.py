@@ -19,6 +19,7 @@ from ..store import find_analysis
 from . import webhook
 
 log = logging.getLogger(__name__)
+JOB_STATES = ("queued", "running", "done", "cancelled")
 FINAL_URL_STATES = ("done", "skipped", "failed", "cancelled")
 URL_STATES = ("queued", "running", *FINAL_URL_STATES)
 
@@ -171,6 +172,23 @@ def summary(session: Session, job: Job) -> dict:
         "callback": {"url": job.callback_url, "state": job.callback_state, "attempts": job.callback_attempts}
         if job.callback_url else None,
     }
+
+
+def list_jobs(session: Session, state: str | None, api_key_id: int | None, before: tuple[dt.datetime, str] | None,
+              limit: int) -> tuple[list[Job], tuple[dt.datetime, str] | None]:
+    """Jobs newest first (keyset on created_at, id), of one state and one key when given; and the position
+    the next page starts before (None: no more)."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)
+    if state is not None:
+        query = query.where(Job.state == state)
+    if api_key_id is not None:
+        query = query.where(Job.api_key_id == api_key_id)
+    if before is not None:
+        created_at, job_id = before
+        query = query.where((Job.created_at < created_at) | ((Job.created_at == created_at) & (Job.id < job_id)))
+    jobs = session.scalars(query).all()
+    last = jobs[limit - 1] if len(jobs) > limit else None
+    return jobs[:limit], ((last.created_at, last.id) if last else None)
 
 
 def outcomes(session: Session, job_id: str, after: int, limit: int) -> tuple[list[dict], int | None]:

@@ -6,7 +6,10 @@ import time
 
 import pytest
 
+from app import create_app
 from app.jobs.cli import read_urls
+
+from ..test_auth import bearer, new_key
 
 
 @pytest.fixture
@@ -117,3 +120,39 @@ def test_a_job_of_only_malformed_urls_finishes_at_once(client):
     created = client.post("/v1/jobs", json={"image_urls": ["ftp://x/y.jpg", "not a url"]})
     assert created.status_code == 202 and created.json["state"] == "done"
     assert created.json["counts"]["failed"] == 2 and created.json["errors"] == {"invalid_url": 2}
+
+
+def test_jobs_are_listed_newest_first_by_state_and_key(settings, pipeline):
+    keyed = create_app(settings.replace(api_keys_required=True))
+    keyed.extensions["pipeline"].set(pipeline)
+    client = keyed.test_client()
+    (_, shop), (_, other) = new_key(keyed), new_key(keyed)
+
+    def listed(query: str = "", key: str = shop) -> dict:
+        response = client.get(f"/v1/jobs{query}", headers=bearer(key))
+        assert response.status_code == 200, response.json
+        return response.json
+
+    made = [client.post("/v1/jobs", json={"image_urls": [f"not a url {n}"]}, headers=bearer(key)).json["id"]
+            for n, key in enumerate((shop, other, shop))]
+    everything = listed()
+    assert [job["id"] for job in everything["jobs"]] == made[::-1] and everything["next_cursor"] is None
+    status = client.get(f"/v1/jobs/{made[2]}", headers=bearer(shop)).json  # each entry is the job's summary
+    assert everything["jobs"][0] == {name: value for name, value in status.items() if name not in ("outcomes", "next_after")}
+    # pages of two: the cursor goes on where the page ended
+    first = listed("?limit=2")
+    second = listed(f"?limit=2&cursor={first['next_cursor']}")
+    assert [job["id"] for job in first["jobs"] + second["jobs"]] == made[::-1] and second["next_cursor"] is None
+    assert [job["id"] for job in listed("?mine=true")["jobs"]] == [made[2], made[0]]
+    assert [job["id"] for job in listed("?mine=true", other)["jobs"]] == [made[1]]
+    assert [job["id"] for job in listed("?state=done")["jobs"]] == made[::-1]
+    assert listed("?state=running") == {"jobs": [], "next_cursor": None}
+    for query in ("state=finished", "limit=0", "limit=x", "cursor=abc", "mine=maybe"):
+        response = client.get(f"/v1/jobs?{query}", headers=bearer(shop))
+        assert (response.status_code, response.json["code"]) == (400, "invalid_request"), query
+    keyed.extensions["engine"].dispose()
+
+
+def test_mine_needs_a_key(client):
+    response = client.get("/v1/jobs?mine=true")
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
