@@ -27,7 +27,7 @@ import numpy as np
 import urllib3
 from PIL import Image, UnidentifiedImageError
 
-from common.images import to_rgb_array
+from common.images import converts_colour, to_rgb_array
 
 from .config import Settings
 from .errors import ApiError
@@ -295,3 +295,16 @@ def decode(data: bytes, settings: Settings) -> np.ndarray:
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
             raise ApiError("not_an_image", f"the image could not be decoded: {error}")
 
+
+
+def colour_converted(data: bytes, settings: Settings) -> bool:
+    """Whether decoding these bytes converts their colours (a profile other than sRGB), from the header
+    alone; False for anything decode() would refuse (it says why)."""
+    image_format = sniff(data)
+    if image_format not in settings.image_formats:
+        return False
+    try:
+        with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as image:
+            return converts_colour(image)
+    except Exception:  # noqa: BLE001 - decode() reports what is wrong with the bytes
+        return False

@@ -12,7 +12,7 @@ import time
 from flask import Blueprint, current_app, request
 
 from . import db
-from .analysis import analyse_images
+from .analysis import analyse_images, analysis_key
 from .api import parse_flag, read_input
 from .auth import current_key_id
 from .errors import ApiError
@@ -81,7 +81,7 @@ def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments
             raise outcome.error
         analysis_id = outcome.analysis["id"]
     else:
-        stored = find_analysis(session, fetched.sha256, pipeline.bundle_key)
+        stored = find_analysis(session, fetched.sha256, analysis_key(pipeline, fetched, settings))
         analysis_id = stored.id if stored else None
     if analysis_id is not None:  # stored (now or before): its items and embeddings are in the database
         analysis = get_analysis(session, analysis_id)

@@ -47,26 +47,42 @@ def to_rgb_array(image: Image.Image) -> np.ndarray:
     return np.array(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
+def converts_colour(image: Image.Image) -> bool:
+    """Whether decoding `image` converts its colours: it carries a profile other than sRGB. Reads the
+    header only (the profile is there), not the pixels."""
+    return _transform_for(image) is not None
+
+
 def _in_srgb(image: Image.Image) -> Image.Image:
     """The image with its embedded ICC profile applied (to sRGB); as it is when it has none."""
-    profile = image.info.get("icc_profile")
-    if not profile:
+    transform = _transform_for(image)
+    if transform is None:
         return image
-    if image.mode in ("P", "PA", "LA"):
-        has_alpha = image.mode != "P" or "transparency" in image.info
-        image = image.convert("RGBA" if has_alpha else ("L" if image.mode == "LA" else "RGB"))
-    if image.mode not in _MANAGED_MODES:
-        return image
+    if image.mode != transform.input_mode:
+        image = image.convert(transform.input_mode)  # a palette or grey-with-alpha image
     try:
-        transform = _transform_to_srgb(profile, image.mode)
-        if transform is None:
-            return image
         if transform.output_mode == image.mode:
             ImageCms.applyTransform(image, transform, inPlace=True)
             return image
         return ImageCms.applyTransform(image, transform)
     except (ImageCms.PyCMSError, OSError, ValueError):
-        return image  # an unreadable profile, or one for another colour space: the pixels as stored
+        return image
+
+
+def _transform_for(image: Image.Image) -> ImageCms.ImageCmsTransform | None:
+    """The transform to sRGB the image's embedded profile asks for; None when it has no profile, an sRGB
+    one, an unreadable one or one for another colour space (the pixels are then used as stored)."""
+    profile = image.info.get("icc_profile")
+    if image.mode == "P":
+        mode = "RGBA" if "transparency" in image.info else "RGB"
+    else:
+        mode = "RGBA" if image.mode in ("PA", "LA") else image.mode
+    if not profile or mode not in _MANAGED_MODES:
+        return None
+    try:
+        return _transform_to_srgb(profile, mode)
+    except (ImageCms.PyCMSError, OSError, ValueError):
+        return None
 
 
 @functools.lru_cache(maxsize=16)

@@ -11,7 +11,7 @@ from flask import Flask
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..analysis import analyse_images
+from ..analysis import analyse_images, analysis_key
 from ..errors import ApiError
 from ..fetch import fetch, parse_url
 from ..models import Job, JobUrl
@@ -106,7 +106,7 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
     if fetched:
         try:
             pipeline = app.extensions["pipeline"].load()
-            analysed_before = {d.sha256 for _, d in fetched if find_analysis(session, d.sha256, pipeline.bundle_key)}
+            analysed_before = {d.sha256 for _, d in fetched if find_analysis(session, d.sha256, analysis_key(pipeline, d, settings))}
             outcomes = analyse_images(session, pipeline, settings, [d for _, d in fetched], job.refresh,
                                       api_key_id=job.api_key_id)
             results.update({row.id: (o, o.error) for (row, _), o in zip(fetched, outcomes)})

@@ -246,3 +246,26 @@ def test_a_wide_gamut_phone_photo_is_tagged_and_its_colours_measured_in_srgb(cli
     assert swatch["share"] > 0.95
     assert np.abs(measured - display_p3_to_srgb(stored)).max() <= 4  # lossy coding of a flat colour
     assert np.abs(measured - stored).max() > 15
+
+
+def test_an_analysis_stored_before_colour_profiles_were_applied_is_made_again(client, app, pipeline):
+    out = io.BytesIO()
+    Image.new("RGB", (96, 128), (40, 150, 90)).save(out, "PNG", icc_profile=rgb_profile(DISPLAY_P3_COLORANTS, "P3"))
+    tagged = out.getvalue()
+
+    def post(data: bytes):
+        return client.post("/v1/analyses", data={"image": (io.BytesIO(data), "p.png")}, content_type="multipart/form-data")
+
+    first = post(tagged)
+    assert first.status_code == 201 and post(tagged).status_code == 200  # stored, then served from storage
+    with app.app_context():  # as a version that read the numbers as sRGB stored it
+        session = db.session()
+        session.get(Analysis, first.json["id"]).bundle_key = pipeline.bundle_key
+        session.commit()
+    again = post(tagged)
+    assert again.status_code == 201 and again.json["id"] != first.json["id"]
+    plain = garment_photo((90, 90, 200), seed=4)  # no profile: its stored analysis is as good as ever
+    stored = post(plain)
+    with app.app_context():
+        assert db.session().get(Analysis, stored.json["id"]).bundle_key == pipeline.bundle_key
+    assert post(plain).status_code == 200
