@@ -5,7 +5,7 @@
         --photos ../shared/datasets/clothing-dataset --street ../shared/datasets/clothing-co-parsing \\
         --run-dir runs/embedding-head [--write]
 
-The vote's rows are the bundle's training images only (each kind's train part, by the bundle's split),
+The vote's rows are the bundle's training images (each kind's train part, by the bundle's split),
 in its embedding head's projection of the pooled features as the bundle serves them (the mirror view
 too). Pooled features and probabilities are cached in --run-dir, shared with
 classification.train_embedding_head. k, temperature and weight are chosen on the catalogue validation
@@ -13,6 +13,10 @@ split (the sum of its seven tasks' accuracies); the catalogue test split, the va
 photos and the held-out street crops chose nothing and are reported before and after. These figures come
 from the cached features (photos and crops shrunk to --max-side as in training); the evaluate CLI
 measures the bundle as it serves. `--write` stores the vote in the bundle and this report in its manifest.
+
+`--rows-with-validation`: once the parameters are chosen, the catalogue validation thumbnails join the
+rows too (every labelled image but the held-out ones then votes); the figures after are reported without
+that split, whose images would find themselves.
 """
 from __future__ import annotations
 
@@ -41,6 +45,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     parser.add_argument("--write", action="store_true", help="store the vote and its figures in the bundle")
+    parser.add_argument("--rows-with-validation", action="store_true",
+                        help="after choosing the parameters, add the catalogue validation images as rows")
     return parser.parse_args(argv)
 
 
@@ -70,13 +76,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     taxonomy = classifier.taxonomy
 
     train_keys = [key for key in records if key[1] == "train"]
-    train_records = [r for key in train_keys for r in records[key]]
-    train_probs = {task: np.concatenate([probs[key][task] for key in train_keys]) for task in TASKS}
-    labels, distributions = vote_rows(train_records, train_probs, taxonomy, TASKS)
-    vote = NeighbourVote(
-        vectors=np.concatenate([project(classifier.embedding_head, features[key]) for key in train_keys]),
-        labels=labels, distributions=distributions, classes={t: taxonomy.num_classes(t) for t in TASKS},
-        head_version=classifier.embedding_head.version)
+
+    def vote_of(row_keys) -> NeighbourVote:
+        row_records = [r for key in row_keys for r in records[key]]
+        row_probs = {task: np.concatenate([probs[key][task] for key in row_keys]) for task in TASKS}
+        labels, distributions = vote_rows(row_records, row_probs, taxonomy, TASKS)
+        return NeighbourVote(
+            vectors=np.concatenate([project(classifier.embedding_head, features[key]) for key in row_keys]),
+            labels=labels, distributions=distributions, classes={t: taxonomy.num_classes(t) for t in TASKS},
+            head_version=classifier.embedding_head.version)
+
+    vote = vote_of(train_keys)
 
     held_out = [key for key in records if key[1] != "train"]
     neighbours = {key: vote.neighbours(project(classifier.embedding_head, features[key]), k=max(GRID["k"]))
@@ -98,12 +108,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         candidates.append({"k": k, "temperature": temperature, "weight": weight,
                            "catalogue_val_sum": round(sum(on_val.values()), 4)})
     best = max(candidates, key=lambda c: c["catalogue_val_sum"])
-    vote = vote.with_parameters(best["k"], best["temperature"], best["weight"])
+    row_keys = train_keys + ([chooser] if args.rows_with_validation else [])
+    vote = vote_of(row_keys).with_parameters(best["k"], best["temperature"], best["weight"])
+    if args.rows_with_validation:  # the chooser's images now find themselves: scored without them
+        held_out = [key for key in held_out if key != chooser]
+        neighbours = {key: vote.neighbours(project(classifier.embedding_head, features[key]), k=max(GRID["k"]))
+                      for key in held_out}
     after = figures(vote, held_out)
     others = [name for name in before if name != "/".join(chooser)]
     report = {
         "version": vote.version, "parameters": {name: best[name] for name in GRID},
-        "rows": {"/".join(key): len(records[key]) for key in train_keys}, "dim": int(vote.vectors.shape[1]),
+        "rows": {"/".join(key): len(records[key]) for key in row_keys}, "dim": int(vote.vectors.shape[1]),
         "head": vote.head_version,
         "chosen_on": f"the largest sum of the seven task accuracies on the catalogue validation split; grid {GRID}",
         "before (model alone)": before, "after (with the vote)": after,

@@ -180,6 +180,12 @@ def test_the_build_cli_writes_a_vote_chosen_on_the_catalogue_validation_split(tr
     assert report["parameters"] == {"k": best["k"], "temperature": best["temperature"], "weight": best["weight"]}
     assert set(report["after (with the vote)"]) == {"catalogue/val", "catalogue/test", "photo/val", "street/val"}
     assert classifier.predict([np.full((80, 60, 3), 128, np.uint8)])[0]["articleType"]["label"]
+    # the validation thumbnails as rows too, once they have chosen: the same parameters, scored without them
+    with_val = build_neighbour_vote.main([*data, "--rows-with-validation"])
+    assert with_val["rows"] == report["rows"] | {"catalogue/val": len(split["val"])}
+    assert with_val["parameters"] == report["parameters"] and with_val["version"] != report["version"]
+    assert set(with_val["after (with the vote)"]) == {"catalogue/test", "photo/val", "street/val"}
+    assert Classifier(bundle).neighbour_vote.version == report["version"]  # not written
     # a new head makes the vote's rows meaningless: writing it removes the vote, and the bundle still loads
     train_embedding_head.main([*data, "--dim", "8", "--epochs", "1", "--write"])
     assert not (bundle / VOTE_FILE).exists() and "neighbour_vote" not in json.loads((bundle / "manifest.json").read_text())
