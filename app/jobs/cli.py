@@ -1,4 +1,4 @@
-"""`flask ingest FILE` and `flask jobs status ID` for operators."""
+"""`flask ingest FILE`, `flask jobs status ID` and `flask jobs list` for operators."""
 from __future__ import annotations
 
 import csv
@@ -87,3 +87,18 @@ def init_app(app: Flask) -> None:
                 raise click.ClickException(f"no job {job_id}")
             print_summary(service.summary(session, job))
             click.echo(json.dumps(service.summary(session, job)["callback"]))
+
+    @jobs_group.command("list")
+    @click.option("--state", type=click.Choice(service.JOB_STATES))
+    @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+    def listing(state, limit):
+        """The newest jobs: id, state, progress, failures, when made."""
+        with app.app_context():
+            session = db.session()
+            jobs, _ = service.list_jobs(session, state, None, None, limit)
+            click.echo(f"{'job':<34}{'state':<11}{'urls':>7}{'done':>8}{'failed':>8}  created")
+            for job in jobs:
+                summary = service.summary(session, job)
+                finished = summary["total"] - summary["counts"]["queued"] - summary["counts"]["running"]
+                click.echo(f"{job.id:<34}{job.state:<11}{summary['total']:>7}{finished:>8}"
+                           f"{summary['counts']['failed']:>8}  {summary['created_at']}")

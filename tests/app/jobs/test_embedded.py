@@ -114,6 +114,8 @@ def test_ingest_cli_runs_a_job_and_prints_a_summary(app, image_server, tmp_path)
     job_id = result.output.split("job(s) ")[1].split()[0]
     status = app.test_cli_runner().invoke(args=["jobs", "status", job_id])
     assert f"job {job_id}: done" in status.output
+    listed = app.test_cli_runner().invoke(args=["jobs", "list", "--state", "done"])
+    assert listed.exit_code == 0 and job_id in listed.output.splitlines()[1]
 
 
 def test_a_job_of_only_malformed_urls_finishes_at_once(client):
