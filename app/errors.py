@@ -23,6 +23,7 @@ CODES = {
     "embedding_unavailable": (409, "The item has no embedding from the serving classifier; run `flask embeddings backfill`"),
     "unknown_label": (422, "The label is not one the serving classifier knows"),
     "inconsistent_labels": (422, "The category labels name no path of the serving classifier's taxonomy"),
+    "idempotency_key_reused": (422, "The Idempotency-Key was sent before with another request"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),

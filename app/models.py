@@ -186,6 +186,18 @@ class Job(Base):
                                                 order_by="JobUrl.position")
 
 
+class JobIdempotencyKey(Base):
+    """A client's Idempotency-Key for a job submission: the same key again gets the same job back, not a second one."""
+    __tablename__ = "job_idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_job_idempotency_keys_scope_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))  # whose key: "key-<API key id>", or "anonymous"
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the request it came with
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
 class JobUrl(Base):
     """One URL of a job and its outcome: an analysis id, or an error code."""
     __tablename__ = "job_urls"

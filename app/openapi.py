@@ -169,9 +169,15 @@ def spec() -> dict:
                         "image_urls": {"type": "array", "items": {"type": "string"}, "minItems": 1,
                                        "description": "at most JOB_MAX_URLS (10,000 by default)"},
                         "callback_url": {"type": "string", "format": "uri"}, "refresh": {"type": "boolean"}}}}}},
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "schema": {"type": "string", "maxLength": 200},
+                                "description": "a retry with the same key (per API key) and the same body gets the job "
+                                               "the first request made (200, Idempotent-Replayed: true), not a second "
+                                               "one; the key with another body is 422 idempotency_key_reused"}],
                 "responses": {"202": {"description": "stored and enqueued: the job's summary; `Location` is its URL",
                                       "content": {"application/json": {"schema": job}}},
-                              "400": PROBLEM, "401": PROBLEM, "429": PROBLEM, "503": PROBLEM}},
+                              "200": {"description": "the job an earlier request with the same Idempotency-Key made",
+                                      "content": {"application/json": {"schema": job}}},
+                              "400": PROBLEM, "401": PROBLEM, "422": PROBLEM, "429": PROBLEM, "503": PROBLEM}},
                 "get": {
                     "summary": "Jobs, newest first, each with its summary",
                     "parameters": [

@@ -17,6 +17,7 @@ from . import service
 from .queue import QueueUnavailable
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 @bp.post("")
@@ -36,19 +37,42 @@ def create():
     callback = body.get("callback_url")
     if callback is not None and not isinstance(callback, str):
         raise ApiError("invalid_request", "callback_url must be a string")
+    idempotency = _idempotency(body["image_urls"], callback, body.get("refresh", False))
+    if idempotency is not None and (earlier := service.job_for_idempotency(db.session(), idempotency)):
+        return _replayed(earlier)
     check_job_urls(len(body["image_urls"]))
-    response = submit(body["image_urls"], callback, body.get("refresh", False), current_key_id())
+    try:
+        response = submit(body["image_urls"], callback, body.get("refresh", False), current_key_id(), idempotency)
+    except service.IdempotencyKeyTaken:  # the same request, sent again while the first was being stored
+        return _replayed(service.job_for_idempotency(db.session(), idempotency))
     charge_job_urls(len(body["image_urls"]))  # only a job stored and enqueued uses quota
     return response
 
 
-def submit(urls: list, callback_url: str | None, refresh: bool, api_key_id: int | None = None):
+def _idempotency(urls: list, callback_url: str | None, refresh: bool) -> service.Idempotency | None:
+    """The request's Idempotency-Key (a client retrying a submission whose answer it never got), if any."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 200 or not key.isascii() or not key.isprintable():
+        raise ApiError("invalid_request", f"{IDEMPOTENCY_HEADER} must be 1-200 printable ASCII characters")
+    return service.Idempotency.of(key, current_key_id(), urls, callback_url, refresh)
+
+
+def _replayed(job: Job):
+    """The job an earlier request with the same Idempotency-Key made: 200, not a second job (no quota used)."""
+    session = db.session()
+    return service.summary(session, job), 200, {"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"}
+
+
+def submit(urls: list, callback_url: str | None, refresh: bool, api_key_id: int | None = None,
+           idempotency: service.Idempotency | None = None):
     """Store the job, then enqueue its batches. The job is committed first so that a worker can never
     receive a batch of a job it cannot read; if the broker refuses a batch, the job is deleted again
     (batches already sent find no job and do nothing): stored and enqueued, or not stored at all."""
     session = db.session()
     settings = current_app.config["SETTINGS"]
-    job, queued = service.create_job(session, urls, callback_url, refresh, settings, api_key_id)
+    job, queued = service.create_job(session, urls, callback_url, refresh, settings, api_key_id, idempotency)
     queue = current_app.extensions["job_queue"]
     try:
         for batch in service.batches(queued, settings.job_batch_size):

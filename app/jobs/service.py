@@ -1,7 +1,10 @@
 """Jobs: create, process a batch of a job's URLs, finish (once) with a webhook, report, cancel."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
+import json
 import logging
 import socket
 import uuid
@@ -9,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..analysis import analyse_images, analysis_key
 from ..errors import ApiError
 from ..fetch import fetch, parse_url
-from ..models import Job, JobUrl
+from ..models import Job, JobIdempotencyKey, JobUrl
 from ..store import find_analysis
 from . import webhook
 
@@ -35,10 +39,41 @@ def is_transient(error: ApiError) -> bool:
     return error.code == "fetch_failed" and error.extra.get("upstream_status", 500) >= 500
 
 
+@dataclasses.dataclass(frozen=True)
+class Idempotency:
+    """An Idempotency-Key as stored: whose it is, the key, and a fingerprint of the job it asked for."""
+    scope: str
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, key: str, api_key_id: int | None, urls: list, callback_url: str | None, refresh: bool) -> "Idempotency":
+        request = json.dumps({"image_urls": urls, "callback_url": callback_url, "refresh": refresh}, sort_keys=True)
+        return cls("anonymous" if api_key_id is None else f"key-{api_key_id}", key,
+                   hashlib.sha256(request.encode()).hexdigest())
+
+
+def job_for_idempotency(session: Session, idempotency: Idempotency) -> Job | None:
+    """The job an earlier request with this Idempotency-Key made, or None; idempotency_key_reused when
+    that request asked for another job."""
+    stored = session.scalar(select(JobIdempotencyKey).where(JobIdempotencyKey.scope == idempotency.scope,
+                                                            JobIdempotencyKey.key == idempotency.key))
+    if stored is None:
+        return None
+    if stored.fingerprint != idempotency.fingerprint:
+        raise ApiError("idempotency_key_reused", f"Idempotency-Key {idempotency.key!r} came with other URLs or "
+                       "options before: use a new key for a new job", job_id=stored.job_id)
+    return session.get(Job, stored.job_id)
+
+
+class IdempotencyKeyTaken(Exception):
+    """Another request stored a job with this Idempotency-Key first (a concurrent retry)."""
+
+
 def create_job(session: Session, urls: list, callback_url: str | None, refresh: bool, settings,
-               api_key_id: int | None = None) -> tuple[Job, list[int]]:
-    """Store the job and its URLs; malformed URLs are recorded as failed at once. Returns the job and
-    the ids of the URLs to enqueue."""
+               api_key_id: int | None = None, idempotency: Idempotency | None = None) -> tuple[Job, list[int]]:
+    """Store the job and its URLs (and its Idempotency-Key, in the same transaction); malformed URLs
+    are recorded as failed at once. Returns the job and the ids of the URLs to enqueue."""
     if callback_url is not None:
         webhook.validate_callback_url(callback_url, settings)
     job = Job(id=uuid.uuid4().hex, state="queued", refresh=refresh, callback_url=callback_url, created_at=now(),
@@ -51,13 +86,23 @@ def create_job(session: Session, urls: list, callback_url: str | None, refresh: 
             row.state, row.error_code, row.error_detail, row.updated_at = "failed", error.code, error.detail, now()
         job.urls.append(row)
     session.add(job)
-    session.commit()
+    if idempotency is not None:
+        session.add(JobIdempotencyKey(scope=idempotency.scope, key=idempotency.key,
+                                      fingerprint=idempotency.fingerprint, job_id=job.id, created_at=now()))
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        if idempotency is None:
+            raise
+        raise IdempotencyKeyTaken(idempotency.key)
     return job, [row.id for row in job.urls if row.state == "queued"]
 
 
 def delete_job(session: Session, job_id: str) -> None:
     """Undo create_job (its batches could not be enqueued)."""
     session.rollback()
+    session.execute(delete(JobIdempotencyKey).where(JobIdempotencyKey.job_id == job_id))
     session.execute(delete(JobUrl).where(JobUrl.job_id == job_id))
     session.execute(delete(Job).where(Job.id == job_id))
     session.commit()

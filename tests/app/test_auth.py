@@ -108,6 +108,18 @@ def test_job_url_quota_per_key(client, app):
     assert client.post("/v1/jobs", json={"image_urls": ["bad 7", "bad 8"]}, headers=bearer(key)).status_code == 202
 
 
+def test_an_idempotent_retry_uses_no_quota_and_keys_do_not_share_idempotency_keys(client, app):
+    _, key = new_key(app, "--job-url-quota", "5/day")
+    _, other = new_key(app)
+    three = {"image_urls": ["bad 1", "bad 2", "bad 3"]}
+    retry = {"Idempotency-Key": "batch-7"}
+    first = client.post("/v1/jobs", json=three, headers=bearer(key) | retry)
+    assert client.post("/v1/jobs", json=three, headers=bearer(key) | retry).json["id"] == first.json["id"]
+    assert client.post("/v1/jobs", json={"image_urls": ["bad 4", "bad 5"]}, headers=bearer(key)).status_code == 202
+    # another API key's same Idempotency-Key is its own
+    assert client.post("/v1/jobs", json=three, headers=bearer(other) | retry).json["id"] != first.json["id"]
+
+
 def test_keyless_by_default(settings, pipeline):
     application = create_app(settings.replace(api_keys_required=False, metrics_token=None))
     application.extensions["pipeline"].set(pipeline)
@@ -140,10 +152,13 @@ def test_a_job_refused_by_the_queue_uses_no_quota(settings, pipeline):
             client = application.test_client()
             urls = ["http://127.0.0.1:9/a.jpg", "http://127.0.0.1:9/b.jpg", "http://127.0.0.1:9/c.jpg"]
             proxy.stop()
-            assert client.post("/v1/jobs", json={"image_urls": urls}, headers=bearer(key)).status_code == 503
+            retry = {"Idempotency-Key": "first-try"}
+            assert client.post("/v1/jobs", json={"image_urls": urls}, headers=bearer(key) | retry).status_code == 503
             proxy.start()
-            five = urls + ["http://127.0.0.1:9/d.jpg", "http://127.0.0.1:9/e.jpg"]
-            assert client.post("/v1/jobs", json={"image_urls": five}, headers=bearer(key)).status_code == 202
+            # nothing was stored, its Idempotency-Key neither: the retry makes the job, and the 503 used no quota
+            assert client.post("/v1/jobs", json={"image_urls": urls}, headers=bearer(key) | retry).status_code == 202
+            two = ["http://127.0.0.1:9/d.jpg", "http://127.0.0.1:9/e.jpg"]
+            assert client.post("/v1/jobs", json={"image_urls": two}, headers=bearer(key)).status_code == 202
         finally:
             application.extensions["engine"].dispose()
             import redis as redis_client

@@ -12,10 +12,15 @@ from app.db import alembic_config, make_engine, upgrade
 from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, Item
 
 
-def schema_diff_before_0007(connection) -> list:
-    """The models against a database migrated to 0005 or 0006: item_labels comes with 0007."""
+# The tables each later revision adds: a database migrated to an earlier one lacks them, and nothing else.
+TABLES_ADDED = {"0007": ("item_labels", "job_idempotency_keys"), "0008": ("job_idempotency_keys",)}
+
+
+def schema_diff_before(revision: str, connection) -> list:
+    """The models against a database migrated to the revision before `revision`, but for the tables it and
+    the later revisions add."""
     return [change for change in compare_metadata(MigrationContext.configure(connection), Base.metadata)
-            if not (change[0] == "add_table" and change[1].name == "item_labels")]
+            if not (change[0] == "add_table" and change[1].name in TABLES_ADDED[revision])]
 
 
 def test_migrations_match_the_models(database_url):
@@ -140,7 +145,7 @@ def test_migration_0005_moves_constrained_by_out_of_top3_and_back(empty_database
         assert [r.category_constrained_by for r in rows] == [None, "detector:footwear", None]
         assert all(r.top3 == tasks for r in rows)
     with engine.connect() as connection:
-        diff = schema_diff_before_0007(connection)
+        diff = schema_diff_before("0007", connection)
     assert diff == []
     engine.dispose()
 
@@ -181,7 +186,7 @@ def test_migration_0006_keeps_the_images_and_never_reuses_their_ids(empty_databa
         session.commit()
         assert session.scalars(select(ImageRecord.id).order_by(ImageRecord.id)).all() == [1, 3]  # 2 is never reused
     with engine.connect() as connection:
-        assert schema_diff_before_0007(connection) == []
+        assert schema_diff_before("0007", connection) == []
     engine.dispose()
 
     command.downgrade(alembic_config(url), "0005")
@@ -206,7 +211,7 @@ def test_migration_0007_labels_and_back_to_the_model_tags(empty_database_url):
         session.commit()
         assert session.get(Item, 1).person_labels.labels == {"articleType": "Flats"}
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert schema_diff_before("0008", connection) == []
     engine.dispose()
 
     command.downgrade(alembic_config(url), "0006")
@@ -215,4 +220,27 @@ def test_migration_0007_labels_and_back_to_the_model_tags(empty_database_url):
         assert "item_labels" not in inspect(connection).get_table_names()
         # the person's label leaves with its table: the model's tag is back in the item's columns
         assert connection.execute(text("SELECT article_type, article_type_confidence FROM items")).one() == ("x", 0.5)
+    engine.dispose()
+
+
+def test_migration_0008_idempotency_keys_and_back(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0008")
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO jobs (id, state, refresh, callback_attempts, created_at) "
+                                "VALUES ('j1', 'done', false, 0, '2026-12-05 00:00:00')"))
+        insert = text("INSERT INTO job_idempotency_keys (scope, key, fingerprint, job_id, created_at) "
+                      "VALUES ('anonymous', 'k', 'f', 'j1', '2026-12-05 00:00:00')")
+        connection.execute(insert)
+    with pytest.raises(Exception, match="(?i)unique"), engine.begin() as connection:
+        connection.execute(insert)  # one job per key and scope
+    engine.dispose()
+    command.downgrade(alembic_config(url), "0007")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert "job_idempotency_keys" not in inspect(connection).get_table_names()
+        assert connection.execute(text("SELECT id FROM jobs")).scalars().all() == ["j1"]
     engine.dispose()

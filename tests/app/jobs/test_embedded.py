@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from sqlalchemy import select
 
 from app import create_app
 from app.jobs.cli import read_urls
@@ -158,3 +159,38 @@ def test_jobs_are_listed_newest_first_by_state_and_key(settings, pipeline):
 def test_mine_needs_a_key(client):
     response = client.get("/v1/jobs?mine=true")
     assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+
+
+def test_a_retried_submission_with_an_idempotency_key_gets_the_same_job(client):
+    body = {"image_urls": ["not a url 1", "not a url 2"]}
+    first = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-42"})
+    again = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-42"})
+    assert (first.status_code, again.status_code) == (202, 200)
+    assert again.json["id"] == first.json["id"] and again.headers["Location"] == f"/v1/jobs/{first.json['id']}"
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert [job["id"] for job in client.get("/v1/jobs").json["jobs"]] == [first.json["id"]]  # one job stored
+    # the key with another request is refused, naming the job it made; no key, or a new one, is a new job
+    other = client.post("/v1/jobs", json={"image_urls": ["not a url 3"]}, headers={"Idempotency-Key": "order-42"})
+    assert (other.status_code, other.json["code"], other.json["job_id"]) == (422, "idempotency_key_reused", first.json["id"])
+    assert client.post("/v1/jobs", json=body, headers={"Idempotency-Key": "order-43"}).json["id"] != first.json["id"]
+    assert client.post("/v1/jobs", json=body).json["id"] != first.json["id"]
+    for bad in ("x" * 201, "tab\there", "clé"):
+        response = client.post("/v1/jobs", json=body, headers={"Idempotency-Key": bad.encode("utf-8").decode("latin-1")})
+        assert (response.status_code, response.json["code"]) == (400, "invalid_request"), bad
+
+
+def test_two_requests_storing_one_idempotency_key_at_once_make_one_job(app):
+    # what a concurrent retry meets: the first to commit wins, the other is told so and stores nothing
+    from app import db
+    from app.jobs import service
+    from app.models import Job
+
+    settings = app.config["SETTINGS"]
+    idempotency = service.Idempotency.of("twice", None, ["not a url"], None, False)
+    with app.app_context():
+        session = db.session()
+        first, _ = service.create_job(session, ["not a url"], None, False, settings, None, idempotency)
+        with pytest.raises(service.IdempotencyKeyTaken):
+            service.create_job(session, ["not a url"], None, False, settings, None, idempotency)
+        assert session.scalars(select(Job.id)).all() == [first.id]
+        assert service.job_for_idempotency(session, idempotency).id == first.id
