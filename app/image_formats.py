@@ -60,8 +60,9 @@ def accept_header(formats: tuple[str, ...]) -> str:
     return ",".join(MEDIA_TYPES[name][0] for name in formats) + ",*/*;q=0.1"
 
 
-def describe(formats: tuple[str, ...]) -> str:
-    return ", ".join(_DISPLAY_NAMES.get(name, name.upper()) for name in formats)
-
-
 _DISPLAY_NAMES = {"webp": "WebP", "heif": "HEIC/HEIF"}
+
+
+def describe(formats: tuple[str, ...]) -> str:
+    """The formats as people name them, for error messages: "JPEG, PNG, WebP"."""
+    return ", ".join(_DISPLAY_NAMES.get(name, name.upper()) for name in formats)
