@@ -31,6 +31,10 @@ chose nothing. Probes:
    90-96% of each side at random, enlarged 1.5x and saved as JPEG quality 70, as a product re-uploaded under
    another URL), half of each kind labelled (rows from the originals, as in 7), measured on the copies of
    the labelled half and, as the control, on the copies of the other half.
+9. `garment_rows`: the garments a detector cuts out (at serving they are told apart from whole images)
+   voting from fewer kinds of row: the held-out street crops with the served parameters, their vote drawn
+   from every training row (served), from the phone photos' and street crops' rows only, and from the
+   street crops' alone. A choice without a parameter, measured on the held-out crops.
 
 Writes bench/results/vote-probes-<time>.json.
 """
@@ -348,6 +352,26 @@ class Probes:
             print("/".join(key), json.dumps(out["/".join(key)]["mean"]), flush=True)
         return out
 
+    # ---- 9 -------------------------------------------------------------------------------------------
+
+    def garment_rows(self) -> dict:
+        out = {}
+        kinds = {"every row (served)": self.train_keys,
+                 "phone photos and street crops": [key for key in self.train_keys if key[0] != "catalogue"],
+                 "street crops": [("street", "train")]}
+        for name, keys in kinds.items():
+            records = [r for key in keys for r in self.records[key]]
+            probs = {t: np.concatenate([self.probs[key][t] for key in keys]) for t in TASKS}
+            labels, distributions = vote_rows(records, probs, self.taxonomy, TASKS)
+            k, temperature, weight = self.served
+            vote = NeighbourVote(vectors=np.concatenate([self.projection(self.features[key]) for key in keys]),
+                                 labels=labels, distributions=distributions, head_version="probe",
+                                 classes={t: self.taxonomy.num_classes(t) for t in TASKS},
+                                 k=k, temperature=temperature, weight=weight)
+            mixed = vote.mix(self.probs[STREET], self.projection(self.features[STREET]))
+            out[name] = {"rows": len(records)} | scores(self.classifier, STREET, self.records[STREET], mixed)
+        return out
+
 
 def re_uploaded(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A copy as a shop might upload the same product again: cropped a little, enlarged, re-compressed."""
@@ -368,7 +392,7 @@ def main() -> None:
                         photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
                         run_dir=ROOT / "runs" / "knn")
     parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,"
-                                            "type_boost,own_labels,labelled_copies")
+                                            "type_boost,own_labels,labelled_copies,garment_rows")
     args = parser.parse_args()
     probes = Probes(args)
     report = {"bundle": str(args.bundle), "served_vote": probes.served, "chosen_on": "catalogue validation split"}
