@@ -44,7 +44,12 @@ def create():
     try:
         response = submit(body["image_urls"], callback, body.get("refresh", False), current_key_id(), idempotency)
     except service.IdempotencyKeyTaken:  # the same request, sent again while the first was being stored
-        return _replayed(service.job_for_idempotency(db.session(), idempotency))
+        earlier = service.job_for_idempotency(db.session(), idempotency)
+        if earlier is None:  # the first could not enqueue its job and took it back: so would this one
+            settings = current_app.config["SETTINGS"]
+            raise ApiError("queue_unavailable", "the job queue refused this job; nothing was stored",
+                           headers={"Retry-After": str(settings.retry_after)})
+        return _replayed(earlier)
     charge_job_urls(len(body["image_urls"]))  # only a job stored and enqueued uses quota
     return response
 
