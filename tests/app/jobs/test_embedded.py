@@ -194,3 +194,16 @@ def test_two_requests_storing_one_idempotency_key_at_once_make_one_job(app):
             service.create_job(session, ["not a url"], None, False, settings, None, idempotency)
         assert session.scalars(select(Job.id)).all() == [first.id]
         assert service.job_for_idempotency(session, idempotency).id == first.id
+
+
+def test_a_retry_racing_a_first_request_that_took_its_job_back_is_told_to_retry(client, monkeypatch):
+    # the first request stored the key, then met a broker outage and deleted its job: nothing to replay
+    from app.jobs import service
+
+    def taken(*args, **kwargs):
+        raise service.IdempotencyKeyTaken("k")
+
+    monkeypatch.setattr(service, "create_job", taken)
+    response = client.post("/v1/jobs", json={"image_urls": ["not a url"]}, headers={"Idempotency-Key": "k"})
+    assert (response.status_code, response.json["code"]) == (503, "queue_unavailable")
+    assert int(response.headers["Retry-After"]) > 0
