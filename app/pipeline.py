@@ -70,7 +70,8 @@ class Pipeline:
                             class_agnostic_nms=settings.detector_class_agnostic_nms,
                             compute_dtype=settings.detector_compute_dtype)
         classifier = Classifier(settings.classifier_bundle, flip_average=settings.classifier_flip_average,
-                                neighbour_vote=settings.classifier_neighbour_vote)
+                                neighbour_vote=settings.classifier_neighbour_vote,
+                                serving_graph=settings.classifier_serving_graph)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,

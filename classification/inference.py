@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+import logging
+
 import keras
 import numpy as np
 
@@ -13,7 +15,10 @@ from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .neighbour_vote import NeighbourVote, load_vote, project
 from .preprocess import preprocess_batch
+from .serving_graph import for_serving
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
+
+log = logging.getLogger(__name__)
 
 
 def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float) -> np.ndarray:
@@ -27,15 +32,22 @@ def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float
 
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
-                 flip_average: bool | float | None = None, neighbour_vote: bool = True):
+                 flip_average: bool | float | None = None, neighbour_vote: bool = True, serving_graph: bool = True):
         """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
         its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
         honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
         view only to images whose top articleType probability is under it (bundle.mirror_policy).
         `neighbour_vote` (when the bundle has one) mixes the tags with the labels of the nearest training
-        images (classification.neighbour_vote); embeddings stay the model's own."""
+        images (classification.neighbour_vote); embeddings stay the model's own. `serving_graph`: on the
+        torch backend, run the network as its channels-first copy with folded batch normalisations
+        (classification.serving_graph: the same outputs to float rounding, a faster call)."""
         self.bundle_dir = Path(bundle_dir)
         self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
+        if serving_graph and keras.backend.backend() == "torch":
+            try:
+                self.model = for_serving(self.model)
+            except ValueError as error:  # a network the copy does not cover serves as it was trained
+                log.info("classifier served without its serving copy: %s", error)
         self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
         self.flip_average = flip_average_of(self.manifest) if flip_average is None else mirror_policy(flip_average)
         self.decoder = HierarchyDecoder(self.taxonomy)

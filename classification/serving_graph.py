@@ -1,0 +1,133 @@
+"""The classifier's network rewritten for serving on the torch backend: the same function, less work.
+
+Keras keeps images channels-last; torch's convolutions are channels-first, so on the torch backend every
+convolution transposes its input and output (a third of a forward pass went to those copies, measured
+with torch's profiler), and each batch normalisation is three more element-wise passes. The serving copy
+computes channels-first from its first layer (one transpose after the rescaling) and folds every batch
+normalisation into the convolution before it (a bias), leaving the trained bundle as it is. Used under
+the torch backend, where it was measured (classification.inference.Classifier).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)
+
+
+def for_serving(model: keras.Model) -> keras.Model:
+    """A channels-first copy of `model` with its batch normalisations folded: the same outputs (to float
+    rounding) for the same channels-last input."""
+    folded = _folded_pairs(model)  # batch normalisation name -> the convolution it follows
+    convolutions = set(folded.values())
+    entry = _entry_layer(model)
+
+    def clone(layer):
+        if isinstance(layer, _CONVOLUTIONS):
+            return _convolution(layer, use_bias=layer.use_bias or layer.name in convolutions)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            if layer.name in folded:
+                return _Folded(name=layer.name)
+            return keras.layers.BatchNormalization(axis=1, momentum=layer.momentum, epsilon=layer.epsilon,
+                                                   center=layer.center, scale=layer.scale, name=layer.name)
+        if layer.name == entry:  # the input's rescaling, channels-last as the input: transpose after it
+            return keras.Sequential([_copy(layer), keras.layers.Permute((3, 1, 2))], name=layer.name)
+        if isinstance(layer, keras.layers.Rescaling) and np.ndim(layer.scale) + np.ndim(layer.offset):
+            raise ValueError(f"no channels-first serving copy: {layer.name} rescales per channel")
+        return _copy(layer)
+
+    served = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if not layer.weights or layer.name in folded:
+            continue
+        target = served.get_layer(layer.name)
+        batch_norm = next((model.get_layer(bn) for bn, conv in folded.items() if conv == layer.name), None)
+        target.set_weights(_folded_weights(layer, batch_norm) if batch_norm is not None else layer.get_weights())
+    return served
+
+
+def _convolution(layer, use_bias: bool):
+    """The convolution computing channels-first."""
+    common = dict(kernel_size=layer.kernel_size, strides=layer.strides, padding=layer.padding,
+                  data_format="channels_first", dilation_rate=layer.dilation_rate, activation=layer.activation,
+                  use_bias=use_bias, name=layer.name)
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return keras.layers.DepthwiseConv2D(depth_multiplier=layer.depth_multiplier, **common)
+    return keras.layers.Conv2D(layer.filters, groups=layer.groups, **common)
+
+
+def _copy(layer):
+    """A new layer like `layer`, channels-first where it has a layout. Built from its attributes, not
+    get_config(): Keras' serialisation imports TensorFlow (420 MB resident) to check a type."""
+    name = layer.name
+    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        return type(layer)(pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding,
+                           data_format="channels_first", name=name)
+    if isinstance(layer, (keras.layers.GlobalAveragePooling2D, keras.layers.GlobalMaxPooling2D)):
+        return type(layer)(data_format="channels_first", keepdims=layer.keepdims, name=name)
+    if isinstance(layer, keras.layers.Rescaling):
+        return keras.layers.Rescaling(layer.scale, layer.offset, name=name)
+    if isinstance(layer, keras.layers.ReLU):
+        return keras.layers.ReLU(max_value=layer.max_value, negative_slope=layer.negative_slope,
+                                 threshold=layer.threshold, name=name)
+    if isinstance(layer, keras.layers.Activation):
+        return keras.layers.Activation(layer.activation, name=name)
+    if isinstance(layer, (keras.layers.Add, keras.layers.Multiply)):
+        return type(layer)(name=name)
+    if isinstance(layer, keras.layers.Dropout):
+        return keras.layers.Dropout(layer.rate, noise_shape=layer.noise_shape, seed=layer.seed, name=name)
+    if isinstance(layer, keras.layers.Dense):
+        return keras.layers.Dense(layer.units, activation=layer.activation, use_bias=layer.use_bias, name=name)
+    raise ValueError(f"no channels-first serving copy for a network with {type(layer).__name__} "
+                     f"({name}): serve it as it is")
+
+
+class _Folded(keras.layers.Layer):
+    """Where a folded batch normalisation was: passes its input on (its scale and shift are in the
+    convolution before it); takes the batch normalisation's call arguments."""
+
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+
+def _entry_layer(model: keras.Model) -> str:
+    """The one layer reading the model's input, a Rescaling (element-wise, so either layout would do)."""
+    readers = [layer for layer in model.layers for node in layer._inbound_nodes for tensor in node.input_tensors
+               if tensor._keras_history.operation is model.layers[0]]
+    if len(readers) != 1 or not isinstance(readers[0], keras.layers.Rescaling):
+        raise ValueError("no channels-first serving copy: the input is not read by one Rescaling layer")
+    return readers[0].name
+
+
+def _folded_pairs(model: keras.Model) -> dict[str, str]:
+    """Batch normalisations whose input is a convolution's output used by nothing else (name -> conv)."""
+    users: dict[str, int] = {}
+    for layer in model.layers:
+        for node in layer._inbound_nodes:
+            for tensor in node.input_tensors:
+                producer = tensor._keras_history.operation.name
+                users[producer] = users.get(producer, 0) + 1
+    pairs = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization) and layer.axis in (-1, [-1], 3, [3]):
+            producer = layer.input._keras_history.operation
+            if isinstance(producer, _CONVOLUTIONS) and users.get(producer.name) == 1:
+                pairs[layer.name] = producer.name
+    return pairs
+
+
+def _folded_weights(convolution, batch_norm) -> list[np.ndarray]:
+    """The convolution's kernel and bias with the batch normalisation after it folded in."""
+    weights = {w.path.rsplit("/", 1)[-1]: np.asarray(keras.ops.convert_to_numpy(w), np.float64)
+               for w in batch_norm.weights}
+    gamma = weights.get("gamma", 1.0)
+    beta = weights.get("beta", 0.0)
+    scale = gamma / np.sqrt(weights["moving_variance"] + batch_norm.epsilon)
+    kernel, *rest = (np.asarray(w, np.float64) for w in convolution.get_weights())
+    bias = rest[0] if rest else np.zeros(len(scale))
+    if isinstance(convolution, keras.layers.DepthwiseConv2D):  # (kh, kw, in, multiplier): out = in x multiplier
+        kernel = kernel * scale.reshape(kernel.shape[2], kernel.shape[3])
+    else:  # (kh, kw, in, out)
+        kernel = kernel * scale
+    bias = (bias - weights["moving_mean"]) * scale + beta
+    return [kernel.astype(np.float32), bias.astype(np.float32)]
