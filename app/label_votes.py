@@ -64,6 +64,7 @@ class LabelVotes:
 
     def vote(self) -> NeighbourVote | None:
         """The vote to serve now; starts a check for changed labels in the background when one is due."""
+        served = self._served  # read first: a check started here may swap in new rows before this returns
         if time.monotonic() >= self._due and self._starting.acquire(blocking=False):
             try:
                 if self._thread is None or not self._thread.is_alive():
@@ -72,7 +73,7 @@ class LabelVotes:
                     self._thread.start()
             finally:
                 self._starting.release()
-        return self._served
+        return served
 
     def refresh(self) -> bool:
         """Read the labelled rows again if they changed (True when they were); raises database errors."""
