@@ -84,3 +84,13 @@ def test_making_the_copy_does_not_import_tensorflow(tmp_path):
                             env={**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="measured and served on the torch backend")
+def test_both_views_in_one_call_give_what_two_calls_give():
+    images = [load_rgb(path) for path in sorted(CATALOGUE.glob("*.jpg"))[4:9]]
+    one_call = Classifier(ROOT / "models" / "fashion-lite0", flip_average=True, neighbour_vote=False)
+    two_calls = Classifier(ROOT / "models" / "fashion-lite0", flip_average=True, neighbour_vote=False, batch_size=8)
+    probs, probs_before = one_call.predict_proba(images), two_calls.predict_proba(images)  # 2 x 5 > 8: two calls
+    for task in probs:
+        np.testing.assert_allclose(probs[task], probs_before[task], atol=1e-5, err_msg=task)
