@@ -280,8 +280,7 @@ def decode(data: bytes, settings: Settings) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            # Only the sniffed format's decoder may read it: no other plugin gets a guess at the bytes.
-            with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as image:
+            with _open(data, image_format) as image:
                 width, height = image.size
                 if width * height > settings.max_image_pixels:
                     raise ApiError("image_too_large", f"{width}x{height} pixels; the limit is {settings.max_image_pixels}")
@@ -304,7 +303,12 @@ def colour_converted(data: bytes, settings: Settings) -> bool:
     if image_format not in settings.image_formats:
         return False
     try:
-        with Image.open(io.BytesIO(data), formats=[image_format.upper()]) as image:
+        with _open(data, image_format) as image:
             return converts_colour(image)
     except Exception:  # noqa: BLE001 - decode() reports what is wrong with the bytes
         return False
+
+
+def _open(data: bytes, image_format: str) -> Image.Image:
+    # Only the sniffed format's decoder may read the bytes: no other plugin gets a guess at them.
+    return Image.open(io.BytesIO(data), formats=[image_format.upper()])

@@ -169,11 +169,14 @@ TASK_COLUMNS = {
 }
 
 
+JOB_STATES = ("queued", "running", "done", "cancelled")
+
+
 class Job(Base):
     """A batch ingestion: many URLs, processed by queue workers, optionally reported to a webhook."""
     __tablename__ = "jobs"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # queued, running, done, cancelled
+    state: Mapped[str] = mapped_column(String(16), index=True)  # one of JOB_STATES
     refresh: Mapped[bool] = mapped_column(default=False)
     callback_url: Mapped[str | None] = mapped_column(Text)
     callback_state: Mapped[str | None] = mapped_column(String(16))  # delivered, failed

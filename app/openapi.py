@@ -5,6 +5,7 @@ import html
 import json
 
 from .errors import CODES
+from .models import JOB_STATES
 
 PROBLEM = {"description": "application/problem+json with a stable `code`",
            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
@@ -181,7 +182,7 @@ def spec() -> dict:
                 "get": {
                     "summary": "Jobs, newest first, each with its summary",
                     "parameters": [
-                        {"name": "state", "in": "query", "schema": {"type": "string", "enum": ["queued", "running", "done", "cancelled"]}},
+                        {"name": "state", "in": "query", "schema": {"type": "string", "enum": list(JOB_STATES)}},
                         {"name": "mine", "in": "query", "schema": {"type": "boolean", "default": False},
                          "description": "only the jobs of the API key asking"},
                         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},

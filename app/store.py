@@ -165,13 +165,18 @@ ITEM_FILTERS = {"gender": Item.gender, "masterCategory": Item.master_category, "
                 "articleType": Item.article_type, "usage": Item.usage, "season": Item.season}
 
 
-def encode_cursor(item_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": item_id}).encode()).decode().rstrip("=")
+def encode_cursor(position) -> str:
+    """An opaque keyset cursor holding `position` (any JSON value: an item id, a job's time and id)."""
+    return base64.urlsafe_b64encode(json.dumps({"after": position}).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str, read=None):
+    """The position an encode_cursor cursor holds, through `read` (default: an item id, an int);
+    invalid_request for anything this service did not issue."""
     try:
         value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["after"]
+        if read is not None:
+            return read(value)
         if not isinstance(value, int):
             raise ValueError
         return value

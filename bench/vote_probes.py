@@ -63,7 +63,7 @@ from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.embedding_head import l2_normalise  # noqa: E402
 from classification.data import load_images  # noqa: E402
 from classification.evaluate import allowed_set_scores, decoded_indices, true_indices  # noqa: E402
-from classification.neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
+from classification.neighbour_vote import NeighbourVote, project, vote_of, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
 from classification.train_embedding_head import (add_data_arguments, bundle_features, embedding_inputs,  # noqa: E402
                                                  features_path)
@@ -361,13 +361,10 @@ class Probes:
                  "street crops": [("street", "train")]}
         for name, keys in kinds.items():
             records = [r for key in keys for r in self.records[key]]
-            probs = {t: np.concatenate([self.probs[key][t] for key in keys]) for t in TASKS}
-            labels, distributions = vote_rows(records, probs, self.taxonomy, TASKS)
             k, temperature, weight = self.served
-            vote = NeighbourVote(vectors=np.concatenate([self.projection(self.features[key]) for key in keys]),
-                                 labels=labels, distributions=distributions, head_version="probe",
-                                 classes={t: self.taxonomy.num_classes(t) for t in TASKS},
-                                 k=k, temperature=temperature, weight=weight)
+            vote = vote_of(records, {t: np.concatenate([self.probs[key][t] for key in keys]) for t in TASKS},
+                           np.concatenate([self.projection(self.features[key]) for key in keys]), self.taxonomy,
+                           TASKS, "probe", k=k, temperature=temperature, weight=weight)
             mixed = vote.mix(self.probs[STREET], self.projection(self.features[STREET]))
             out[name] = {"rows": len(records)} | scores(self.classifier, STREET, self.records[STREET], mixed)
         return out

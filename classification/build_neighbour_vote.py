@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 from .embedding_head import HEAD_FILE  # noqa: E402
 from .evaluate import allowed_set_scores, decoded_indices, true_indices  # noqa: E402
 from .inference import Classifier  # noqa: E402
-from .neighbour_vote import NeighbourVote, project, vote_rows  # noqa: E402
+from .neighbour_vote import NeighbourVote, project, vote_of  # noqa: E402
 from .taxonomy import TASKS  # noqa: E402
 from .train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
 
@@ -77,16 +77,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     train_keys = [key for key in records if key[1] == "train"]
 
-    def vote_of(row_keys) -> NeighbourVote:
-        row_records = [r for key in row_keys for r in records[key]]
-        row_probs = {task: np.concatenate([probs[key][task] for key in row_keys]) for task in TASKS}
-        labels, distributions = vote_rows(row_records, row_probs, taxonomy, TASKS)
-        return NeighbourVote(
-            vectors=np.concatenate([project(classifier.embedding_head, features[key]) for key in row_keys]),
-            labels=labels, distributions=distributions, classes={t: taxonomy.num_classes(t) for t in TASKS},
-            head_version=classifier.embedding_head.version)
+    def vote_on(row_keys) -> NeighbourVote:
+        return vote_of([r for key in row_keys for r in records[key]],
+                       {task: np.concatenate([probs[key][task] for key in row_keys]) for task in TASKS},
+                       np.concatenate([project(classifier.embedding_head, features[key]) for key in row_keys]),
+                       taxonomy, TASKS, classifier.embedding_head.version)
 
-    vote = vote_of(train_keys)
+    vote = vote_on(train_keys)
 
     held_out = [key for key in records if key[1] != "train"]
     neighbours = {key: vote.neighbours(project(classifier.embedding_head, features[key]), k=max(GRID["k"]))
@@ -109,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                            "catalogue_val_sum": round(sum(on_val.values()), 4)})
     best = max(candidates, key=lambda c: c["catalogue_val_sum"])
     row_keys = train_keys + ([chooser] if args.rows_with_validation else [])
-    vote = vote_of(row_keys).with_parameters(best["k"], best["temperature"], best["weight"])
+    vote = vote_on(row_keys).with_parameters(best["k"], best["temperature"], best["weight"])
     if args.rows_with_validation:  # the chooser's images now find themselves: scored without them
         held_out = [key for key in held_out if key != chooser]
         neighbours = {key: vote.neighbours(project(classifier.embedding_head, features[key]), k=max(GRID["k"]))

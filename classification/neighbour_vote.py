@@ -220,3 +220,13 @@ def vote_rows(records, probs: Mapping[str, np.ndarray], taxonomy, tasks) -> tupl
         if rows:
             distributions[task] = (np.asarray(rows, np.int64), np.stack(values))
     return labels, distributions
+
+
+def vote_of(records, probs: Mapping[str, np.ndarray], vectors: np.ndarray, taxonomy, tasks, head_version: str,
+            **parameters) -> NeighbourVote:
+    """A vote whose rows are `records` at `vectors` (unit, in the vote's space), labelled as vote_rows
+    labels them from the model's `probs`."""
+    labels, distributions = vote_rows(records, probs, taxonomy, tasks)
+    return NeighbourVote(vectors=vectors, labels=labels, distributions=distributions,
+                         classes={task: taxonomy.num_classes(task) for task in tasks}, head_version=head_version,
+                         **parameters)

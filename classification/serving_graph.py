@@ -19,12 +19,12 @@ def for_serving(model: keras.Model) -> keras.Model:
     """A channels-first copy of `model` with its batch normalisations folded: the same outputs (to float
     rounding) for the same channels-last input."""
     folded = _folded_pairs(model)  # batch normalisation name -> the convolution it follows
-    convolutions = set(folded.values())
+    folded_into = {convolution: batch_norm for batch_norm, convolution in folded.items()}
     entry = _entry_layer(model)
 
     def clone(layer):
         if isinstance(layer, _CONVOLUTIONS):
-            return _convolution(layer, use_bias=layer.use_bias or layer.name in convolutions)
+            return _convolution(layer, use_bias=layer.use_bias or layer.name in folded_into)
         if isinstance(layer, keras.layers.BatchNormalization):
             if layer.name in folded:
                 return _Folded(name=layer.name)
@@ -40,9 +40,9 @@ def for_serving(model: keras.Model) -> keras.Model:
     for layer in model.layers:
         if not layer.weights or layer.name in folded:
             continue
-        target = served.get_layer(layer.name)
-        batch_norm = next((model.get_layer(bn) for bn, conv in folded.items() if conv == layer.name), None)
-        target.set_weights(_folded_weights(layer, batch_norm) if batch_norm is not None else layer.get_weights())
+        batch_norm = folded_into.get(layer.name)
+        served.get_layer(layer.name).set_weights(
+            _folded_weights(layer, model.get_layer(batch_norm)) if batch_norm else layer.get_weights())
     return served
 
 

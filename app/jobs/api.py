@@ -1,9 +1,7 @@
 """/v1/jobs: submit a list of URLs, watch it, cancel it, list them."""
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
 
 from flask import Blueprint, current_app, request
 
@@ -11,8 +9,9 @@ from .. import db
 from ..api import parse_flag
 from ..auth import current_key_id
 from ..errors import ApiError
-from ..models import Job
+from ..models import JOB_STATES, Job
 from ..ratelimits import charge_job_urls, check_job_urls
+from ..store import decode_cursor, encode_cursor
 from . import service
 from .queue import QueueUnavailable
 
@@ -99,8 +98,8 @@ def listing():
     ?limit= (1-100, default 20), ?cursor= the page after (next_cursor)."""
     session = db.session()
     state = request.args.get("state") or None
-    if state is not None and state not in service.JOB_STATES:
-        raise ApiError("invalid_request", f"state must be one of {', '.join(service.JOB_STATES)}")
+    if state is not None and state not in JOB_STATES:
+        raise ApiError("invalid_request", f"state must be one of {', '.join(JOB_STATES)}")
     mine = parse_flag(request.args.get("mine"), "mine")
     if mine and current_key_id() is None:
         raise ApiError("invalid_request", "mine=true needs an API key")
@@ -112,22 +111,14 @@ def listing():
         raise ApiError("invalid_request", "limit must be between 1 and 100")
     cursor = request.args.get("cursor")
     jobs, next_position = service.list_jobs(session, state, current_key_id() if mine else None,
-                                            _decode_cursor(cursor) if cursor else None, limit)
+                                            decode_cursor(cursor, _job_position) if cursor else None, limit)
     return {"jobs": [service.summary(session, job) for job in jobs],
-            "next_cursor": _encode_cursor(next_position) if next_position else None}
+            "next_cursor": encode_cursor([next_position[0].isoformat(), next_position[1]]) if next_position else None}
 
 
-def _encode_cursor(position: tuple[dt.datetime, str]) -> str:
-    created_at, job_id = position
-    return base64.urlsafe_b64encode(json.dumps({"before": [created_at.isoformat(), job_id]}).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["before"]
-        return dt.datetime.fromisoformat(created_at), str(job_id)
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
-        raise ApiError("invalid_request", "cursor is not one this service issued")
+def _job_position(value) -> tuple[dt.datetime, str]:
+    created_at, job_id = value
+    return dt.datetime.fromisoformat(created_at), str(job_id)
 
 
 def _job(job_id: str) -> Job:

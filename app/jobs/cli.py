@@ -25,6 +25,10 @@ def read_urls(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
+def finished_urls(summary: dict) -> int:
+    return summary["total"] - summary["counts"]["queued"] - summary["counts"]["running"]
+
+
 def print_summary(summary: dict) -> None:
     click.echo(f"\njob {summary['id']}: {summary['state']} in {summary['elapsed_s']:.1f} s")
     click.echo(f"{'outcome':<12}{'urls':>8}")
@@ -36,7 +40,7 @@ def print_summary(summary: dict) -> None:
 
 def init_app(app: Flask) -> None:
     from .. import db
-    from ..models import Job
+    from ..models import JOB_STATES, Job
     from . import service
     from .api import submit
 
@@ -65,7 +69,7 @@ def init_app(app: Flask) -> None:
                 while True:
                     session.expire_all()
                     summaries = [service.summary(session, session.get(Job, i)) for i in ids]
-                    finished = sum(s["total"] - s["counts"]["queued"] - s["counts"]["running"] for s in summaries)
+                    finished = sum(finished_urls(s) for s in summaries)
                     bar.update(finished - bar.n)
                     if all(s["state"] in ("done", "cancelled") for s in summaries):
                         break
@@ -89,7 +93,7 @@ def init_app(app: Flask) -> None:
             click.echo(json.dumps(service.summary(session, job)["callback"]))
 
     @jobs_group.command("list")
-    @click.option("--state", type=click.Choice(service.JOB_STATES))
+    @click.option("--state", type=click.Choice(JOB_STATES))
     @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
     def listing(state, limit):
         """The newest jobs: id, state, progress, failures, when made."""
@@ -99,6 +103,5 @@ def init_app(app: Flask) -> None:
             click.echo(f"{'job':<34}{'state':<11}{'urls':>7}{'done':>8}{'failed':>8}  created")
             for job in jobs:
                 summary = service.summary(session, job)
-                finished = summary["total"] - summary["counts"]["queued"] - summary["counts"]["running"]
-                click.echo(f"{job.id:<34}{job.state:<11}{summary['total']:>7}{finished:>8}"
+                click.echo(f"{job.id:<34}{job.state:<11}{summary['total']:>7}{finished_urls(summary):>8}"
                            f"{summary['counts']['failed']:>8}  {summary['created_at']}")

@@ -23,7 +23,6 @@ from ..store import find_analysis
 from . import webhook
 
 log = logging.getLogger(__name__)
-JOB_STATES = ("queued", "running", "done", "cancelled")
 FINAL_URL_STATES = ("done", "skipped", "failed", "cancelled")
 URL_STATES = ("queued", "running", *FINAL_URL_STATES)
 

@@ -116,6 +116,15 @@ def app(settings, pipeline):
 
 
 @pytest.fixture
+def keyed_app(settings, pipeline):
+    """This test's app with API keys required, on the shared pipeline."""
+    application = create_app(settings.replace(api_keys_required=True))
+    application.extensions["pipeline"].set(pipeline)
+    yield application
+    application.extensions["engine"].dispose()
+
+
+@pytest.fixture
 def client(app):
     return app.test_client()
 

@@ -156,18 +156,15 @@ def test_a_failed_delete_changes_nothing(app, client, image_server, monkeypatch)
     assert client.get(f"/v1/analyses/{shirt['id']}").status_code == 200
 
 
-def test_deleting_needs_a_key_when_keys_are_required(settings, pipeline, image_server):
-    app = create_app(settings.replace(api_keys_required=True))
-    app.extensions["pipeline"].set(pipeline)
-    client = app.test_client()
-    _key_id, key = new_key(app)
+def test_deleting_needs_a_key_when_keys_are_required(keyed_app, image_server):
+    client = keyed_app.test_client()
+    _key_id, key = new_key(keyed_app)
     headers = {"Authorization": f"Bearer {key}"}
     shirt = client.post("/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}, headers=headers).json
     for response in (client.delete(f"/v1/images/{shirt['image']['id']}"),
                      client.delete("/v1/images", query_string={"url": image_server.url("/shirt.jpg")})):
         assert (response.status_code, response.json["code"]) == (401, "unauthorized")
     assert client.delete(f"/v1/images/{shirt['image']['id']}", headers=headers).status_code == 200
-    app.extensions["engine"].dispose()
 
 
 def test_the_catalogue_page_deletes_an_image_after_a_confirmation_page(app, client, image_server):

@@ -2,7 +2,6 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-from app import create_app
 from app.models_api import classifier_json, per_label_figures
 
 from .test_api import post_url
@@ -50,13 +49,10 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
 
 
-def test_models_need_a_key_when_keys_are_on_and_are_in_the_openapi_document(settings, pipeline, client):
+def test_models_need_a_key_when_keys_are_on_and_are_in_the_openapi_document(keyed_app, client):
     assert "/v1/models" in client.get("/openapi.json").json["paths"]
-    locked = create_app(settings.replace(api_keys_required=True))
-    locked.extensions["pipeline"].set(pipeline)
-    response = locked.test_client().get("/v1/models")
+    response = keyed_app.test_client().get("/v1/models")
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
-    locked.extensions["engine"].dispose()
 
 
 def test_per_label_figures_say_which_tags_to_trust(client, pipeline):

@@ -180,12 +180,9 @@ def test_backfill_refetches_an_image_without_thumbnail(app, client, image_server
     assert count(app, Thumbnail) == 1  # kept on the way
 
 
-def test_keys_and_openapi_cover_the_new_endpoints(settings, pipeline, catalogue, client):
+def test_keys_and_openapi_cover_the_new_endpoints(keyed_app, catalogue, client):
     spec = client.get("/openapi.json").json
     assert {"/v1/items/{id}/similar", "/v1/search"} <= set(spec["paths"])
-    locked = create_app(settings.replace(api_keys_required=True))
-    locked.extensions["pipeline"].set(pipeline)
-    for response in (locked.test_client().get(f"/v1/items/{catalogue[0]['items'][0]['id']}/similar"),
-                     locked.test_client().post("/v1/search", json={"image_url": "http://127.0.0.1/x.jpg"})):
+    for response in (keyed_app.test_client().get(f"/v1/items/{catalogue[0]['items'][0]['id']}/similar"),
+                     keyed_app.test_client().post("/v1/search", json={"image_url": "http://127.0.0.1/x.jpg"})):
         assert (response.status_code, response.json["code"]) == (401, "unauthorized")
-    locked.extensions["engine"].dispose()

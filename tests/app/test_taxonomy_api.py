@@ -3,7 +3,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from app import create_app
 from app.taxonomy_api import taxonomy_json
 from classification.detector_prior import DetectorPrior
 from classification.neighbour_vote import NO_LABEL
@@ -51,10 +50,7 @@ def test_every_listed_path_is_a_label_the_api_takes(client):
     assert client.put(f"/v1/items/{item['id']}/labels", json={"baseColour": "Ultraviolet"}).json["code"] == "unknown_label"
 
 
-def test_the_taxonomy_needs_a_key_when_keys_are_on_and_is_documented(settings, pipeline, client):
+def test_the_taxonomy_needs_a_key_when_keys_are_on_and_is_documented(keyed_app, client):
     assert "/v1/taxonomy" in client.get("/openapi.json").json["paths"]
-    locked = create_app(settings.replace(api_keys_required=True))
-    locked.extensions["pipeline"].set(pipeline)
-    response = locked.test_client().get("/v1/taxonomy")
+    response = keyed_app.test_client().get("/v1/taxonomy")
     assert (response.status_code, response.json["code"]) == (401, "unauthorized")
-    locked.extensions["engine"].dispose()

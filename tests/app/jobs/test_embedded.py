@@ -7,7 +7,6 @@ import time
 import pytest
 from sqlalchemy import select
 
-from app import create_app
 from app.jobs.cli import read_urls
 
 from ..test_auth import bearer, new_key
@@ -125,11 +124,9 @@ def test_a_job_of_only_malformed_urls_finishes_at_once(client):
     assert created.json["counts"]["failed"] == 2 and created.json["errors"] == {"invalid_url": 2}
 
 
-def test_jobs_are_listed_newest_first_by_state_and_key(settings, pipeline):
-    keyed = create_app(settings.replace(api_keys_required=True))
-    keyed.extensions["pipeline"].set(pipeline)
-    client = keyed.test_client()
-    (_, shop), (_, other) = new_key(keyed), new_key(keyed)
+def test_jobs_are_listed_newest_first_by_state_and_key(keyed_app):
+    client = keyed_app.test_client()
+    (_, shop), (_, other) = new_key(keyed_app), new_key(keyed_app)
 
     def listed(query: str = "", key: str = shop) -> dict:
         response = client.get(f"/v1/jobs{query}", headers=bearer(key))
@@ -153,7 +150,6 @@ def test_jobs_are_listed_newest_first_by_state_and_key(settings, pipeline):
     for query in ("state=finished", "limit=0", "limit=x", "cursor=abc", "mine=maybe"):
         response = client.get(f"/v1/jobs?{query}", headers=bearer(shop))
         assert (response.status_code, response.json["code"]) == (400, "invalid_request"), query
-    keyed.extensions["engine"].dispose()
 
 
 def test_mine_needs_a_key(client):
