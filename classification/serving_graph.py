@@ -1,8 +1,8 @@
 """The classifier's network rewritten for serving on the torch backend: the same function, less work.
 
 Keras keeps images channels-last; torch's convolutions are channels-first, so on the torch backend every
-convolution transposes its input and output (a third of a forward pass went to those copies, measured
-with torch's profiler), and each batch normalisation is three more element-wise passes. The serving copy
+convolution transposes its input and output (the copies show in torch's profiler beside each
+convolution), and each batch normalisation is three more element-wise passes. The serving copy
 computes channels-first from its first layer (one transpose after the rescaling) and folds every batch
 normalisation into the convolution before it (a bias), leaving the trained bundle as it is. Used under
 the torch backend, where it was measured (classification.inference.Classifier).
@@ -58,7 +58,8 @@ def _convolution(layer, use_bias: bool):
 
 def _copy(layer):
     """A new layer like `layer`, channels-first where it has a layout. Built from its attributes, not
-    get_config(): Keras' serialisation imports TensorFlow (420 MB resident) to check a type."""
+    get_config(): Keras' serialisation imports TensorFlow to check a type, which a torch worker otherwise
+    never loads."""
     name = layer.name
     if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         return type(layer)(pool_size=layer.pool_size, strides=layer.strides, padding=layer.padding,

@@ -72,8 +72,8 @@ def test_the_served_bundle_tags_and_embeds_the_same_through_its_copy():
 
 
 def test_making_the_copy_does_not_import_tensorflow(tmp_path):
-    # Keras' get_config() imports TensorFlow to check a type (420 MB resident in a torch worker that
-    # otherwise never loads it): the copy is built from the layers' attributes instead.
+    # Keras' get_config() imports TensorFlow to check a type (a torch worker otherwise never loads it):
+    # the copy is built from the layers' attributes instead.
     script = ("import sys\nfrom classification import runtime\nfrom classification.model import build_model\n"
               "from classification.serving_graph import for_serving\n"
               "from tests.classification.test_serving_graph import TAXONOMY\n"
