@@ -9,7 +9,8 @@ from .config import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from . import api, auth, cli, db, embeddings, errors, logs, models_api, ops, ratelimits, search_api, taxonomy_api
+    from . import (api, auth, changes_api, cli, db, embeddings, errors, logs, models_api, ops, ratelimits, search_api,
+                   taxonomy_api)
     from .catalogue import views as catalogue
     from .jobs import api as jobs_api
     from .jobs import cli as jobs_cli
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(search_api.bp)
     app.register_blueprint(models_api.bp)
     app.register_blueprint(taxonomy_api.bp)
+    app.register_blueprint(changes_api.bp)
     if settings.catalogue_enabled:
         catalogue.init_app(app)
     app.register_blueprint(ops.bp)

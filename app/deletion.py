@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from . import thumbnails
+from . import changes, thumbnails
 from .models import Analysis, ImageRecord, ImageSource, Item
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def _delete_rows(session: Session, image: ImageRecord) -> DeletedImage:
     analysis_ids = list(session.scalars(select(Analysis.id).where(Analysis.image_id == image.id)))
     item_ids = list(session.scalars(select(Item.id).where(Item.analysis_id.in_(analysis_ids)))) if analysis_ids else []
     session.execute(delete(ImageRecord).where(ImageRecord.id == image.id))
+    changes.record(session, "image.deleted", image_id=image.id, detail={"analyses": sorted(analysis_ids)})
     return DeletedImage(image.id, image.sha256, len(analysis_ids), item_ids)
 
 
@@ -109,8 +110,10 @@ def forget_url(session: Session, url: str, thumbnail_dir: Path | None) -> Forgot
             # Its analyses stop naming the forgotten URL: they show the URL it was seen at most recently.
             latest = session.scalar(select(ImageSource.url).where(ImageSource.image_id == image_id)
                                     .order_by(ImageSource.last_seen_at.desc(), ImageSource.id.desc()).limit(1))
-            session.execute(update(Analysis).where(Analysis.image_id == image_id, Analysis.source_url == url)
-                            .values(source_url=latest))
+            shown_elsewhere = session.scalars(update(Analysis).where(Analysis.image_id == image_id, Analysis.source_url == url)
+                                             .values(source_url=latest).returning(Analysis.id)).all()
+            for analysis_id in sorted(shown_elsewhere):
+                changes.record(session, "analysis.updated", image_id=image_id, analysis_id=analysis_id)
         session.commit()
     except Exception:
         session.rollback()

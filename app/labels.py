@@ -30,6 +30,7 @@ from torchvision.ops import box_iou
 from classification.neighbour_vote import NO_LABEL
 from classification.taxonomy import HIERARCHY_LEVELS, Taxonomy
 
+from . import changes
 from .errors import ApiError
 from .models import TASK_COLUMNS, Analysis, Item, ItemLabels
 
@@ -109,6 +110,7 @@ def set_labels(session: Session, item_id: int, labels: Mapping[str, str], api_ke
         raise ApiError("inconsistent_labels", f"with these labels the item's category would be {' / '.join(path)}, "
                        f"which is no path of the serving classifier: label its {' and '.join(left)} too")
     _apply(item, labels, api_key_id)
+    _record(session, item)
     session.commit()
     return item
 
@@ -120,8 +122,14 @@ def withdraw_labels(session: Session, item_id: int) -> Item:
         raise ApiError("not_found", f"item {item_id} has no labels")
     _restore(item)
     item.person_labels = None
+    _record(session, item)
     session.commit()
     return item
+
+
+def _record(session: Session, item: Item) -> None:
+    changes.record(session, "item.labelled", image_id=item.analysis.image_id, analysis_id=item.analysis_id,
+                   item_id=item.id)
 
 
 def _apply(item: Item, labels: Mapping[str, str], api_key_id: int | None) -> None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, func
+from sqlalchemy import (JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint, func)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -155,6 +156,23 @@ class Thumbnail(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class Change(Base):
+    """One entry of the changes feed (app/changes.py): a write that changed what the API answers about
+    items, appended in that write's transaction. The ids it names have no foreign keys: an entry outlives
+    what it names (`image.deleted` names an image that is gone). `xid` is the writing transaction's id on
+    PostgreSQL (0 on SQLite): the feed's order and its visibility horizon."""
+    __tablename__ = "changes"
+    __table_args__ = (Index("ix_changes_xid_id", "xid", "id"), {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    xid: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(String(32))  # one of changes.CHANGE_TYPES
+    image_id: Mapped[int | None] = mapped_column(Integer)
+    analysis_id: Mapped[int | None] = mapped_column(Integer)
+    item_id: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict | None] = mapped_column(JSON)  # analyses a refresh replaced or a delete removed
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
 # API task name -> (value column, confidence column), in the order the API shows them.

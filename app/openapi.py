@@ -4,6 +4,7 @@ from __future__ import annotations
 import html
 import json
 
+from .changes import CHANGE_TYPES
 from .errors import CODES
 from .models import JOB_STATES
 
@@ -162,6 +163,34 @@ def spec() -> dict:
                                               "detector class -> articleTypes its garments can get (null: any); "
                                               "null when GARMENT_DETECTOR_PRIOR is off"}}}}}},
                               "503": PROBLEM}}},
+            "/v1/changes": {"get": {
+                "summary": "The changes feed: every analysis stored, item labelled or unlabelled, analysis shown at "
+                           "another URL and image deleted, oldest first, for clients that keep a copy of the tags",
+                "parameters": [
+                    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                     "description": "next_cursor of the page before; none: from the first entry"},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}},
+                    {"name": "expand", "in": "query", "schema": {"type": "boolean", "default": True},
+                     "description": "each entry carries the current state of what it names (`analysis`, `item`; "
+                                    "null once it is gone); false: ids only"},
+                    {"name": "from", "in": "query", "schema": {"type": "string", "enum": ["now"]},
+                     "description": "no entries, and a cursor after every entry there is now"}],
+                "responses": {"200": {"description": "a page of entries",
+                                      "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                          "changes": {"type": "array", "items": {"type": "object", "properties": {
+                                              "id": {"type": "integer"},
+                                              "type": {"type": "string", "enum": list(CHANGE_TYPES)},
+                                              "at": {"type": "string", "format": "date-time"},
+                                              "image_id": {"type": "integer"},
+                                              "analysis_id": {"type": "integer"}, "item_id": {"type": "integer"},
+                                              "replaces": {"type": "array", "items": {"type": "integer"}},
+                                              "analyses": {"type": "array", "items": {"type": "integer"}},
+                                              "analysis": {"type": ["object", "null"]},
+                                              "item": {"type": ["object", "null"]}}}},
+                                          "next_cursor": {"type": "string"},
+                                          "caught_up": {"type": "boolean", "description":
+                                              "this page reached the last entry there is now: poll again later"}}}}}},
+                              "400": PROBLEM, "401": PROBLEM, "429": PROBLEM}}},
             "/v1/jobs": {"post": {
                 "summary": "Submit a batch of image URLs, analysed by queue workers (a job; POSTs a signed summary to "
                            "callback_url when done)",

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from . import thumbnails
+from . import changes, thumbnails
 from .embeddings import to_bytes
 from .errors import ApiError
 from .filters import ItemFilters
@@ -91,11 +91,16 @@ def save_analysis(session: Session, *, sha256: str, width: int, height: int, url
             labelled = labelled_items_of_image(session, image_id)  # before a refresh deletes any of them
             new_items = [item_row(i, embedding_model) for i in items]
             carry_labels(labelled, new_items)
+            replaced = []
             if refresh:
-                session.execute(delete(Analysis).where(Analysis.image_id == image_id, Analysis.bundle_key == bundle_key))
+                replaced = list(session.scalars(delete(Analysis).where(
+                    Analysis.image_id == image_id, Analysis.bundle_key == bundle_key).returning(Analysis.id)))
             analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
                                 source_url=url, api_key_id=api_key_id, items=new_items)
             session.add(analysis)
+            session.flush()
+            changes.record(session, "analysis.created", image_id=image_id, analysis_id=analysis.id,
+                           detail={"replaces": sorted(replaced)})
             session.commit()
         except IntegrityError:
             session.rollback()

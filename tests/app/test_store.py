@@ -1,3 +1,4 @@
+import json
 import threading
 import uuid
 
@@ -13,14 +14,17 @@ from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, Item
 
 
 # The tables each later revision adds: a database migrated to an earlier one lacks them, and nothing else.
-TABLES_ADDED = {"0007": ("item_labels", "job_idempotency_keys"), "0008": ("job_idempotency_keys",)}
+TABLES_ADDED = {"0007": ("item_labels", "job_idempotency_keys", "changes"), "0008": ("job_idempotency_keys", "changes"),
+                "0009": ("changes",)}
 
 
 def schema_diff_before(revision: str, connection) -> list:
     """The models against a database migrated to the revision before `revision`, but for the tables it and
     the later revisions add."""
+    added = TABLES_ADDED[revision]
     return [change for change in compare_metadata(MigrationContext.configure(connection), Base.metadata)
-            if not (change[0] == "add_table" and change[1].name in TABLES_ADDED[revision])]
+            if not (change[0] == "add_table" and change[1].name in added)
+            and not (change[0] == "add_index" and change[1].table.name in added)]
 
 
 def test_migrations_match_the_models(database_url):
@@ -228,7 +232,7 @@ def test_migration_0008_idempotency_keys_and_back(empty_database_url):
     upgrade(url, "0008")
     engine = make_engine(url)
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert schema_diff_before("0009", connection) == []
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO jobs (id, state, refresh, callback_attempts, created_at) "
                                 "VALUES ('j1', 'done', false, 0, '2026-12-05 00:00:00')"))
@@ -243,4 +247,33 @@ def test_migration_0008_idempotency_keys_and_back(empty_database_url):
     with engine.connect() as connection:
         assert "job_idempotency_keys" not in inspect(connection).get_table_names()
         assert connection.execute(text("SELECT id FROM jobs")).scalars().all() == ["j1"]
+    engine.dispose()
+
+
+def test_migration_0009_the_feed_starts_with_every_analysis_stored_before_it(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0008")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for char in "ab":
+            connection.execute(ImageRecord.__table__.insert().values(sha256=char * 64, width=1, height=1))
+        for image_id in (2, 1, 2):
+            connection.execute(Analysis.__table__.insert().values(image_id=image_id, bundle_key=f"k{image_id}-{uuid.uuid4().hex}",
+                                                                  bundles={}, timings_ms={}))
+    engine.dispose()
+    upgrade(url, "0009")
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        rows = connection.execute(text("SELECT id, xid, type, image_id, analysis_id, detail FROM changes ORDER BY id")).all()
+    assert [(r.id, r.xid, r.type, r.image_id, r.analysis_id) for r in rows] == [
+        (1, 0, "analysis.created", 2, 1), (2, 0, "analysis.created", 1, 2), (3, 0, "analysis.created", 2, 3)]
+    details = [json.loads(r.detail) if isinstance(r.detail, str) else r.detail for r in rows]  # text on SQLite
+    assert details == [{"replaces": []}] * 3
+    engine.dispose()
+    command.downgrade(alembic_config(url), "0008")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert "changes" not in inspect(connection).get_table_names()
+        assert connection.execute(text("SELECT count(*) FROM analyses")).scalar() == 3
     engine.dispose()

@@ -1,0 +1,127 @@
+"""The changes feed: how a recommender or a search index that mirrors the stored tags stays current.
+
+Listing `/v1/items` again finds new items, but not what changed under items already seen: a refreshed
+analysis, a person's labels, a deleted image. So every write that changes what the API answers about
+items appends an entry in its own transaction (a failed write leaves none):
+
+- `analysis.created`: an analysis was stored (a new image, newer model bundles, or a refresh; `replaces`
+  names the analyses a refresh deleted, with their items);
+- `analysis.updated`: an analysis now shows another source URL (the one it showed was forgotten);
+- `item.labelled`: a person's labels were given to an item, or withdrawn;
+- `image.deleted`: an image and every analysis of it (`analyses`) are gone.
+
+`GET /v1/changes?cursor=` pages through them. Each entry carries the current state of what it names
+(`analysis`, `item`; null once that is gone), read when the page is, so a client sets its copy to it:
+applying an entry twice, or an older entry after a newer one, leaves the copy right.
+
+No entry is ever skipped. Ids are drawn when a transaction inserts, but transactions commit in another
+order: a reader that passed id 12 could later see 11 commit. On PostgreSQL each entry keeps its
+transaction's id (`xid`), pages are ordered by (xid, id), and a page holds only entries of transactions
+older than every transaction still running (`pg_snapshot_xmin`): all of those have committed or never
+will, and any transaction yet to commit has a larger xid, so it sorts after every cursor handed out. A
+long transaction holds the feed back until it ends; it never loses an entry. SQLite has one writer at a
+time, so there the id order is the commit order (xid 0).
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import literal, literal_column, select, true, tuple_
+from sqlalchemy.orm import Session, selectinload
+
+from . import store  # the module, not its names: store records changes, and this reads its JSON
+from .models import Analysis, Change, Item
+
+CHANGE_TYPES = ("analysis.created", "analysis.updated", "item.labelled", "image.deleted")
+START = (0, 0)  # before every entry: ids start at 1, transaction ids at 0 (SQLite) or 3 (PostgreSQL)
+
+
+def _postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def record(session: Session, type: str, *, image_id: int | None = None, analysis_id: int | None = None,
+           item_id: int | None = None, detail: dict | None = None) -> None:
+    """Append an entry in the session's transaction (it commits or rolls back with the write it records)."""
+    if type not in CHANGE_TYPES:
+        raise ValueError(f"unknown change type {type!r}")
+    xid = literal_column("pg_current_xact_id()::text::bigint") if _postgresql(session) else 0
+    session.add(Change(xid=xid, type=type, image_id=image_id, analysis_id=analysis_id, item_id=item_id,
+                       detail=detail))
+
+
+def _settled(session: Session):
+    """The entries no running transaction can still add to or come before (see the module's docstring)."""
+    if _postgresql(session):
+        return Change.xid < literal_column("pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+    return true()
+
+
+def read_cursor(cursor: str | None) -> tuple[int, int]:
+    if not cursor:
+        return START
+
+    def position(value):
+        xid, entry_id = value
+        if not (isinstance(xid, int) and isinstance(entry_id, int)):
+            raise ValueError
+        return xid, entry_id
+
+    return store.decode_cursor(cursor, position)
+
+
+def latest_cursor(session: Session) -> str:
+    """A cursor after every entry there is now: a client that has just copied everything starts here."""
+    last = session.execute(select(Change.xid, Change.id).where(_settled(session))
+                           .order_by(Change.xid.desc(), Change.id.desc()).limit(1)).first()
+    return store.encode_cursor(list(last) if last else list(START))
+
+
+def read_page(session: Session, cursor: str | None, limit: int, expand: bool = True) -> dict:
+    """The entries after `cursor` (at most `limit`), oldest first, with the cursor to read on from and
+    whether this page reached the end of what is settled now (`caught_up`)."""
+    after = read_cursor(cursor)
+    rows = session.scalars(
+        select(Change).where(_settled(session), tuple_(Change.xid, Change.id) > tuple_(literal(after[0]), literal(after[1])))
+        .order_by(Change.xid, Change.id).limit(limit + 1)).all()
+    page = rows[:limit]
+    position = (page[-1].xid, page[-1].id) if page else after
+    states = _current_states(session, page) if expand else None
+    return {"changes": [change_json(change, states) for change in page],
+            "next_cursor": store.encode_cursor(list(position)), "caught_up": len(rows) <= limit}
+
+
+def _current_states(session: Session, changes: Iterable[Change]) -> dict:
+    """("analysis" | "item", id) -> its JSON now, for every analysis and item the entries name that still exists."""
+    changes = list(changes)
+    analysis_ids = {c.analysis_id for c in changes if c.type.startswith("analysis.")}
+    item_ids = {c.item_id for c in changes if c.type == "item.labelled"}
+    states = {}
+    if analysis_ids:
+        for analysis in session.scalars(select(Analysis).where(Analysis.id.in_(analysis_ids))
+                                        .options(selectinload(Analysis.items), selectinload(Analysis.image))):
+            states["analysis", analysis.id] = store.analysis_json(analysis)
+    if item_ids:
+        for item in session.scalars(select(Item).where(Item.id.in_(item_ids))
+                                    .options(selectinload(Item.analysis).selectinload(Analysis.image))):
+            states["item", item.id] = store.listed_item_json(item)
+    return states
+
+
+def change_json(change: Change, states: dict | None) -> dict:
+    body = {"id": change.id, "type": change.type,
+            "at": change.created_at.isoformat() + "Z" if change.created_at else None,
+            "image_id": change.image_id}
+    if change.type.startswith("analysis."):
+        body["analysis_id"] = change.analysis_id
+        if change.type == "analysis.created":
+            body["replaces"] = (change.detail or {}).get("replaces", [])
+        if states is not None:
+            body["analysis"] = states.get(("analysis", change.analysis_id))
+    elif change.type == "item.labelled":
+        body |= {"item_id": change.item_id, "analysis_id": change.analysis_id}
+        if states is not None:
+            body["item"] = states.get(("item", change.item_id))
+    elif change.type == "image.deleted":
+        body["analyses"] = (change.detail or {}).get("analyses", [])
+    return body

@@ -1,0 +1,40 @@
+"""changes: the changes feed (GET /v1/changes), with an entry for every analysis stored before it
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-05 00:00:00
+"""
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0009'
+down_revision = '0008'
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table(
+        'changes',
+        sa.Column('id', sa.Integer(), primary_key=True),
+        sa.Column('xid', sa.BigInteger(), nullable=False),
+        sa.Column('type', sa.String(32), nullable=False),
+        sa.Column('image_id', sa.Integer(), nullable=True),
+        sa.Column('analysis_id', sa.Integer(), nullable=True),
+        sa.Column('item_id', sa.Integer(), nullable=True),
+        sa.Column('detail', sa.JSON(), nullable=True),
+        sa.Column('created_at', sa.DateTime(), server_default=sa.func.now(), nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_index('ix_changes_xid_id', 'changes', ['xid', 'id'])
+    # A feed read from its start holds every stored analysis: those made before the feed existed come
+    # first, oldest first, as if just stored (with xid 0, ahead of any later transaction's entries).
+    op.execute("INSERT INTO changes (xid, type, image_id, analysis_id, detail, created_at) "
+               "SELECT 0, 'analysis.created', image_id, id, '{\"replaces\": []}', created_at "
+               "FROM analyses ORDER BY id")
+
+
+def downgrade():
+    op.drop_index('ix_changes_xid_id', table_name='changes')
+    op.drop_table('changes')
