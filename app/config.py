@@ -118,6 +118,8 @@ class Settings:
     api_key_job_url_quota: str = "20000/day"  # job URLs per key, unless the key has its own
     rate_limit_storage_url: str | None = None  # None: the broker's Redis when there is one, else memory
     metrics_token: str | None = None  # when set, /metrics needs Authorization: Bearer <token>
+    # Once the models have loaded, freeze what is alive out of the garbage collector's sight (app/gc_freeze.py).
+    gc_freeze: bool = True
     # Thumbnails (app/thumbnails.py): longest side in pixels (0: none kept), JPEG quality, and where:
     # None keeps them in the database (one place to back up; fine to ~100k images), a folder otherwise.
     thumbnail_max_side: int = 384
@@ -196,6 +198,7 @@ class Settings:
             api_key_job_url_quota=env.get("API_KEY_JOB_URL_QUOTA") or defaults.api_key_job_url_quota,
             rate_limit_storage_url=env.get("RATE_LIMIT_STORAGE_URL") or None,
             metrics_token=env.get("METRICS_TOKEN") or None,
+            gc_freeze=_bool(env.get("GC_FREEZE"), defaults.gc_freeze),
             thumbnail_max_side=int(env.get("THUMBNAIL_MAX_SIDE", defaults.thumbnail_max_side)),
             thumbnail_quality=int(env.get("THUMBNAIL_QUALITY", defaults.thumbnail_quality)),
             thumbnail_dir=Path(env["THUMBNAIL_DIR"]) if env.get("THUMBNAIL_DIR") else None,
