@@ -10,7 +10,8 @@ from .config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     from . import (api, auth, changes_api, cli, db, embeddings, errors, gc_freeze, logs, models_api, ops, ratelimits,
-                   search_api, taxonomy_api)
+                   search_api, subscriptions_api, taxonomy_api)
+    from .change_delivery import ChangeDelivery
     from .catalogue import views as catalogue
     from .jobs import api as jobs_api
     from .jobs import cli as jobs_cli
@@ -37,6 +38,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.classifier_neighbour_vote and settings.label_vote:  # every process that tags: API and workers
         app.extensions["label_votes"] = LabelVotes(app.extensions["sessionmaker"], settings.label_vote_sync_seconds)
         app.extensions["pipeline"].on_loaded.append(app.extensions["label_votes"].attach)
+    # Every process that loads the models (API and job workers) delivers the feed's webhooks.
+    app.extensions["change_delivery"] = ChangeDelivery(app.extensions["sessionmaker"], settings)
+    app.extensions["pipeline"].on_loaded.append(lambda _pipeline: app.extensions["change_delivery"].start())
     if settings.gc_freeze:  # last: after the callbacks above have made what they keep
         app.extensions["pipeline"].on_loaded.append(lambda _pipeline: gc_freeze.freeze_long_lived())
     app.register_blueprint(api.bp)
@@ -44,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(models_api.bp)
     app.register_blueprint(taxonomy_api.bp)
     app.register_blueprint(changes_api.bp)
+    app.register_blueprint(subscriptions_api.bp)
     if settings.catalogue_enabled:
         catalogue.init_app(app)
     app.register_blueprint(ops.bp)

@@ -108,6 +108,10 @@ class Settings:
     webhook_secret: str = "change-me"
     webhook_max_attempts: int = 4
     webhook_backoff: float = 1.0
+    # Changes-feed webhooks (app/change_delivery.py): how often each serving process looks for entries to
+    # POST (0: this process delivers none), and the longest wait after repeated failures.
+    change_delivery_interval: float = 2.0
+    change_delivery_max_backoff: float = 300.0
     # Outages of the database or the broker answer 503 with this Retry-After (seconds).
     retry_after: int = 5
     database_connect_timeout: int = 5
@@ -190,6 +194,8 @@ class Settings:
             webhook_secret=env.get("WEBHOOK_SECRET", defaults.webhook_secret),
             webhook_max_attempts=int(env.get("WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts)),
             webhook_backoff=float(env.get("WEBHOOK_BACKOFF", defaults.webhook_backoff)),
+            change_delivery_interval=float(env.get("CHANGE_DELIVERY_INTERVAL", defaults.change_delivery_interval)),
+            change_delivery_max_backoff=float(env.get("CHANGE_DELIVERY_MAX_BACKOFF", defaults.change_delivery_max_backoff)),
             retry_after=int(env.get("RETRY_AFTER", defaults.retry_after)),
             database_connect_timeout=int(env.get("DATABASE_CONNECT_TIMEOUT", defaults.database_connect_timeout)),
             broker_timeout=float(env.get("BROKER_TIMEOUT", defaults.broker_timeout)),

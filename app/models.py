@@ -175,6 +175,29 @@ class Change(Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
+class ChangeSubscription(Base):
+    """A client's webhook for the changes feed (app/change_delivery.py): the feed's entries after `cursor`
+    (those of `types`; None: all) are POSTed to `callback_url`, the cursor moving on as each POST is
+    acknowledged. One process at a time delivers it: the one holding its lease (`lease_owner` until
+    `lease_until`). After a failed POST the next waits (`next_attempt_at`), longer each time."""
+    __tablename__ = "change_subscriptions"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    callback_url: Mapped[str] = mapped_column(Text)
+    types: Mapped[list | None] = mapped_column(JSON)
+    cursor: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))  # active, failing
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed POSTs
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    delivered: Mapped[int] = mapped_column(Integer, default=0)  # entries acknowledged
+    delivered_at: Mapped[dt.datetime | None] = mapped_column()
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column()
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))  # who made it
+    created_at: Mapped[dt.datetime] = mapped_column()
+
+
 # API task name -> (value column, confidence column), in the order the API shows them.
 TASK_COLUMNS = {
     "gender": ("gender", "gender_confidence"),

@@ -23,6 +23,7 @@ SEARCH_FILTERS = [
 def spec() -> dict:
     analysis = {"$ref": "#/components/schemas/Analysis"}
     job = {"$ref": "#/components/schemas/Job"}
+    subscription = {"$ref": "#/components/schemas/Subscription"}
     deleted = {"description": "what was deleted and what was kept",
                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Deleted"}}}}
     return {
@@ -191,6 +192,34 @@ def spec() -> dict:
                                           "caught_up": {"type": "boolean", "description":
                                               "this page reached the last entry there is now: poll again later"}}}}}},
                               "400": PROBLEM, "401": PROBLEM, "429": PROBLEM}}},
+            "/v1/subscriptions": {
+                "post": {"summary": "A webhook for the changes feed: its entries (of `types`) POSTed to callback_url, signed "
+                                    "as job webhooks, at least once and in order; retried with a growing wait",
+                         "requestBody": {"content": {"application/json": {"schema": {
+                             "type": "object", "required": ["callback_url"], "properties": {
+                                 "callback_url": {"type": "string", "format": "uri"},
+                                 "types": {"type": "array", "items": {"type": "string", "enum": list(CHANGE_TYPES)},
+                                           "description": "the entries to POST (default: all)"},
+                                 "from": {"type": "string", "enum": ["now", "start"], "default": "now",
+                                          "description": "now: entries after the subscription; start: every entry"}}}}}},
+                         "responses": {"201": {"description": "the subscription; `Location` is its URL",
+                                               "content": {"application/json": {"schema": subscription}}},
+                                       "400": PROBLEM, "401": PROBLEM, "422": PROBLEM, "429": PROBLEM}},
+                "get": {"summary": "Every subscription, oldest first",
+                        "responses": {"200": {"description": "subscriptions", "content": {"application/json": {"schema": {
+                            "type": "object", "properties": {"subscriptions": {"type": "array", "items": subscription}}}}}},
+                            "401": PROBLEM, "429": PROBLEM}}},
+            "/v1/subscriptions/{id}": {
+                "get": {"summary": "A subscription's delivery state", "parameters": [
+                            {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                        "responses": {"200": {"description": "the subscription",
+                                              "content": {"application/json": {"schema": subscription}}},
+                                      "401": PROBLEM, "404": PROBLEM, "429": PROBLEM}},
+                "delete": {"summary": "Stop delivering", "parameters": [
+                               {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                           "responses": {"200": {"description": "the subscription as it was",
+                                                 "content": {"application/json": {"schema": subscription}}},
+                                         "401": PROBLEM, "404": PROBLEM, "429": PROBLEM}}},
             "/v1/jobs": {"post": {
                 "summary": "Submit a batch of image URLs, analysed by queue workers (a job; POSTs a signed summary to "
                            "callback_url when done)",
@@ -286,6 +315,15 @@ def spec() -> dict:
                 "item": {"$ref": "#/components/schemas/Item"}, "model": {"type": "string"},
                 "search": {"$ref": "#/components/schemas/SearchInfo"},
                 "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}}},
+            "Subscription": {"type": "object", "properties": {
+                "id": {"type": "integer"}, "callback_url": {"type": "string"},
+                "types": {"type": ["array", "null"], "items": {"type": "string"}},
+                "state": {"enum": ["active", "failing"], "description": "failing: the last WEBHOOK_MAX_ATTEMPTS POSTs or "
+                                                                        "more failed; it goes on retrying"},
+                "cursor": {"type": "string", "description": "the feed position after the last acknowledged entry"},
+                "delivered": {"type": "integer"}, "delivered_at": {"type": ["string", "null"]},
+                "failures": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+                "next_attempt_at": {"type": ["string", "null"]}, "created_at": {"type": "string"}}},
             "Job": {"type": "object", "properties": {
                 "id": {"type": "string"}, "state": {"enum": ["queued", "running", "done", "cancelled"]},
                 "total": {"type": "integer"},

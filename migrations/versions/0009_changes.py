@@ -1,4 +1,5 @@
-"""changes: the changes feed (GET /v1/changes), with an entry for every analysis stored before it
+"""changes and change_subscriptions: the changes feed (GET /v1/changes), with an entry for every
+analysis stored before it, and its webhooks (/v1/subscriptions)
 
 Revision ID: 0009
 Revises: 0008
@@ -28,6 +29,24 @@ def upgrade():
         sqlite_autoincrement=True,
     )
     op.create_index('ix_changes_xid_id', 'changes', ['xid', 'id'])
+    op.create_table(
+        'change_subscriptions',
+        sa.Column('id', sa.Integer(), primary_key=True),
+        sa.Column('callback_url', sa.Text(), nullable=False),
+        sa.Column('types', sa.JSON(), nullable=True),
+        sa.Column('cursor', sa.String(200), nullable=False),
+        sa.Column('state', sa.String(16), nullable=False),
+        sa.Column('failures', sa.Integer(), nullable=False),
+        sa.Column('last_error', sa.Text(), nullable=True),
+        sa.Column('next_attempt_at', sa.DateTime(), nullable=True),
+        sa.Column('delivered', sa.Integer(), nullable=False),
+        sa.Column('delivered_at', sa.DateTime(), nullable=True),
+        sa.Column('lease_owner', sa.String(64), nullable=True),
+        sa.Column('lease_until', sa.DateTime(), nullable=True),
+        sa.Column('api_key_id', sa.Integer(), sa.ForeignKey('api_keys.id', ondelete='SET NULL'), nullable=True),
+        sa.Column('created_at', sa.DateTime(), nullable=False),
+        sqlite_autoincrement=True,
+    )
     # A feed read from its start holds every stored analysis: those made before the feed existed come
     # first, oldest first, as if just stored (with xid 0, ahead of any later transaction's entries).
     op.execute("INSERT INTO changes (xid, type, image_id, analysis_id, detail, created_at) "
@@ -36,5 +55,6 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_table('change_subscriptions')
     op.drop_index('ix_changes_xid_id', table_name='changes')
     op.drop_table('changes')
