@@ -11,6 +11,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from .errors import ApiError
+
 MIGRATIONS = Path(__file__).resolve().parents[1] / "migrations"
 
 
@@ -44,6 +46,14 @@ def alembic_config(url: str) -> AlembicConfig:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def get_or_not_found(db_session: Session, model, key, name: str):
+    """The `model` row with primary key `key`, or the API's 404 (`not_found`, "no <name> <key>")."""
+    row = db_session.get(model, key)
+    if row is None:
+        raise ApiError("not_found", f"no {name} {key}")
+    return row
 
 
 def session() -> Session:

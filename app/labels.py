@@ -31,6 +31,7 @@ from classification.neighbour_vote import NO_LABEL
 from classification.taxonomy import HIERARCHY_LEVELS, Taxonomy
 
 from . import changes
+from .db import get_or_not_found
 from .errors import ApiError
 from .models import TASK_COLUMNS, Analysis, Item, ItemLabels
 
@@ -91,10 +92,7 @@ def training_path_counts(classifier) -> Counter:
 
 
 def _item(session: Session, item_id: int) -> Item:
-    item = session.get(Item, item_id)
-    if item is None:
-        raise ApiError("not_found", f"no item {item_id}")
-    return item
+    return get_or_not_found(session, Item, item_id, "item")
 
 
 def set_labels(session: Session, item_id: int, labels: Mapping[str, str], api_key_id: int | None,

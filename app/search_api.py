@@ -48,9 +48,7 @@ def similar_to_item(item_id: int, k: int, filters: ItemFilters, same_image: bool
     from .models import Item
 
     session = db.session()
-    item = session.get(Item, item_id)
-    if item is None:
-        raise ApiError("not_found", f"no item {item_id}")
+    item = db.get_or_not_found(session, Item, item_id, "item")
     pipeline = current_app.extensions["pipeline"].load()
     index = current_app.extensions["similarity"]
     vector = index.item_vector(session, item_id, pipeline.embedding_model)

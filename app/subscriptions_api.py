@@ -82,10 +82,7 @@ def listing():
 
 
 def _subscription(subscription_id: int) -> ChangeSubscription:
-    subscription = db.session().get(ChangeSubscription, subscription_id)
-    if subscription is None:
-        raise ApiError("not_found", f"no subscription {subscription_id}")
-    return subscription
+    return db.get_or_not_found(db.session(), ChangeSubscription, subscription_id, "subscription")
 
 
 @bp.get("/<int:subscription_id>")

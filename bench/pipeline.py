@@ -180,7 +180,7 @@ def main() -> None:
                     "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
         "keras_backend": os.environ.get("KERAS_BACKEND", "tensorflow"), "bundles": pipeline.bundles,
         "detector_min_size": pipeline.detector.model.transform.min_size[0],
-        "detector_compute_dtype": pipeline.detector.compute_dtype, "images": len(photos),
+        "detector_compute_dtype": pipeline.detector.compute_dtype, "images": len(photos), "gc_freeze": settings.gc_freeze,
         "rss_mb": {"before_models": rss_before_models, "after_load": rss_mb()}, "levels": [],
     }
     for level in args.concurrency:

@@ -122,10 +122,7 @@ def _job_position(value) -> tuple[dt.datetime, str]:
 
 
 def _job(job_id: str) -> Job:
-    job = db.session().get(Job, job_id)
-    if job is None:
-        raise ApiError("not_found", f"no job {job_id}")
-    return job
+    return db.get_or_not_found(db.session(), Job, job_id, "job")
 
 
 @bp.get("/<job_id>")
