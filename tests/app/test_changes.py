@@ -3,6 +3,9 @@ entry in its own transaction, pages walk it in order without skipping, each entr
 state of what it names, and on PostgreSQL an entry of a transaction still running holds back the later
 ones instead of being passed over."""
 import io
+import random
+import threading
+import time
 
 import pytest
 from sqlalchemy import func, select
@@ -142,3 +145,37 @@ def test_a_transaction_still_running_holds_back_the_entries_after_it(app, client
         slow.close()
     page = feed(client, cursor=held["next_cursor"])
     assert summary(page) == [("image.deleted", 999), ("analysis.created", later["id"])]
+
+
+def test_a_reader_among_concurrent_writers_sees_every_entry_once(app, database_url):
+    """Writers that draw ids and commit in scrambled order while a reader follows the feed page by page:
+    the reader ends with every entry, none twice (on PostgreSQL; SQLite has one writer at a time)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent writers are tested on PostgreSQL (set TEST_DATABASE_URL)")
+    engine = app.extensions["engine"]
+    rng = random.Random(7)
+    delays = [[rng.uniform(0, 0.02) for _ in range(25)] for _ in range(4)]
+
+    def write(writer: int):
+        for n, delay in enumerate(delays[writer]):
+            with Session(engine) as session:
+                changes_module.record(session, "image.deleted", image_id=writer * 1000 + n, detail={"analyses": []})
+                session.flush()  # the id is drawn here, the commit comes later
+                time.sleep(delay)
+                session.commit()
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    for thread in writers:
+        thread.start()
+    seen, cursor = [], None
+    with Session(engine) as session:
+        while True:
+            done = not any(thread.is_alive() for thread in writers)
+            page = changes_module.read_page(session, cursor, 7, expand=False)
+            session.rollback()
+            seen += [c["image_id"] for c in page["changes"]]
+            cursor = page["next_cursor"]
+            if done and page["caught_up"]:
+                break
+    assert len(seen) == len(set(seen)) == 100
+    assert sorted(seen) == sorted(w * 1000 + n for w in range(4) for n in range(25))
