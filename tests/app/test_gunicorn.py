@@ -1,10 +1,12 @@
 """The service as deployed: a real gunicorn with two workers on a free port."""
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -66,6 +68,9 @@ def log_count(log: Path, text: str, expected: int, timeout: float = 120) -> int:
 
 
 def test_served_by_gunicorn(gunicorn, image_server, tmp_path):
+    hook = f"/hook/{uuid.uuid4().hex}"
+    subscription = requests.post(f"{gunicorn}/v1/subscriptions", json={"callback_url": image_server.url(hook)}, timeout=10)
+    assert subscription.status_code == 201, subscription.text
     created = requests.post(f"{gunicorn}/v1/analyses", files={"image": ("x.jpg", garment_photo((90, 20, 120)))}, timeout=60)
     assert created.status_code == 201, created.text
     by_url = requests.post(f"{gunicorn}/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}, timeout=60)
@@ -86,3 +91,15 @@ def test_served_by_gunicorn(gunicorn, image_server, tmp_path):
     for _ in range(6):
         similar = requests.get(f"{gunicorn}/v1/items/{product}/similar", params={"kind": "product"}, timeout=30)
         assert [r["item"]["analysis_id"] for r in similar.json()["results"]] == [by_url.json()["id"]]
+
+    # Both workers deliver the changes feed's webhooks; the lease lets one at a time send each entry.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        entries = [c for path, _headers, body in image_server.httpd.posts if path == hook
+                   for c in json.loads(body)["changes"]]
+        if len(entries) >= 2:
+            break
+        time.sleep(0.5)
+    time.sleep(3)  # a second delivery of the same entries would come within a pass (2 s)
+    entries = [c for path, _headers, body in image_server.httpd.posts if path == hook for c in json.loads(body)["changes"]]
+    assert sorted(c["analysis_id"] for c in entries) == sorted([created.json()["id"], by_url.json()["id"]])
