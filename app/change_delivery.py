@@ -34,6 +34,7 @@ from . import changes
 from .config import Settings
 from .errors import ApiError
 from .jobs import webhook
+from .metrics import CHANGE_ENTRIES, CHANGE_POSTS
 from .models import ChangeSubscription
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,12 @@ class ChangeDelivery:
                     session.commit()  # no transaction stays open while the receiver answers
                     wanted = [c for c in page["changes"] if not subscription.types or c["type"] in subscription.types]
                     error = self._post(subscription, wanted, page["next_cursor"]) if wanted else None
+                    if wanted:
+                        CHANGE_POSTS.labels("failed" if error else "acknowledged").inc()
                     if error is not None:
                         self._failed(session, subscription_id, error)
                         break
+                    CHANGE_ENTRIES.inc(len(wanted))
                     if not self._advance(session, subscription_id, page["next_cursor"], len(wanted)):
                         break  # the lease lapsed and another process has it
                     acknowledged += len(wanted)

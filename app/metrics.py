@@ -12,6 +12,8 @@ LATENCY = Histogram("http_request_duration_seconds", "HTTP request latency", ["m
 MODEL_SECONDS = Histogram("pipeline_stage_seconds", "Time per pipeline stage", ["stage"],
                           buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 FETCH_FAILURES = Counter("fetch_failures_total", "Image downloads refused or failed", ["code"])
+CHANGE_POSTS = Counter("change_webhook_posts_total", "Changes-feed webhook POSTs by outcome", ["outcome"])
+CHANGE_ENTRIES = Counter("change_webhook_entries_total", "Changes-feed entries receivers acknowledged")
 
 
 def render() -> tuple[bytes, str]:

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 
+from prometheus_client import REGISTRY
 from sqlalchemy import update
 
 from app import db
@@ -101,7 +102,10 @@ def test_a_failed_post_keeps_the_cursor_and_is_retried_after_a_growing_wait(app,
         make_due(app, subscription["id"])
     assert all(later > earlier * 1.5 for earlier, later in zip(waits, waits[1:]))  # doubling (1 s, 2 s, 4 s, ...)
     image_server.httpd.post_statuses[:] = []
+    acknowledged_before = REGISTRY.get_sample_value("change_webhook_posts_total", {"outcome": "acknowledged"}) or 0
     assert delivery.run_once() == 1  # the same entry, now acknowledged
+    assert REGISTRY.get_sample_value("change_webhook_posts_total", {"outcome": "acknowledged"}) == acknowledged_before + 1
+    assert REGISTRY.get_sample_value("change_webhook_posts_total", {"outcome": "failed"}) >= settings.webhook_max_attempts
     bodies = [json.loads(body) for _, body in posted(image_server, hook)]
     assert all(body == bodies[-1] for body in bodies)
     state = client.get(f"/v1/subscriptions/{subscription['id']}").json
