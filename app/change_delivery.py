@@ -31,6 +31,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import changes
+from .changes import utcnow
 from .config import Settings
 from .errors import ApiError
 from .jobs import webhook
@@ -42,10 +43,6 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 100
 PAGES_PER_TURN = 20  # then the next subscription gets its turn
 LEASE = dt.timedelta(seconds=60)  # far above one page's read and POST (FETCH_DEADLINE)
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 class ChangeDelivery:

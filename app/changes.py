@@ -19,18 +19,30 @@ order: a reader that passed id 12 could later see 11 commit. On PostgreSQL each 
 transaction's id (`xid`), pages are ordered by (xid, id), and a page holds only entries of transactions
 older than every transaction still running (`pg_snapshot_xmin`): all of those have committed or never
 will, and any transaction yet to commit has a larger xid, so it sorts after every cursor handed out. A
-long transaction holds the feed back until it ends; it never loses an entry. SQLite has one writer at a
-time, so there the id order is the commit order (xid 0).
+long writing transaction holds the feed back until it ends (any on the PostgreSQL server: transaction ids
+are the server's, not one database's); it never loses an entry. SQLite has one writer at a time, so there
+the id order is the commit order (xid 0).
+
+`flask changes prune --older-than-days N` deletes old entries, never one a subscription has yet to
+deliver, and remembers how far it went (`changes_pruned`): a cursor at or before that answers
+`cursor_expired` (410), so a client learns it must copy again instead of silently missing entries.
 """
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from typing import Iterable
 
-from sqlalchemy import literal, literal_column, select, true, tuple_
+from sqlalchemy import delete, literal, literal_column, select, true, tuple_
 from sqlalchemy.orm import Session, selectinload
 
 from . import store  # the module, not its names: store records changes, and this reads its JSON
-from .models import Analysis, Change, Item
+from .errors import ApiError
+from .models import Analysis, Change, ChangesPruned, ChangeSubscription, Item
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
 
 CHANGE_TYPES = ("analysis.created", "analysis.updated", "item.labelled", "image.deleted")
 START = (0, 0)  # before every entry: ids start at 1, transaction ids at 0 (SQLite) or 3 (PostgreSQL)
@@ -77,6 +89,19 @@ def latest_cursor(session: Session) -> str:
     return store.encode_cursor(list(last) if last else list(START))
 
 
+def pruned_through(session: Session) -> tuple[int, int] | None:
+    row = session.get(ChangesPruned, 1)
+    return (row.xid, row.entry_id) if row else None
+
+
+def check_not_pruned(session: Session, position: tuple[int, int]) -> None:
+    """cursor_expired when entries after `position` have been pruned: the client must copy again."""
+    pruned = pruned_through(session)
+    if pruned is not None and tuple(position) < pruned:
+        raise ApiError("cursor_expired", "the feed was pruned past this cursor: list /v1/items again after "
+                                         "taking GET /v1/changes?from=now, and read on from that cursor")
+
+
 def read_page(session: Session, cursor: str | None, limit: int, expand: bool = True) -> dict:
     """The entries after `cursor` (at most `limit`), oldest first, with the cursor to read on from and
     whether this page reached the end of what is settled now (`caught_up`)."""
@@ -84,6 +109,7 @@ def read_page(session: Session, cursor: str | None, limit: int, expand: bool = T
     rows = session.scalars(
         select(Change).where(_settled(session), tuple_(Change.xid, Change.id) > tuple_(literal(after[0]), literal(after[1])))
         .order_by(Change.xid, Change.id).limit(limit + 1)).all()
+    check_not_pruned(session, after)  # after reading: a prune that committed meanwhile is seen too
     page = rows[:limit]
     position = (page[-1].xid, page[-1].id) if page else after
     states = _current_states(session, page) if expand else None
@@ -125,3 +151,33 @@ def change_json(change: Change, states: dict | None) -> dict:
     elif change.type == "image.deleted":
         body["analyses"] = (change.detail or {}).get("analyses", [])
     return body
+
+
+@dataclasses.dataclass
+class Pruned:
+    deleted: int
+    through: tuple[int, int] | None  # the feed position pruned through (None: nothing to prune)
+    held_back_by: int | None  # a subscription whose cursor stopped the prune short of `before`
+
+
+def prune(session: Session, before: dt.datetime) -> Pruned:
+    """Delete the feed's settled entries made before `before`, never one a subscription has yet to
+    deliver; cursors at or before the last deleted entry answer cursor_expired from then on."""
+    last_old = session.execute(select(Change.xid, Change.id).where(_settled(session), Change.created_at < before)
+                               .order_by(Change.xid.desc(), Change.id.desc()).limit(1)).first()
+    if last_old is None:
+        return Pruned(0, pruned_through(session), None)
+    through, held_back_by = tuple(last_old), None
+    for subscription in session.scalars(select(ChangeSubscription).order_by(ChangeSubscription.id)):
+        position = read_cursor(subscription.cursor)
+        if position < through:
+            through, held_back_by = position, subscription.id
+    deleted = session.execute(delete(Change).where(
+        tuple_(Change.xid, Change.id) <= tuple_(literal(through[0]), literal(through[1])))).rowcount
+    row = session.get(ChangesPruned, 1)
+    if row is None:
+        session.add(ChangesPruned(id=1, xid=through[0], entry_id=through[1], pruned_at=utcnow()))
+    elif through > (row.xid, row.entry_id):
+        row.xid, row.entry_id, row.pruned_at = through[0], through[1], utcnow()
+    session.commit()
+    return Pruned(deleted, pruned_through(session), held_back_by)

@@ -1,7 +1,8 @@
 """Operator commands: `flask analyse URL_OR_FILE` runs the same path as POST /v1/analyses; `flask images
 delete ID...` and `flask images forget URLS_FILE` the same as DELETE /v1/images (by id, by URL); `flask
 labels import CSV` the same as PUT /v1/items/<id>/labels for many items (a shop's own product data), and
-`flask labels export CSV` writes them out in the form import reads."""
+`flask labels export CSV` writes them out in the form import reads; `flask changes prune
+--older-than-days N` deletes old entries of the changes feed."""
 from __future__ import annotations
 
 import csv
@@ -151,6 +152,27 @@ def init_app(app: Flask) -> None:
                 writer.writerow([item_id, url or "", sha256, kind, position, *(labels.get(task, "") for task in TASKS),
                                  updated_at.isoformat() + "Z"])
         click.echo(f"{len(rows)} labelled items written to {target}")
+
+    @app.cli.group("changes")
+    def changes_group():
+        """The changes feed (GET /v1/changes)."""
+
+    @changes_group.command("prune")
+    @click.option("--older-than-days", type=click.FloatRange(min=0), required=True,
+                  help="delete the entries made more than this many days ago")
+    def prune_changes_command(older_than_days: float):
+        """Delete old feed entries, never one a subscription has yet to deliver. A client whose cursor
+        is at or before the last deleted entry gets 410 cursor_expired and copies again."""
+        import datetime as dt
+
+        from . import db
+        from .changes import prune, utcnow
+
+        with app.app_context():
+            pruned = prune(db.session(), utcnow() - dt.timedelta(days=older_than_days))
+        click.echo(f"{pruned.deleted} entries deleted; the feed now starts after {pruned.through or 'its first entry'}")
+        if pruned.held_back_by is not None:
+            click.echo(f"held back by subscription {pruned.held_back_by}, which has not delivered older entries yet")
 
 
 def _item_of(session, key: str, value: str, latest_for_url) -> int:

@@ -24,6 +24,7 @@ CODES = {
     "unknown_label": (422, "The label is not one the serving classifier knows"),
     "inconsistent_labels": (422, "The category labels name no path of the serving classifier's taxonomy"),
     "idempotency_key_reused": (422, "The Idempotency-Key was sent before with another request"),
+    "cursor_expired": (410, "The changes feed no longer holds the entries after this cursor (pruned)"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),

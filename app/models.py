@@ -175,6 +175,16 @@ class Change(Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
 
 
+class ChangesPruned(Base):
+    """How far `flask changes prune` has deleted the feed (one row, or none before the first prune): a
+    cursor at or before (xid, entry_id) names entries that are gone."""
+    __tablename__ = "changes_pruned"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    xid: Mapped[int] = mapped_column(BigInteger)
+    entry_id: Mapped[int] = mapped_column(Integer)
+    pruned_at: Mapped[dt.datetime] = mapped_column()
+
+
 class ChangeSubscription(Base):
     """A client's webhook for the changes feed (app/change_delivery.py): the feed's entries after `cursor`
     (those of `types`; None: all) are POSTed to `callback_url`, the cursor moving on as each POST is

@@ -191,7 +191,7 @@ def spec() -> dict:
                                           "next_cursor": {"type": "string"},
                                           "caught_up": {"type": "boolean", "description":
                                               "this page reached the last entry there is now: poll again later"}}}}}},
-                              "400": PROBLEM, "401": PROBLEM, "429": PROBLEM}}},
+                              "400": PROBLEM, "401": PROBLEM, "410": PROBLEM, "429": PROBLEM}}},
             "/v1/subscriptions": {
                 "post": {"summary": "A webhook for the changes feed: its entries (of `types`) POSTed to callback_url, signed "
                                     "as job webhooks, at least once and in order; retried with a growing wait",
@@ -204,7 +204,7 @@ def spec() -> dict:
                                           "description": "now: entries after the subscription; start: every entry"}}}}}},
                          "responses": {"201": {"description": "the subscription; `Location` is its URL",
                                                "content": {"application/json": {"schema": subscription}}},
-                                       "400": PROBLEM, "401": PROBLEM, "422": PROBLEM, "429": PROBLEM}},
+                                       "400": PROBLEM, "401": PROBLEM, "410": PROBLEM, "422": PROBLEM, "429": PROBLEM}},
                 "get": {"summary": "Every subscription, oldest first",
                         "responses": {"200": {"description": "subscriptions", "content": {"application/json": {"schema": {
                             "type": "object", "properties": {"subscriptions": {"type": "array", "items": subscription}}}}}},

@@ -7,7 +7,8 @@
 
 `types` (default: all) picks the entries to POST; `from` where the feed starts for it: `now` (the
 default: entries after the subscription) or `start` (every entry, those of analyses stored before the
-feed existed included: a new copy filled by the webhook alone). The callback URL passes the same address
+feed existed included: a new copy filled by the webhook alone; `410 cursor_expired` once the feed has been
+pruned). The callback URL passes the same address
 checks as image URLs and job webhooks, when subscribing and again at every POST.
 """
 from __future__ import annotations
@@ -17,8 +18,7 @@ from sqlalchemy import select
 
 from . import db
 from .auth import current_key_id
-from .change_delivery import utcnow
-from .changes import CHANGE_TYPES, START, latest_cursor
+from .changes import CHANGE_TYPES, START, check_not_pruned, latest_cursor, utcnow
 from .errors import ApiError
 from .jobs import webhook
 from .models import ChangeSubscription
@@ -67,6 +67,8 @@ def subscribe():
         raise ApiError("invalid_request", "from is 'now' (entries after this subscription) or 'start' (every entry)")
     webhook.validate_callback_url(url, current_app.config["SETTINGS"])
     session = db.session()
+    if start == "start":
+        check_not_pruned(session, START)
     subscription = ChangeSubscription(
         callback_url=url, types=types, cursor=latest_cursor(session) if start == "now" else encode_cursor(list(START)),
         state="active", failures=0, delivered=0, api_key_id=current_key_id(), created_at=utcnow())

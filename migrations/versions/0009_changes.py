@@ -1,5 +1,5 @@
-"""changes and change_subscriptions: the changes feed (GET /v1/changes), with an entry for every
-analysis stored before it, and its webhooks (/v1/subscriptions)
+"""changes, changes_pruned and change_subscriptions: the changes feed (GET /v1/changes), with an entry
+for every analysis stored before it, how far it was pruned, and its webhooks (/v1/subscriptions)
 
 Revision ID: 0009
 Revises: 0008
@@ -30,6 +30,13 @@ def upgrade():
     )
     op.create_index('ix_changes_xid_id', 'changes', ['xid', 'id'])
     op.create_table(
+        'changes_pruned',
+        sa.Column('id', sa.Integer(), primary_key=True),
+        sa.Column('xid', sa.BigInteger(), nullable=False),
+        sa.Column('entry_id', sa.Integer(), nullable=False),
+        sa.Column('pruned_at', sa.DateTime(), nullable=False),
+    )
+    op.create_table(
         'change_subscriptions',
         sa.Column('id', sa.Integer(), primary_key=True),
         sa.Column('callback_url', sa.Text(), nullable=False),
@@ -56,5 +63,6 @@ def upgrade():
 
 def downgrade():
     op.drop_table('change_subscriptions')
+    op.drop_table('changes_pruned')
     op.drop_index('ix_changes_xid_id', table_name='changes')
     op.drop_table('changes')

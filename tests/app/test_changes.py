@@ -2,13 +2,14 @@
 entry in its own transaction, pages walk it in order without skipping, each entry carries the current
 state of what it names, and on PostgreSQL an entry of a transaction still running holds back the later
 ones instead of being passed over."""
+import datetime as dt
 import io
 import random
 import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app import changes as changes_module
@@ -179,3 +180,38 @@ def test_a_reader_among_concurrent_writers_sees_every_entry_once(app, database_u
                 break
     assert len(seen) == len(set(seen)) == 100
     assert sorted(seen) == sorted(w * 1000 + n for w in range(4) for n in range(25))
+
+
+def test_pruning_deletes_old_entries_expires_cursors_before_them_and_waits_for_subscriptions(app, client, image_server):
+    first = post_url(client, image_server.url("/shirt.jpg"))
+    second = post_url(client, image_server.url("/blue.jpg"))
+    after_first = feed(client, limit=1)["next_cursor"]
+
+    def age(analysis_id):  # the entry of this analysis as if made long ago
+        with app.app_context():
+            db.session().execute(update(Change).where(Change.analysis_id == analysis_id)
+                                 .values(created_at=dt.datetime(2000, 1, 1)))
+            db.session().commit()
+
+    def prune(days="30"):
+        result = app.test_cli_runner().invoke(args=["changes", "prune", "--older-than-days", days])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert prune().startswith("0 entries deleted")  # nothing is old yet
+    age(first["id"])
+    assert prune().startswith("1 entries deleted")
+    expired = client.get("/v1/changes")  # from the start: its first entry is gone
+    assert expired.status_code == 410 and expired.json["code"] == "cursor_expired"
+    assert summary(feed(client, cursor=after_first)) == [("analysis.created", second["id"])]  # nothing lost after it
+    refused = client.post("/v1/subscriptions", json={"callback_url": image_server.url("/h"), "from": "start"})
+    assert refused.status_code == 410 and refused.json["code"] == "cursor_expired"
+
+    lagging = client.post("/v1/subscriptions", json={"callback_url": image_server.url("/h")}).json  # after `second`
+    third = post_url(client, image_server.url("/img/3.jpg"))
+    age(second["id"])
+    age(third["id"])
+    output = prune()
+    assert output.startswith("1 entries deleted") and f"held back by subscription {lagging['id']}" in output
+    assert summary(feed(client, cursor=lagging["cursor"])) == [("analysis.created", third["id"])]
+    assert client.get("/v1/changes", query_string={"cursor": after_first}).status_code == 410

@@ -14,7 +14,7 @@ from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, Item
 
 
 # The tables each later revision adds: a database migrated to an earlier one lacks them, and nothing else.
-LATER_TABLES = {"0009": ("changes", "change_subscriptions")}
+LATER_TABLES = {"0009": ("changes", "changes_pruned", "change_subscriptions")}
 TABLES_ADDED = {"0007": ("item_labels", "job_idempotency_keys", *LATER_TABLES["0009"]),
                 "0008": ("job_idempotency_keys", *LATER_TABLES["0009"]), **LATER_TABLES}
 
