@@ -5,7 +5,6 @@ token, METRICS_TOKEN)."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import hmac
 import secrets
@@ -17,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from . import db
 from .errors import ApiError
-from .models import ApiKey
+from .models import ApiKey, utcnow
 
 KEY_PREFIX = "ft_"
 
@@ -170,6 +169,6 @@ def init_app(app: Flask) -> None:
             if row is None:
                 raise click.ClickException(f"no key {key_id}")
             if row.revoked_at is None:
-                row.revoked_at = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+                row.revoked_at = utcnow()
                 session.commit()
             click.echo(f"key {key_id} ({row.prefix}...) revoked")

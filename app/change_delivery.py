@@ -31,12 +31,11 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import changes
-from .changes import utcnow
 from .config import Settings
 from .errors import ApiError
 from .jobs import webhook
 from .metrics import CHANGE_ENTRIES, CHANGE_POSTS
-from .models import ChangeSubscription
+from .models import ChangeSubscription, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -103,13 +102,13 @@ class ChangeDelivery:
                     page = changes.read_page(session, subscription.cursor, PAGE_SIZE, expand=True)
                     session.commit()  # no transaction stays open while the receiver answers
                     wanted = [c for c in page["changes"] if not subscription.types or c["type"] in subscription.types]
-                    error = self._post(subscription, wanted, page["next_cursor"]) if wanted else None
-                    if wanted:
+                    if wanted:  # a page with none of its types only moves the cursor
+                        error = self._post(subscription, wanted, page["next_cursor"])
                         CHANGE_POSTS.labels("failed" if error else "acknowledged").inc()
-                    if error is not None:
-                        self._failed(session, subscription_id, error)
-                        break
-                    CHANGE_ENTRIES.inc(len(wanted))
+                        if error is not None:
+                            self._failed(session, subscription, error)
+                            break
+                        CHANGE_ENTRIES.inc(len(wanted))
                     if not self._advance(session, subscription_id, page["next_cursor"], len(wanted)):
                         break  # the lease lapsed and another process has it
                     acknowledged += len(wanted)
@@ -143,13 +142,12 @@ class ChangeDelivery:
             values["delivered_at"] = now
         return self._own(session, subscription_id, **values)
 
-    def _failed(self, session: Session, subscription_id: int, error: str) -> None:
-        failures = (session.scalar(select(ChangeSubscription.failures)
-                                   .where(ChangeSubscription.id == subscription_id)) or 0) + 1
+    def _failed(self, session: Session, subscription: ChangeSubscription, error: str) -> None:
+        failures = subscription.failures + 1  # read under this process's lease: no one else writes it
         wait = min(self.settings.webhook_backoff * 2 ** (failures - 1), self.settings.change_delivery_max_backoff)
-        log.warning("change subscription %d: %s (failure %d, next attempt in %.0f s)", subscription_id, error,
+        log.warning("change subscription %d: %s (failure %d, next attempt in %.0f s)", subscription.id, error,
                     failures, wait)
-        self._own(session, subscription_id, failures=failures, last_error=error[:500],
+        self._own(session, subscription.id, failures=failures, last_error=error[:500],
                   state="failing" if failures >= self.settings.webhook_max_attempts else "active",
                   next_attempt_at=utcnow() + dt.timedelta(seconds=wait))
 

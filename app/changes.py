@@ -38,11 +38,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from . import store  # the module, not its names: store records changes, and this reads its JSON
 from .errors import ApiError
-from .models import Analysis, Change, ChangesPruned, ChangeSubscription, Item
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
+from .models import Analysis, Change, ChangesPruned, ChangeSubscription, Item, iso_utc, utcnow
 
 CHANGE_TYPES = ("analysis.created", "analysis.updated", "item.labelled", "image.deleted")
 START = (0, 0)  # before every entry: ids start at 1, transaction ids at 0 (SQLite) or 3 (PostgreSQL)
@@ -136,7 +132,7 @@ def _current_states(session: Session, changes: Iterable[Change]) -> dict:
 
 def change_json(change: Change, states: dict | None) -> dict:
     body = {"id": change.id, "type": change.type,
-            "at": change.created_at.isoformat() + "Z" if change.created_at else None,
+            "at": iso_utc(change.created_at),
             "image_id": change.image_id}
     if change.type.startswith("analysis."):
         body["analysis_id"] = change.analysis_id

@@ -137,7 +137,7 @@ def init_app(app: Flask) -> None:
 
         from . import db
         from .labels import TASKS
-        from .models import Analysis, ImageRecord, Item, ItemLabels
+        from .models import Analysis, ImageRecord, Item, ItemLabels, iso_utc
 
         with app.app_context():
             rows = db.session().execute(
@@ -150,7 +150,7 @@ def init_app(app: Flask) -> None:
             writer.writerow(["item_id", "url", "sha256", "kind", "position", *TASKS, "updated_at"])
             for item_id, url, sha256, kind, position, labels, updated_at in rows:
                 writer.writerow([item_id, url or "", sha256, kind, position, *(labels.get(task, "") for task in TASKS),
-                                 updated_at.isoformat() + "Z"])
+                                 iso_utc(updated_at)])
         click.echo(f"{len(rows)} labelled items written to {target}")
 
     @app.cli.group("changes")
@@ -166,7 +166,8 @@ def init_app(app: Flask) -> None:
         import datetime as dt
 
         from . import db
-        from .changes import prune, utcnow
+        from .changes import prune
+        from .models import utcnow
 
         with app.app_context():
             pruned = prune(db.session(), utcnow() - dt.timedelta(days=older_than_days))

@@ -14,7 +14,6 @@ overlaps it most, IoU >= 0.5). And every worker adds the labelled items to its n
 """
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import secrets
 from collections import Counter
@@ -33,7 +32,7 @@ from classification.taxonomy import HIERARCHY_LEVELS, Taxonomy
 from . import changes
 from .db import get_or_not_found
 from .errors import ApiError
-from .models import TASK_COLUMNS, Analysis, Item, ItemLabels
+from .models import TASK_COLUMNS, Analysis, Item, ItemLabels, iso_utc, utcnow
 
 TASKS = tuple(TASK_COLUMNS)
 CARRY_MIN_IOU = 0.5  # a garment's labels go to the new garment whose box overlaps it at least this much
@@ -138,7 +137,7 @@ def _apply(item: Item, labels: Mapping[str, str], api_key_id: int | None) -> Non
         model_tags[task] = {"label": getattr(item, value_column), "confidence": getattr(item, confidence_column)}
         setattr(item, value_column, label)
         setattr(item, confidence_column, 1.0)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utcnow()
     if item.person_labels is None:
         item.person_labels = ItemLabels(labels={}, model_tags={}, revision=0, updated_at=now)
     row = item.person_labels
@@ -161,7 +160,7 @@ def labels_json(row: ItemLabels | None) -> dict | None:
     if row is None:
         return None
     return {"tags": row.labels, "model": row.model_tags,
-            "updated_at": row.updated_at.isoformat() + "Z" if row.updated_at else None}
+            "updated_at": iso_utc(row.updated_at)}
 
 
 # ---- carried over to new analyses of the image ----------------------------------------------------------

@@ -12,6 +12,16 @@ class Base(DeclarativeBase):
     pass
 
 
+def utcnow() -> dt.datetime:
+    """Now, as the tables store times: UTC without a zone."""
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def iso_utc(value: dt.datetime | None) -> str | None:
+    """A stored time as the API shows it (ISO 8601 with Z), None for none."""
+    return value.isoformat() + "Z" if value else None
+
+
 class ImageRecord(Base):
     __tablename__ = "images"
     __table_args__ = {"sqlite_autoincrement": True}  # a deleted image's id is never given to another

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 
 from sqlalchemy import delete, exists, func, select
@@ -16,7 +15,8 @@ from .embeddings import to_bytes
 from .errors import ApiError
 from .filters import ItemFilters
 from .labels import carry_labels, labelled_items_of_image, labels_json
-from .models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding, ItemLabels
+from .models import (TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding, ItemLabels, iso_utc,
+                     utcnow)
 
 
 def _insert(session: Session, model):
@@ -49,7 +49,7 @@ def _upsert_image(session: Session, sha256: str, width: int, height: int) -> int
 def remember_source(session: Session, image_id: int, url: str | None) -> None:
     if not url:
         return
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = utcnow()
     statement = _insert(session, ImageSource).values(image_id=image_id, url=url, last_seen_at=now)
     session.execute(statement.on_conflict_do_update(index_elements=["url", "image_id"], set_={"last_seen_at": now}))
 
@@ -143,7 +143,7 @@ def analysis_json(analysis: Analysis) -> dict:
                   "width": analysis.image.width,
                   "height": analysis.image.height},
         "bundles": analysis.bundles, "timings_ms": analysis.timings_ms,
-        "created_at": analysis.created_at.isoformat() + "Z" if analysis.created_at else None,
+        "created_at": iso_utc(analysis.created_at),
         "items": [item_json(i) for i in analysis.items],
     }
 
@@ -158,10 +158,10 @@ def image_json(session: Session, image_id: int) -> dict | None:
     analyses = session.scalars(select(Analysis).where(Analysis.image_id == image_id)
                                .order_by(Analysis.created_at.desc(), Analysis.id.desc())).all()
     return {"id": image.id, "sha256": image.sha256, "width": image.width, "height": image.height,
-            "created_at": image.created_at.isoformat() + "Z" if image.created_at else None,
-            "urls": [{"url": s.url, "last_seen_at": s.last_seen_at.isoformat() + "Z"} for s in sources],
+            "created_at": iso_utc(image.created_at),
+            "urls": [{"url": s.url, "last_seen_at": iso_utc(s.last_seen_at)} for s in sources],
             "analyses": [{"id": a.id, "bundles": a.bundles,
-                          "created_at": a.created_at.isoformat() + "Z" if a.created_at else None} for a in analyses]}
+                          "created_at": iso_utc(a.created_at)} for a in analyses]}
 
 
 # ---- catalogue query ----------------------------------------------------------------------------------------

@@ -18,25 +18,21 @@ from sqlalchemy import select
 
 from . import db
 from .auth import current_key_id
-from .changes import CHANGE_TYPES, START, check_not_pruned, latest_cursor, utcnow
+from .changes import CHANGE_TYPES, START, check_not_pruned, latest_cursor
 from .errors import ApiError
 from .jobs import webhook
-from .models import ChangeSubscription
+from .models import ChangeSubscription, iso_utc, utcnow
 from .store import encode_cursor
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/v1/subscriptions")
 
 
-def _time(value) -> str | None:
-    return value.isoformat() + "Z" if value else None
-
-
 def subscription_json(subscription: ChangeSubscription) -> dict:
     return {"id": subscription.id, "callback_url": subscription.callback_url, "types": subscription.types,
             "state": subscription.state, "cursor": subscription.cursor, "delivered": subscription.delivered,
-            "delivered_at": _time(subscription.delivered_at), "failures": subscription.failures,
-            "last_error": subscription.last_error, "next_attempt_at": _time(subscription.next_attempt_at),
-            "created_at": _time(subscription.created_at)}
+            "delivered_at": iso_utc(subscription.delivered_at), "failures": subscription.failures,
+            "last_error": subscription.last_error, "next_attempt_at": iso_utc(subscription.next_attempt_at),
+            "created_at": iso_utc(subscription.created_at)}
 
 
 def _read_types(given) -> list[str] | None:

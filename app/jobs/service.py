@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ..analysis import analyse_images, analysis_key
 from ..errors import ApiError
 from ..fetch import fetch, parse_url
-from ..models import Job, JobIdempotencyKey, JobUrl
+from ..models import Job, JobIdempotencyKey, JobUrl, iso_utc, utcnow
 from ..store import find_analysis
 from . import webhook
 
@@ -26,9 +26,6 @@ log = logging.getLogger(__name__)
 FINAL_URL_STATES = ("done", "skipped", "failed", "cancelled")
 URL_STATES = ("queued", "running", *FINAL_URL_STATES)
 
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def is_transient(error: ApiError) -> bool:
@@ -75,19 +72,19 @@ def create_job(session: Session, urls: list, callback_url: str | None, refresh: 
     are recorded as failed at once. Returns the job and the ids of the URLs to enqueue."""
     if callback_url is not None:
         webhook.validate_callback_url(callback_url, settings)
-    job = Job(id=uuid.uuid4().hex, state="queued", refresh=refresh, callback_url=callback_url, created_at=now(),
+    job = Job(id=uuid.uuid4().hex, state="queued", refresh=refresh, callback_url=callback_url, created_at=utcnow(),
               api_key_id=api_key_id)
     for position, url in enumerate(urls):
         row = JobUrl(position=position, url=url if isinstance(url, str) else repr(url), state="queued", attempts=0)
         try:
             parse_url(url)
         except ApiError as error:
-            row.state, row.error_code, row.error_detail, row.updated_at = "failed", error.code, error.detail, now()
+            row.state, row.error_code, row.error_detail, row.updated_at = "failed", error.code, error.detail, utcnow()
         job.urls.append(row)
     session.add(job)
     if idempotency is not None:
         session.add(JobIdempotencyKey(scope=idempotency.scope, key=idempotency.key,
-                                      fingerprint=idempotency.fingerprint, job_id=job.id, created_at=now()))
+                                      fingerprint=idempotency.fingerprint, job_id=job.id, created_at=utcnow()))
     try:
         session.commit()
     except IntegrityError:
@@ -121,11 +118,11 @@ def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None
         job = session.get(Job, job_id)
         if job is None or job.state in ("cancelled", "done"):
             return []
-        session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(state="running", started_at=now()))
+        session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(state="running", started_at=utcnow()))
         rows = session.scalars(select(JobUrl).where(JobUrl.id.in_(url_ids), JobUrl.state.in_(("queued", "running")))
                                .order_by(JobUrl.position)).all()
         for row in rows:
-            row.state, row.worker, row.attempts, row.updated_at = "running", worker, row.attempts + 1, now()
+            row.state, row.worker, row.attempts, row.updated_at = "running", worker, row.attempts + 1, utcnow()
         session.commit()
         retries: dict[float, list[int]] = {}
         if rows:
@@ -158,7 +155,7 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
             results.update({row.id: (None, error) for row, _ in fetched})
     for row in rows:
         outcome, error = results[row.id]
-        row.updated_at = now()
+        row.updated_at = utcnow()
         if error is None:
             # Skipped: found in storage on a first attempt, so analysed before this job. Found on a later
             # attempt, it was most likely stored by this job's earlier attempt that died: done.
@@ -178,7 +175,7 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
 def finish_if_complete(app: Flask, session: Session, job_id: str) -> None:
     open_urls = select(JobUrl.id).where(JobUrl.job_id == job_id, JobUrl.state.in_(("queued", "running"))).exists()
     finished = session.execute(update(Job).where(Job.id == job_id, Job.state == "running", ~open_urls)
-                               .values(state="done", finished_at=now()))
+                               .values(state="done", finished_at=utcnow()))
     session.commit()
     if finished.rowcount == 1:  # exactly one worker wins this update, and only it sends the webhook
         send_callback(app, session, job_id)
@@ -203,15 +200,15 @@ def summary(session: Session, job: Job) -> dict:
     tally = counts(session, job.id)
     total = sum(tally.values())
     finished = sum(tally[s] for s in FINAL_URL_STATES)
-    end = job.finished_at or now()
+    end = job.finished_at or utcnow()
     errors = dict(session.execute(select(JobUrl.error_code, func.count()).where(
         JobUrl.job_id == job.id, JobUrl.state == "failed").group_by(JobUrl.error_code)).all())
     return {
         "id": job.id, "state": job.state, "total": total, "counts": tally,
         "progress": round(finished / total, 4) if total else 1.0, "errors": errors,
-        "created_at": job.created_at.isoformat() + "Z",
-        "started_at": job.started_at.isoformat() + "Z" if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() + "Z" if job.finished_at else None,
+        "created_at": iso_utc(job.created_at),
+        "started_at": iso_utc(job.started_at),
+        "finished_at": iso_utc(job.finished_at),
         "elapsed_s": round((end - (job.started_at or job.created_at)).total_seconds(), 3),
         "callback": {"url": job.callback_url, "state": job.callback_state, "attempts": job.callback_attempts}
         if job.callback_url else None,
@@ -246,8 +243,8 @@ def outcomes(session: Session, job_id: str, after: int, limit: int) -> tuple[lis
 
 def cancel(session: Session, job_id: str) -> bool:
     changed = session.execute(update(Job).where(Job.id == job_id, Job.state.in_(("queued", "running")))
-                              .values(state="cancelled", finished_at=now())).rowcount
+                              .values(state="cancelled", finished_at=utcnow())).rowcount
     session.execute(update(JobUrl).where(JobUrl.job_id == job_id, JobUrl.state == "queued")
-                    .values(state="cancelled", updated_at=now()))
+                    .values(state="cancelled", updated_at=utcnow()))
     session.commit()
     return bool(changed)

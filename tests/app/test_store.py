@@ -167,17 +167,25 @@ def test_migration_0005_moves_constrained_by_out_of_top3_and_back(empty_database
     engine.dispose()
 
 
+def insert_images_and_analyses(url: str, images: int, analyses_of: list[int]) -> None:
+    """Rows in a database migrated to an earlier revision (through its own tables, not the models): `images`
+    images, then an analysis of each image id in `analyses_of`."""
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        image_table = Table("images", MetaData(), autoload_with=connection)
+        analysis_table = Table("analyses", MetaData(), autoload_with=connection)
+        for n in range(images):
+            connection.execute(image_table.insert().values(sha256="abcdefgh"[n] * 64, width=1, height=1))
+        for image_id in analyses_of:
+            connection.execute(analysis_table.insert().values(image_id=image_id, bundle_key=f"k-{uuid.uuid4().hex}",
+                                                              bundles={}, timings_ms={}))
+    engine.dispose()
+
+
 def test_migration_0006_keeps_the_images_and_never_reuses_their_ids(empty_database_url):
     url = empty_database_url
     upgrade(url, "0005")
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        images = Table("images", MetaData(), autoload_with=connection)
-        analyses = Table("analyses", MetaData(), autoload_with=connection)
-        for char in "ab":
-            connection.execute(images.insert().values(sha256=char * 64, width=1, height=1))
-        connection.execute(analyses.insert().values(image_id=2, bundle_key="k", bundles={}, timings_ms={}))
-    engine.dispose()
+    insert_images_and_analyses(url, images=2, analyses_of=[2])
 
     upgrade(url, "0006")
     engine = make_engine(url)  # the app's engine: foreign keys enforced on SQLite too
@@ -254,14 +262,7 @@ def test_migration_0008_idempotency_keys_and_back(empty_database_url):
 def test_migration_0009_the_feed_starts_with_every_analysis_stored_before_it(empty_database_url):
     url = empty_database_url
     upgrade(url, "0008")
-    engine = create_engine(url)
-    with engine.begin() as connection:
-        for char in "ab":
-            connection.execute(ImageRecord.__table__.insert().values(sha256=char * 64, width=1, height=1))
-        for image_id in (2, 1, 2):
-            connection.execute(Analysis.__table__.insert().values(image_id=image_id, bundle_key=f"k{image_id}-{uuid.uuid4().hex}",
-                                                                  bundles={}, timings_ms={}))
-    engine.dispose()
+    insert_images_and_analyses(url, images=2, analyses_of=[2, 1, 2])
     upgrade(url, "0009")
     engine = make_engine(url)
     with engine.connect() as connection:
