@@ -5,7 +5,8 @@ analysis, a person's labels, a deleted image. So every write that changes what t
 items appends an entry in its own transaction (a failed write leaves none):
 
 - `analysis.created`: an analysis was stored (a new image, newer model bundles, or a refresh; `replaces`
-  names the analyses a refresh deleted, with their items);
+  names the analyses a refresh deleted, with their items; `supersedes` the image's analysis that was
+  current until now, kept but no longer listed: a copy keeps each image's newest analysis);
 - `analysis.updated`: an analysis now shows another source URL (the one it showed was forgotten);
 - `item.labelled`: a person's labels were given to an item, or withdrawn;
 - `image.deleted`: an image and every analysis of it (`analyses`) are gone.
@@ -138,6 +139,7 @@ def change_json(change: Change, states: dict | None) -> dict:
         body["analysis_id"] = change.analysis_id
         if change.type == "analysis.created":
             body["replaces"] = (change.detail or {}).get("replaces", [])
+            body["supersedes"] = (change.detail or {}).get("supersedes")
         if states is not None:
             body["analysis"] = states.get(("analysis", change.analysis_id))
     elif change.type == "item.labelled":

@@ -56,9 +56,11 @@ def _missing(model: str):
 
 
 def pending_count(session: Session, model: str) -> int:
-    from .models import Item
+    """Items of current analyses (the ones searched: app.models.is_current_analysis) without a `model` embedding."""
+    from .models import Analysis, Item, is_current_analysis
 
-    return session.scalar(select(func.count()).select_from(Item).where(_missing(model)))
+    return session.scalar(select(func.count()).select_from(Item).join(Analysis)
+                          .where(_missing(model), is_current_analysis()))
 
 
 def _scaled_crops(image: np.ndarray, analysis, garment_crop_style: str) -> list[np.ndarray]:
@@ -109,17 +111,18 @@ def _image_of(session: Session, analysis, settings, refetch: bool) -> tuple[np.n
 
 def backfill(session: Session, pipeline, settings, refetch: bool = True, analyses_per_batch: int = 16,
              progress=None) -> BackfillReport:
-    """Embed every item that has no embedding from the pipeline's model (its classifier and garment
-    crops); one transaction per batch of analyses (a crash loses at most the batch in flight, and a
-    rerun carries on where it stopped)."""
-    from .models import Analysis, Item, ItemEmbedding
+    """Embed every item of a current analysis that has no embedding from the pipeline's model (its
+    classifier and garment crops; superseded analyses are never searched); one transaction per batch of
+    analyses (a crash loses at most the batch in flight, and a rerun carries on where it stopped)."""
+    from .models import Analysis, Item, ItemEmbedding, is_current_analysis
 
     classifier, model = pipeline.classifier, pipeline.embedding_model
     report = BackfillReport(model)
     after = 0
     while True:
         analyses = session.scalars(
-            select(Analysis).where(Analysis.id > after, exists().where(Item.analysis_id == Analysis.id, _missing(model)))
+            select(Analysis).where(Analysis.id > after, is_current_analysis(),
+                                   exists().where(Item.analysis_id == Analysis.id, _missing(model)))
             .order_by(Analysis.id).limit(analyses_per_batch)
             .options(selectinload(Analysis.items).selectinload(Item.embeddings), selectinload(Analysis.image))).all()
         if not analyses:

@@ -9,6 +9,9 @@ from .errors import ApiError
 
 TASK_FILTERS = ("gender", "masterCategory", "subCategory", "articleType", "usage", "season")
 KINDS = ("product", "garment")
+# Which of an image's analyses items come from: its current one (the newest: what the service now says
+# about the image) or every analysis kept (earlier model bundles' too, for comparing them).
+ANALYSES = ("current", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,6 +21,7 @@ class ItemFilters:
     min_confidence: float | None = None
     kind: str | None = None
     labelled: bool | None = None  # True: items a person labelled; False: those nobody has (a review queue)
+    analyses: str = "current"  # "all": items of every analysis an image keeps, not only its current one
 
     @classmethod
     def parse(cls, args: Mapping[str, str]) -> "ItemFilters":
@@ -34,18 +38,22 @@ class ItemFilters:
         labelled = args.get("labelled") or None
         if labelled not in (None, "true", "false"):
             raise ApiError("invalid_request", "labelled must be true or false")
+        analyses = args.get("analyses") or "current"
+        if analyses not in ANALYSES:
+            raise ApiError("invalid_request", "analyses must be current or all")
         return cls(filters, args.get("colour") or None, min_confidence, kind,
-                   None if labelled is None else labelled == "true")
+                   None if labelled is None else labelled == "true", analyses)
 
     @property
     def active(self) -> bool:
         return bool(self.filters or self.colour or self.min_confidence is not None or self.kind
-                    or self.labelled is not None)
+                    or self.labelled is not None or self.analyses != "current")
 
     def conditions(self) -> list:
         from .store import item_conditions
 
-        return item_conditions(self.filters, self.colour, self.min_confidence, self.kind, self.labelled)
+        return item_conditions(self.filters, self.colour, self.min_confidence, self.kind, self.labelled,
+                               self.analyses)
 
     def as_query(self) -> dict:
         """Back to query parameters (links that keep the filters)."""
@@ -58,4 +66,6 @@ class ItemFilters:
             out["kind"] = self.kind
         if self.labelled is not None:
             out["labelled"] = "true" if self.labelled else "false"
+        if self.analyses != "current":
+            out["analyses"] = self.analyses
         return out

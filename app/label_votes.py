@@ -29,7 +29,7 @@ from classification.embedding_head import l2_normalise
 from classification.neighbour_vote import NO_LABEL, NeighbourVote
 
 from .embeddings import STORED_DTYPE
-from .models import ItemEmbedding, ItemLabels
+from .models import Analysis, Item, ItemEmbedding, ItemLabels, is_current_analysis
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +104,12 @@ class LabelVotes:
             thread.join(timeout)
 
     def _embedded(self, *columns):
-        """`columns` of the labelled items that have an embedding in the serving space."""
-        return select(*columns).select_from(ItemLabels).join(
-            ItemEmbedding, (ItemEmbedding.item_id == ItemLabels.item_id) & (ItemEmbedding.model == self._model))
+        """`columns` of the labelled items of current analyses that have an embedding in the serving space
+        (a superseded analysis' item passed its labels on to the current one's: it must not vote twice)."""
+        return (select(*columns).select_from(ItemLabels)
+                .join(ItemEmbedding, (ItemEmbedding.item_id == ItemLabels.item_id) & (ItemEmbedding.model == self._model))
+                .join(Item, Item.id == ItemLabels.item_id).join(Analysis, Analysis.id == Item.analysis_id)
+                .where(is_current_analysis()))
 
     def _with_rows(self, labels: list[dict], vectors: list[bytes]) -> NeighbourVote:
         if not labels:

@@ -4,8 +4,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (JSON, BigInteger, Float, ForeignKey, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint, func)
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+                        UniqueConstraint, exists, func)
+from sqlalchemy.orm import DeclarativeBase, Mapped, aliased, mapped_column, relationship
 
 
 class Base(DeclarativeBase):
@@ -75,6 +75,15 @@ class Analysis(Base):
     image: Mapped[ImageRecord] = relationship()
     items: Mapped[list["Item"]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
                                                order_by="Item.position")
+
+
+def is_current_analysis():
+    """WHERE clause: the Analysis row is its image's current analysis, the newest one kept. An image
+    analysed again by newer model bundles keeps its earlier analyses (GET /v1/images/<id> lists them), but
+    what the service says about the image now is the newest: catalogue listings, similarity searches and
+    embedding backfills read that one. Ids only grow, so an analysis once superseded stays superseded."""
+    newer = aliased(Analysis)
+    return ~exists().where(newer.image_id == Analysis.image_id, newer.id > Analysis.id)
 
 
 class Item(Base):

@@ -57,14 +57,17 @@ def spec() -> dict:
                            "parameters": [{"name": "url", "in": "query", "required": True, "schema": {"type": "string"}}],
                            "responses": {"200": deleted, "400": PROBLEM, "404": PROBLEM, "503": PROBLEM}}},
             "/v1/images/{id}": {"get": {
-                "summary": "An image: the URLs it was fetched from (latest first) and its analyses (newest first)",
+                "summary": "An image: the URLs it was fetched from (latest first) and its analyses (newest first, the current one marked)",
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
                 "responses": {"200": {"description": "the image", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {
                         "id": {"type": "integer"}, "sha256": {"type": "string"}, "width": {"type": "integer"},
                         "height": {"type": "integer"}, "created_at": {"type": "string"},
                         "urls": {"type": "array", "items": {"type": "object"}},
-                        "analyses": {"type": "array", "items": {"type": "object"}}}}}}},
+                        "analyses": {"type": "array", "items": {"type": "object", "properties": {
+                            "id": {"type": "integer"}, "bundles": {"type": "object"},
+                            "created_at": {"type": "string"}, "current": {"type": "boolean", "description":
+                                "the image's newest analysis: the one listings and searches read"}}}}}}}}},
                               "404": PROBLEM}},
                 "delete": {
                 "summary": "Delete an image and everything stored about it: source URLs, every analysis, their items "
@@ -76,6 +79,9 @@ def spec() -> dict:
                 *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
                 {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
                 {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}}, LABELLED,
+                {"name": "analyses", "in": "query", "schema": {"enum": ["current", "all"], "default": "current"},
+                 "description": "current: items of each image's newest analysis (what the service says about it now); "
+                                "all: also those of the analyses earlier model bundles made"},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
@@ -185,6 +191,9 @@ def spec() -> dict:
                                               "image_id": {"type": "integer"},
                                               "analysis_id": {"type": "integer"}, "item_id": {"type": "integer"},
                                               "replaces": {"type": "array", "items": {"type": "integer"}},
+                                              "supersedes": {"type": ["integer", "null"], "description":
+                                                  "the image's analysis that was current until this one "
+                                                  "(kept, no longer listed by /v1/items)"},
                                               "analyses": {"type": "array", "items": {"type": "integer"}},
                                               "analysis": {"type": ["object", "null"]},
                                               "item": {"type": ["object", "null"]}}}},

@@ -43,10 +43,19 @@ def _results(result) -> dict:
             "results": [{"score": round(hit.score, 5), "item": listed_item_json(hit.item)} for hit in result.hits]}
 
 
+def searchable(filters: ItemFilters) -> ItemFilters:
+    """The index holds the items of each image's current analysis only (app.similarity)."""
+    if filters.analyses != "current":
+        raise ApiError("invalid_request", "similarity searches find items of each image's current analysis only: "
+                                          "drop analyses=all")
+    return filters
+
+
 def similar_to_item(item_id: int, k: int, filters: ItemFilters, same_image: bool = False) -> dict:
     """Shared by the API and the catalogue page."""
     from .models import Item
 
+    searchable(filters)
     session = db.session()
     item = db.get_or_not_found(session, Item, item_id, "item")
     pipeline = current_app.extensions["pipeline"].load()
@@ -68,6 +77,7 @@ def similar(item_id: int):
 
 def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments: bool, timings: dict) -> dict:
     """Shared by the API and the catalogue page's upload box."""
+    searchable(filters)
     session = db.session()
     settings = _settings()
     pipeline = current_app.extensions["pipeline"].load()

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, selectinload
 from .config import Settings
 from .embeddings import from_bytes, matrix_from_bytes
 from .filters import ItemFilters
-from .models import Analysis, Item, ItemEmbedding
+from .models import Analysis, Item, ItemEmbedding, is_current_analysis
 from .vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,12 @@ class SimilarityIndex:
         self._gaps = {i: t for i, t in self._gaps.items() if now - t < GAP_SECONDS}
         newer = ItemEmbedding.id > self.cursor
         condition = or_(newer, ItemEmbedding.id.in_(list(self._gaps))) if self._gaps else newer
+        # Items of superseded analyses (their image analysed again since) are never searched: skipped here,
+        # and forgotten when a search meets one that was current when read.
         statement = (select(ItemEmbedding.id, ItemEmbedding.item_id, ItemEmbedding.vector)
-                     .where(ItemEmbedding.model == self.model, condition).order_by(ItemEmbedding.id))
+                     .join(Item, Item.id == ItemEmbedding.item_id).join(Analysis, Analysis.id == Item.analysis_id)
+                     .where(ItemEmbedding.model == self.model, condition, is_current_analysis())
+                     .order_by(ItemEmbedding.id))
         first_load = self.cursor == 0
         seen: list[int] = []
         result = session.execute(statement.execution_options(yield_per=LOAD_CHUNK))
@@ -171,8 +175,10 @@ class SimilarityIndex:
         asked = k * (settings.similarity_overfetch if filters.active else 1) + len(own)
         expanded_by = 0
         if settings.similarity_query_expansion > 0:
-            # Neighbours deleted since this index read them (by another process) must not shape it either.
-            stored = lambda ids: set(session.scalars(select(Item.id).where(Item.id.in_(ids))))  # noqa: E731
+            # Neighbours deleted or superseded since this index read them (by another process) must not shape it
+            # either.
+            stored = lambda ids: set(session.scalars(select(Item.id).join(Analysis).where(  # noqa: E731
+                Item.id.in_(ids), is_current_analysis())))
             vector, expanded_by = expand_from_index(index, vector, settings.similarity_query_expansion, own, stored)
         ids, scores = index.search(vector, asked)  # the index guards itself (a rebuild may be swapping in)
         hits = self._readable_hits(session, index, ids, scores, filters, exclude_analyses)

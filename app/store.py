@@ -10,13 +10,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
-from . import changes, thumbnails
+from . import changes, labels, thumbnails  # modules: labels and changes import this one too
 from .embeddings import to_bytes
 from .errors import ApiError
 from .filters import ItemFilters
-from .labels import carry_labels, labelled_items_of_image, labels_json
-from .models import (TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding, ItemLabels, iso_utc,
-                     utcnow)
+from .models import (TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item, ItemEmbedding, ItemLabels,
+                     is_current_analysis, iso_utc, utcnow)
 
 
 def _insert(session: Session, model):
@@ -88,19 +87,21 @@ def save_analysis(session: Session, *, sha256: str, width: int, height: int, url
             remember_source(session, image_id, url)
             if thumbnail is not None and not thumbnails.exists(session, image_id):
                 thumbnails.put(session, image_id, sha256, thumbnail, thumbnail_dir)
-            labelled = labelled_items_of_image(session, image_id)  # before a refresh deletes any of them
+            labelled = labels.labelled_items_of_image(session, image_id)  # before a refresh deletes any of them
             new_items = [item_row(i, embedding_model) for i in items]
-            carry_labels(labelled, new_items)
+            labels.carry_labels(labelled, new_items)
             replaced = []
             if refresh:
                 replaced = list(session.scalars(delete(Analysis).where(
                     Analysis.image_id == image_id, Analysis.bundle_key == bundle_key).returning(Analysis.id)))
+            # The image's current analysis until now (one by other model bundles): this one supersedes it.
+            superseded = session.scalar(select(func.max(Analysis.id)).where(Analysis.image_id == image_id))
             analysis = Analysis(image_id=image_id, bundle_key=bundle_key, bundles=bundles, timings_ms=timings,
                                 source_url=url, api_key_id=api_key_id, items=new_items)
             session.add(analysis)
             session.flush()
             changes.record(session, "analysis.created", image_id=image_id, analysis_id=analysis.id,
-                           detail={"replaces": sorted(replaced)})
+                           detail={"replaces": sorted(replaced), "supersedes": superseded})
             session.commit()
         except IntegrityError:
             session.rollback()
@@ -132,7 +133,7 @@ def item_json(item: Item) -> dict:
            "constrained_by": item.category_constrained_by},
         "style": {t: tag[t] for t in ("baseColour", "season", "usage")},
         "colours": item.colours,
-        "labels": labels_json(item.person_labels),  # a person's labels, which the tags above show
+        "labels": labels.labels_json(item.person_labels),  # a person's labels, which the tags above show
     }
 
 
@@ -149,7 +150,8 @@ def analysis_json(analysis: Analysis) -> dict:
 
 
 def image_json(session: Session, image_id: int) -> dict | None:
-    """An image as stored: the URLs it was fetched from (latest first) and its analyses (newest first)."""
+    """An image as stored: the URLs it was fetched from (latest first) and its analyses (newest first; the
+    current one, what listings show, marked)."""
     image = session.get(ImageRecord, image_id)
     if image is None:
         return None
@@ -160,8 +162,8 @@ def image_json(session: Session, image_id: int) -> dict | None:
     return {"id": image.id, "sha256": image.sha256, "width": image.width, "height": image.height,
             "created_at": iso_utc(image.created_at),
             "urls": [{"url": s.url, "last_seen_at": iso_utc(s.last_seen_at)} for s in sources],
-            "analyses": [{"id": a.id, "bundles": a.bundles,
-                          "created_at": iso_utc(a.created_at)} for a in analyses]}
+            "analyses": [{"id": a.id, "bundles": a.bundles, "created_at": iso_utc(a.created_at),
+                          "current": a.id == max(b.id for b in analyses)} for a in analyses]}
 
 
 # ---- catalogue query ----------------------------------------------------------------------------------------
@@ -190,9 +192,10 @@ def decode_cursor(cursor: str, read=None):
 
 
 def item_conditions(filters: dict[str, str], colour: str | None, min_confidence: float | None,
-                    kind: str | None, labelled: bool | None = None) -> list:
-    """The WHERE clauses of the catalogue filters (GET /v1/items, similarity searches, the catalogue page)."""
-    conditions = []
+                    kind: str | None, labelled: bool | None = None, analyses: str = "current") -> list:
+    """The WHERE clauses of the catalogue filters (GET /v1/items, similarity searches, the catalogue page),
+    for a statement that joins Item to its Analysis."""
+    conditions = [is_current_analysis()] if analyses == "current" else []
     if labelled is not None:
         by_person = exists().where(ItemLabels.item_id == Item.id)
         conditions.append(by_person if labelled else ~by_person)

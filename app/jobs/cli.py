@@ -1,4 +1,4 @@
-"""`flask ingest FILE`, `flask jobs status ID` and `flask jobs list` for operators."""
+"""`flask ingest FILE`, `flask retag`, `flask jobs status ID` and `flask jobs list` for operators."""
 from __future__ import annotations
 
 import csv
@@ -44,14 +44,9 @@ def init_app(app: Flask) -> None:
     from . import service
     from .api import submit
 
-    @app.cli.command("ingest")
-    @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-    @click.option("--callback-url")
-    @click.option("--refresh", is_flag=True)
-    @click.option("--wait/--no-wait", default=True, help="follow the job with a progress bar (always with no broker)")
-    def ingest(source: Path, callback_url, refresh, wait):
-        """Submit the URLs in SOURCE as jobs of at most JOB_MAX_URLS each."""
-        urls = read_urls(source)
+    def submit_and_follow(urls: list[str], callback_url, refresh: bool, wait: bool) -> None:
+        """Submit URLs as jobs of at most JOB_MAX_URLS each; with `wait` (always with no broker: the jobs
+        run in this process) follow them with a progress bar and print each job's summary."""
         limit = app.config["SETTINGS"].job_max_urls
         embedded = not app.config["SETTINGS"].broker_url
         from ..errors import ApiError
@@ -76,6 +71,39 @@ def init_app(app: Flask) -> None:
                     time.sleep(0.5)
             for summary in summaries:
                 print_summary(summary)
+
+    @app.cli.command("ingest")
+    @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+    @click.option("--callback-url")
+    @click.option("--refresh", is_flag=True)
+    @click.option("--wait/--no-wait", default=True, help="follow the job with a progress bar (always with no broker)")
+    def ingest(source: Path, callback_url, refresh, wait):
+        """Submit the URLs in SOURCE as jobs of at most JOB_MAX_URLS each."""
+        submit_and_follow(read_urls(source), callback_url, refresh, wait)
+
+    @app.cli.command("retag")
+    @click.option("--dry-run", is_flag=True, help="only count the stale images; submit nothing")
+    @click.option("--callback-url")
+    @click.option("--wait/--no-wait", default=True, help="follow the jobs with a progress bar (always with no broker)")
+    def retag(dry_run, callback_url, wait):
+        """Analyse again, with the serving model bundles, every stored image whose current analysis other
+        bundles made (app/retag.py): their source URLs are submitted as batch jobs."""
+        from .. import retag as retag_module
+
+        pipeline = app.extensions["pipeline"].load(notify=False)
+        with app.app_context():
+            plan = retag_module.plan(db.session(), pipeline.bundle_key)
+        click.echo(f"serving analysis key: {plan.serving_key}")
+        click.echo(f"images up to date: {plan.current}; stale: {plan.stale}")
+        for key, count in plan.stale_by_key.most_common():
+            click.echo(f"  {count:>8}  analysed as {key}")
+        if plan.without_url:
+            click.echo(f"stale images stored from uploads (no URL to fetch again; upload them again): "
+                       f"{len(plan.without_url)}")
+        if dry_run or not plan.urls:
+            click.echo("nothing submitted" + (" (--dry-run)" if dry_run and plan.urls else ""))
+            return
+        submit_and_follow(plan.urls, callback_url, False, wait)
 
     @app.cli.group("jobs")
     def jobs_group():
