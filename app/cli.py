@@ -37,7 +37,7 @@ def init_app(app: Flask) -> None:
 
     @app.cli.group("images")
     def images_group():
-        """Delete stored images."""
+        """Delete stored images (or their superseded analyses)."""
 
     @images_group.command("delete")
     @click.argument("image_ids", nargs=-1, required=True, type=int)
@@ -56,6 +56,29 @@ def init_app(app: Flask) -> None:
                     click.echo(json.dumps(deleted.json()))
         if missing:
             raise click.ClickException(f"no image {', '.join(map(str, missing))}")
+
+    @images_group.command("prune-superseded")
+    @click.option("--older-than-days", type=click.FloatRange(min=0), required=True,
+                  help="delete analyses superseded (by a newer analysis of their image) more than this many days ago")
+    @click.option("--dry-run", is_flag=True, help="only count what would be deleted")
+    def prune_superseded_command(older_than_days: float, dry_run: bool):
+        """Delete the analyses newer model bundles superseded (after `flask retag`, say): nothing lists or
+        searches them any more. Images, URLs, thumbnails and current analyses stay."""
+        import datetime as dt
+
+        from tqdm import tqdm
+
+        from . import db
+        from .deletion import prune_superseded
+
+        with app.app_context():
+            session = db.session()
+            counted = prune_superseded(session, dt.timedelta(days=older_than_days), dry_run=True)
+            if not dry_run and counted.analyses:
+                with tqdm(total=counted.analyses, desc="deleting superseded analyses", unit="analysis") as bar:
+                    counted = prune_superseded(session, dt.timedelta(days=older_than_days), progress=bar.update)
+        verb = "would delete" if dry_run else "deleted"
+        click.echo(f"{verb} {counted.analyses} superseded analyses ({counted.items} items) of {counted.images} images")
 
     @images_group.command("forget")
     @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))

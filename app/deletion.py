@@ -6,6 +6,12 @@ CASCADE does the rows; a job's outcome for one of its URLs keeps its state, with
 thumbnail file under THUMBNAIL_DIR is removed once the transaction has committed, so a failed delete
 leaves everything as it was. Similarity searches stop answering the deleted items at once (app.similarity).
 
+Pruning superseded analyses (`flask images prune-superseded`): an image analysed again by newer model
+bundles keeps its earlier analyses (app.models.is_current_analysis), which nothing lists or searches any
+more; once the analysis that superseded one is older than a grace period (a client may still read the
+old one by id), the old one goes with its items and embeddings, batch by batch. Its image, URLs,
+thumbnail and current analysis stay; labels were carried to the current analysis when it was made.
+
 Forgetting a URL removes that URL from every image fetched from it; an image no other URL refers to any
 more is deleted as above, and one still at another URL keeps its analyses (they then show that URL). Image
 ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL), so an id a client kept can only
@@ -14,14 +20,15 @@ ever name the image it named, or nothing.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session, aliased
 
 from . import changes, thumbnails
-from .models import Analysis, ImageRecord, ImageSource, Item
+from .models import Analysis, ImageRecord, ImageSource, Item, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +127,43 @@ def forget_url(session: Session, url: str, thumbnail_dir: Path | None) -> Forgot
         raise
     _remove_thumbnail_files(session, deleted, thumbnail_dir)
     return ForgottenUrl(url, deleted, kept)
+
+
+@dataclasses.dataclass
+class PrunedAnalyses:
+    analyses: int
+    items: int
+    images: int  # images that lost at least one superseded analysis
+
+
+def superseded_before(cutoff: dt.datetime):
+    """WHERE clause: the Analysis row was superseded by a newer analysis of its image stored before `cutoff`."""
+    newer = aliased(Analysis)
+    return exists().where(newer.image_id == Analysis.image_id, newer.id > Analysis.id, newer.created_at < cutoff)
+
+
+def prune_superseded(session: Session, older_than: dt.timedelta, dry_run: bool = False, batch: int = 200,
+                     progress=None) -> PrunedAnalyses:
+    """Delete the analyses superseded more than `older_than` ago, with their items and embeddings, one
+    transaction per `batch` analyses (an interrupted prune leaves whole analyses; run it again)."""
+    condition = superseded_before(utcnow() - older_than)
+    rows = session.execute(select(Analysis.id, Analysis.image_id).where(condition).order_by(Analysis.id)).all()
+    ids = [row.id for row in rows]
+    items = sum(session.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(ids[i:i + 1000])))
+                for i in range(0, len(ids), 1000))
+    result = PrunedAnalyses(len(ids), items, len({row.image_id for row in rows}))
+    session.rollback()
+    if dry_run:
+        return result
+    for start in range(0, len(ids), batch):
+        chunk = ids[start:start + batch]
+        try:
+            # Checked again in the transaction that deletes: a superseded analysis stays superseded.
+            session.execute(delete(Analysis).where(Analysis.id.in_(chunk), condition))
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+        if progress is not None:
+            progress(len(chunk))
+    return result

@@ -2,6 +2,7 @@
 about it now is its newest (current) one: listings, similarity searches and embedding backfills read that
 one, the changes feed says which analysis a new one supersedes, and `flask retag` brings every stored
 image up to the serving bundles."""
+import datetime as dt
 import io
 
 from sqlalchemy import select
@@ -135,3 +136,33 @@ def test_labels_carried_to_the_current_analysis_vote_once(app, client, label_vot
     label_votes.wait()
     label_votes.refresh()
     assert label_votes.rows == 1  # the superseded item's labels no longer vote beside the carried ones
+
+
+def test_prune_superseded_deletes_old_analyses_after_their_grace_period(app, client):
+    long_ago, recently = garment_photo((120, 40, 160), seed=16), garment_photo((160, 120, 40), seed=17)
+    old_first, recent_first = upload(client, long_ago), upload(client, recently)
+    assert client.put(f"/v1/items/{old_first['items'][0]['id']}/labels", json={"season": "Winter"}).status_code == 200
+    as_if_older_bundles_made(app, old_first, recent_first)
+    old_second, recent_second = upload(client, long_ago), upload(client, recently)
+    with app.app_context():  # the first image was analysed again ten days ago
+        session = db.session()
+        session.get(Analysis, old_second["id"]).created_at -= dt.timedelta(days=10)
+        session.commit()
+    runner = app.test_cli_runner()
+
+    dry = runner.invoke(args=["images", "prune-superseded", "--older-than-days", "7", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert f"would delete 1 superseded analyses ({len(old_first['items'])} items) of 1 images" in dry.output
+    assert client.get(f"/v1/analyses/{old_first['id']}").status_code == 200
+
+    done = runner.invoke(args=["images", "prune-superseded", "--older-than-days", "7"])
+    assert done.exit_code == 0, done.output
+    assert f"deleted 1 superseded analyses ({len(old_first['items'])} items) of 1 images" in done.output
+    assert client.get(f"/v1/analyses/{old_first['id']}").status_code == 404
+    for kept in (old_second, recent_first, recent_second):
+        assert client.get(f"/v1/analyses/{kept['id']}").status_code == 200
+    assert listed(client, analyses="all") == item_ids(old_second) | item_ids(recent_first) | item_ids(recent_second)
+    labels = client.get(f"/v1/analyses/{old_second['id']}").json["items"][0]["labels"]
+    assert labels["tags"] == {"season": "Winter"}  # carried to the current analysis, kept there
+    again = runner.invoke(args=["images", "prune-superseded", "--older-than-days", "7"])
+    assert "deleted 0 superseded analyses (0 items) of 0 images" in again.output
