@@ -25,7 +25,7 @@ from ..auth import SESSION_KEY_ID, current_client, find_key
 from ..errors import ApiError
 from ..fetch import FetchedImage
 from ..filters import TASK_FILTERS, ItemFilters
-from ..models import Item, Thumbnail
+from ..models import Analysis, Item, Thumbnail
 from ..models_api import tag_precision
 from ..store import get_analysis, image_json, item_json, query_item_rows
 from . import overlays
@@ -122,6 +122,8 @@ def detail(analysis_id: int):
     if analysis is None:
         raise ApiError("not_found", f"no analysis {analysis_id}")
     items = [item_json(item) for item in analysis.items]
+    # The image's current analysis, when this one was superseded by newer model bundles (app.models).
+    current_id = db.session().scalar(select(func.max(Analysis.id)).where(Analysis.image_id == analysis.image_id))
     selected_id = request.args.get("item", type=int) or items[0]["id"]
     if selected_id not in {item["id"] for item in items}:
         raise ApiError("not_found", f"analysis {analysis_id} has no item {selected_id}")
@@ -140,6 +142,7 @@ def detail(analysis_id: int):
     precision = (tag_precision(pipeline) if pipeline is not None
                  and analysis.bundles.get("classifier") == pipeline.bundles["classifier"] else {})
     return render_template("catalogue/detail.html", analysis=analysis, items=items, selected_id=selected_id,
+                           superseded_by=current_id if current_id != analysis.id else None,
                            similar=similar, similar_error=similar_error, task_order=TASK_ORDER, precision=precision,
                            # the labels a person may give: the serving classifier's (no form while it cannot load)
                            choices=pipeline.classifier.taxonomy.labels if pipeline is not None else {},

@@ -65,6 +65,13 @@ def test_listings_searches_and_the_feed_read_each_images_current_analysis(app, c
     kept = client.get(f"/v1/images/{first['image']['id']}").json["analyses"]
     assert [(a["id"], a["current"]) for a in kept] == [(second["id"], True), (first["id"], False)]
 
+    # The catalogue page lists the current items and points from a superseded analysis to the current one.
+    grid = client.get("/catalogue?kind=product").get_data(as_text=True)
+    assert f"/catalogue/analyses/{second['id']}" in grid and f"/catalogue/analyses/{first['id']}" not in grid
+    old_page = client.get(f"/catalogue/analyses/{first['id']}").get_data(as_text=True)
+    assert 'id="superseded"' in old_page and f"/catalogue/analyses/{second['id']}" in old_page
+    assert 'id="superseded"' not in client.get(f"/catalogue/analyses/{second['id']}").get_data(as_text=True)
+
     # Similarity searches never answer a superseded item, even from the same image when asked for it.
     for query_item in (second["items"][0]["id"], first["items"][0]["id"]):
         found = client.get(f"/v1/items/{query_item}/similar?k=20&same_image=true")
