@@ -26,14 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
-from sqlalchemy import text  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from app import changes  # noqa: E402
-from app.db import make_engine, upgrade  # noqa: E402
-from app.models import TASK_COLUMNS, Analysis, Base, Change, ImageRecord, Item  # noqa: E402
+from app.models import TASK_COLUMNS, Analysis, Change, ImageRecord, Item  # noqa: E402
 from app.store import save_analysis  # noqa: E402
+from bench.databases import empty_database, move_sequences_past_given_ids  # noqa: E402
 from bench.results import write_report  # noqa: E402
 
 ITEMS = 4
@@ -117,18 +116,9 @@ def main() -> None:
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite in a temp folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        url = args.database_url or f"sqlite:///{folder}/changes.sqlite3"
-        upgrade(url)
-        engine = make_engine(url)
-        if url.startswith("postgresql"):
-            with engine.begin() as connection:
-                connection.execute(text("TRUNCATE " + ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-                                        + " RESTART IDENTITY CASCADE"))
+        engine = empty_database(args.database_url, folder, "changes")
         fill(engine, args.analyses)
-        if url.startswith("postgresql"):  # the bulk rows' ids were given: move the sequences past them
-            with engine.begin() as connection:
-                for table in ("images", "analyses"):
-                    connection.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+        move_sequences_past_given_ids(engine, ("images", "analyses"))
         reads = []
         for limit in (100, 500):
             for expand in (True, False):

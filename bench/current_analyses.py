@@ -34,10 +34,10 @@ from sqlalchemy.orm import Session  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from app import retag  # noqa: E402
-from app.db import make_engine, upgrade  # noqa: E402
 from app.filters import ItemFilters  # noqa: E402
-from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, ImageSource, Item  # noqa: E402
+from app.models import TASK_COLUMNS, Analysis, ImageRecord, ImageSource, Item  # noqa: E402
 from app.store import encode_cursor, query_item_rows  # noqa: E402
+from bench.databases import empty_database  # noqa: E402
 from bench.results import write_report  # noqa: E402
 
 ITEMS = 4
@@ -100,13 +100,7 @@ def main() -> None:
     parser.add_argument("--database-url", help="an empty PostgreSQL database (default: SQLite in a temp folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        url = args.database_url or f"sqlite:///{folder}/current.sqlite3"
-        upgrade(url)
-        engine = make_engine(url)
-        if url.startswith("postgresql"):
-            with engine.begin() as connection:
-                connection.execute(text("TRUNCATE " + ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-                                        + " RESTART IDENTITY CASCADE"))
+        engine = empty_database(args.database_url, folder, "current")
         filled = fill(engine, args.images, args.superseded)
         with engine.begin() as connection:  # fresh statistics for the planner, as a live database keeps them
             connection.execute(text("ANALYZE"))
