@@ -40,6 +40,7 @@ def print_summary(summary: dict) -> None:
 
 def init_app(app: Flask) -> None:
     from .. import db
+    from ..errors import ApiError
     from ..models import JOB_STATES, Job
     from . import service
     from .api import submit
@@ -49,7 +50,6 @@ def init_app(app: Flask) -> None:
         run in this process) follow them with a progress bar and print each job's summary."""
         limit = app.config["SETTINGS"].job_max_urls
         embedded = not app.config["SETTINGS"].broker_url
-        from ..errors import ApiError
 
         with app.test_request_context():
             try:
@@ -90,7 +90,10 @@ def init_app(app: Flask) -> None:
         bundles made (app/retag.py): their source URLs are submitted as batch jobs."""
         from .. import retag as retag_module
 
-        pipeline = app.extensions["pipeline"].load(notify=False)
+        try:
+            pipeline = app.extensions["pipeline"].load(notify=False)  # the serving analysis key
+        except ApiError as error:  # model_unavailable: say so, no traceback
+            raise click.ClickException(f"{error.code}: {error.detail}")
         with app.app_context():
             plan = retag_module.plan(db.session(), pipeline.bundle_key)
         click.echo(f"serving analysis key: {plan.serving_key}")
