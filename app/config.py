@@ -49,6 +49,9 @@ class Settings:
     # Mix the tags with the labels of the nearest training images when the bundle has a neighbour vote
     # (classification/neighbour_vote.py; README, Models, "The neighbour vote"). Embeddings are unchanged.
     classifier_neighbour_vote: bool = True
+    # Mix some tasks with logistic regressions on the pooled features when the bundle has feature heads
+    # (classification/feature_heads.py; README, Models, "Feature heads"). Embeddings are unchanged.
+    classifier_feature_heads: bool = True
     # On the torch backend the classifier runs a channels-first copy of its network with the batch
     # normalisations folded (classification/serving_graph.py): the same outputs, a faster classify stage.
     classifier_serving_graph: bool = True
@@ -155,6 +158,7 @@ class Settings:
             classifier_bundle=Path(env.get("CLASSIFIER_BUNDLE", defaults.classifier_bundle)),
             classifier_flip_average=_mirror_view(env.get("CLASSIFIER_FLIP_AVERAGE"), defaults.classifier_flip_average),
             classifier_neighbour_vote=_bool(env.get("CLASSIFIER_NEIGHBOUR_VOTE"), defaults.classifier_neighbour_vote),
+            classifier_feature_heads=_bool(env.get("CLASSIFIER_FEATURE_HEADS"), defaults.classifier_feature_heads),
             classifier_serving_graph=_bool(env.get("CLASSIFIER_SERVING_GRAPH"), defaults.classifier_serving_graph),
             label_vote=_bool(env.get("LABEL_VOTE"), defaults.label_vote),
             label_vote_sync_seconds=float(env.get("LABEL_VOTE_SYNC_SECONDS", defaults.label_vote_sync_seconds)),

@@ -97,11 +97,17 @@ def vote_version(classifier) -> str | None:
     return classifier.neighbour_vote.version if classifier.neighbour_vote else None
 
 
+def heads_version(classifier) -> str | None:
+    return classifier.feature_heads.version if classifier.feature_heads else None
+
+
 def measured_as_served(classifier) -> bool:
-    """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote)."""
+    """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote,
+    feature heads)."""
     measured_as = classifier.manifest.get("inference") or {}
     return (measured_as.get("flip_average") == classifier.flip_average
-            and measured_as.get("neighbour_vote") == vote_version(classifier))
+            and measured_as.get("neighbour_vote") == vote_version(classifier)
+            and measured_as.get("feature_heads") == heads_version(classifier))
 
 
 def tag_precision(pipeline: Pipeline) -> dict[str, dict[str, float | None]]:
@@ -124,6 +130,7 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
         "name": manifest["name"], "version": manifest["version"], "served_as": classifier.versions,
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
         "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
+        "feature_heads": heads_version(classifier),
         "held_out": held_out,
         "embedding": {"version": pipeline.embedding_model, "dim": classifier.embedding_dim},
     }

@@ -71,6 +71,7 @@ class Pipeline:
                             compute_dtype=settings.detector_compute_dtype)
         classifier = Classifier(settings.classifier_bundle, flip_average=settings.classifier_flip_average,
                                 neighbour_vote=settings.classifier_neighbour_vote,
+                                feature_heads=settings.classifier_feature_heads,
                                 serving_graph=settings.classifier_serving_graph)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score)

@@ -93,7 +93,7 @@ def main(argv=None) -> dict:
 
     probs, base_features, ms_per_image = {}, {}, {}
     for size in sizes:
-        at_size = Classifier(args.bundle, batch_size=64, input_size=size, neighbour_vote=False)
+        at_size = Classifier(args.bundle, batch_size=64, input_size=size, neighbour_vote=False, feature_heads=False)
         label = f"{size[0]}x{size[1]}"
         probs[label], seconds, count = {}, 0.0, 0
         for name, batch_images in images.items():

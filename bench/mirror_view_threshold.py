@@ -54,7 +54,8 @@ def mixed(one: dict[str, np.ndarray], mirror: dict[str, np.ndarray], second: np.
 
 def check_served_the_same(bundle: Path, batch: np.ndarray, one: dict, mirror: dict) -> None:
     """The re-scoring below must be what the classifier serves at a threshold: run it and compare."""
-    served = Classifier(bundle, batch_size=16, flip_average=CHECKED_THRESHOLD, neighbour_vote=False).predict_proba_preprocessed(batch)
+    served = Classifier(bundle, batch_size=16, flip_average=CHECKED_THRESHOLD, neighbour_vote=False,
+                        feature_heads=False).predict_proba_preprocessed(batch)
     n = len(batch)
     second = needs_mirror_view(one["articleType"][:n], CHECKED_THRESHOLD)
     expected = mixed({t: p[:n] for t, p in one.items()}, {t: p[:n] for t, p in mirror.items()}, second)
@@ -71,7 +72,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--thresholds", type=float, nargs="+", default=THRESHOLDS)
     args = parser.parse_args(argv)
 
-    classifier = Classifier(args.bundle, batch_size=128, flip_average=False, neighbour_vote=False)
+    classifier = Classifier(args.bundle, batch_size=128, flip_average=False, neighbour_vote=False,
+                            feature_heads=False)
     records = held_out_records(args.bundle, args.catalogue, args.photos, args.street)
     views = {}
     for kind, kind_records in records.items():

@@ -137,6 +137,11 @@ def vote_suffix(vote_version: str | None) -> str:
     return f"+vote-{vote_version}" if vote_version else ""
 
 
+def heads_suffix(heads_version: str | None) -> str:
+    """What a version gains from feature heads (classification.feature_heads): "+heads-<version>", or nothing."""
+    return f"+heads-{heads_version}" if heads_version else ""
+
+
 def mirror_suffix(flip_average: bool | float) -> str:
     """What a version gains from the mirror view: "+flip", "+flip<T" under confidence T, or nothing."""
     flip_average = mirror_policy(flip_average)

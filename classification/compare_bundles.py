@@ -23,7 +23,7 @@ from typing import Sequence
 
 from common.bundles import BundleError
 
-from .bundle import flip_average_of, mirror_suffix, vote_suffix
+from .bundle import flip_average_of, heads_suffix, mirror_suffix, vote_suffix
 from .metrics import PHOTO_KIND_FIGURES
 from .taxonomy import TASKS
 
@@ -78,7 +78,8 @@ def held_out_figures(folder: Path) -> Scored:
     # The same weights served with the mirror view or a neighbour vote are another candidate: the version
     # says which.
     version = (str(manifest.get("version", "?")) + mirror_suffix(flip_average_of(manifest))
-               + vote_suffix((manifest.get("inference") or {}).get("neighbour_vote")))
+               + vote_suffix((manifest.get("inference") or {}).get("neighbour_vote"))
+               + heads_suffix((manifest.get("inference") or {}).get("feature_heads")))
     return Scored(bundle=str(folder), version=version, figures=figures, intervals=bounds)
 
 

@@ -209,13 +209,22 @@ def neighbour_vote_sentence(classifier: Classifier) -> str:
             f"weight {vote.weight:g}) of {vote.row_count} training images.")
 
 
+def feature_heads_sentence(classifier: Classifier) -> str:
+    heads = classifier.feature_heads
+    if heads is None:
+        return ""
+    return (f"Then mixed with the feature heads `{heads.version}` ("
+            + ", ".join(f"{h.task}: weight {h.weight:g}" for h in heads.heads) + ").")
+
+
 def _interval_text(interval) -> str:
     return f"{interval[0]:.4f}-{interval[1]:.4f}" if interval else "-"
 
 
 def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
     out = [f"# Evaluation of `{classifier.bundle_dir.name}` ({classifier.manifest.get('version', '')})", "",
-           mirror_view_sentence(classifier.flip_average), neighbour_vote_sentence(classifier), ""]
+           mirror_view_sentence(classifier.flip_average), neighbour_vote_sentence(classifier),
+           feature_heads_sentence(classifier), ""]
     catalogue = reports.get("catalogue")
     if catalogue:
         out += [f"## Catalogue thumbnails ({catalogue['images']} images)", "",
@@ -264,7 +273,8 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
     if update_manifest:
         manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
         manifest["inference"] = {"flip_average": classifier.flip_average, "neighbour_vote":
-                                 classifier.neighbour_vote.version if classifier.neighbour_vote else None}
+                                 classifier.neighbour_vote.version if classifier.neighbour_vote else None,
+                                 "feature_heads": classifier.feature_heads.version if classifier.feature_heads else None}
         manifest["metrics"] = {**summary(reports), "intervals_95": intervals_summary(reports),
                                "report": "evaluation/report.md",
                                "definitions": {

@@ -10,9 +10,10 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import flip_average_of, load_bundle, mirror_policy, served_version, vote_suffix
+from .bundle import flip_average_of, heads_suffix, load_bundle, mirror_policy, served_version, vote_suffix
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
+from .feature_heads import load_heads
 from .neighbour_vote import NeighbourVote, load_vote, project
 from .preprocess import preprocess_batch
 from .serving_graph import for_serving
@@ -32,13 +33,16 @@ def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float
 
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
-                 flip_average: bool | float | None = None, neighbour_vote: bool = True, serving_graph: bool = True):
+                 flip_average: bool | float | None = None, neighbour_vote: bool = True, serving_graph: bool = True,
+                 feature_heads: bool = True):
         """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
         its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
         honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
         view only to images whose top articleType probability is under it (bundle.mirror_policy).
         `neighbour_vote` (when the bundle has one) mixes the tags with the labels of the nearest training
-        images (classification.neighbour_vote); embeddings stay the model's own. `serving_graph`: on the
+        images (classification.neighbour_vote); embeddings stay the model's own. `feature_heads` (when the
+        bundle has them) mixes some tasks with logistic regressions on the pooled features, after the vote
+        (classification.feature_heads). `serving_graph`: on the
         torch backend, run the network as its channels-first copy with folded batch normalisations
         (classification.serving_graph: the same outputs to float rounding, a faster call)."""
         self.bundle_dir = Path(bundle_dir)
@@ -57,8 +61,11 @@ class Classifier:
         self.neighbour_vote = (load_vote(self.bundle_dir, self.embedding_head,
                                          (self.manifest.get("neighbour_vote") or {}).get("version"))
                                if neighbour_vote else None)
+        self.feature_heads = (load_heads(self.bundle_dir, (self.manifest.get("feature_heads") or {}).get("version"))
+                              if feature_heads else None)
         served_as = served_version(self.manifest, self.flip_average) + vote_suffix(
-            self.neighbour_vote.version if self.neighbour_vote else None)
+            self.neighbour_vote.version if self.neighbour_vote else None) + heads_suffix(
+            self.feature_heads.version if self.feature_heads else None)
         self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
         # Where the vote comes from at each call: the bundle's, unless a server adds rows to it (the items
         # people labelled, app/label_votes.py) by setting a callable that returns the vote to use.
@@ -76,17 +83,20 @@ class Classifier:
         """The served probabilities (with the neighbour vote, when there is one)."""
         if not len(batch):
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
-        if self.neighbour_vote is None:
+        if self.neighbour_vote is None and self.feature_heads is None:
             return self._forward(self.model, batch, TASKS)
         outputs = self._forward(self._two_output_model(), batch, (*TASKS, "embedding"))
         return self.voted(outputs.pop("embedding"), outputs)
 
     def voted(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The model's probabilities mixed with the neighbour vote of the images' pooled features."""
+        """The served probabilities from the model's and the images' pooled features: mixed with the
+        neighbour vote, then with the feature heads (each where the bundle has them)."""
         vote = self.vote_source() if self.vote_source is not None else self.neighbour_vote
-        if vote is None:
-            return probs
-        return vote.mix(probs, project(self.embedding_head, features))
+        if vote is not None:
+            probs = vote.mix(probs, project(self.embedding_head, features))
+        if self.feature_heads is not None:
+            probs = self.feature_heads.mix(probs, features)
+        return probs
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged

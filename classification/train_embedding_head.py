@@ -152,7 +152,7 @@ def bundle_features(args) -> tuple[dict, Classifier, dict, dict, dict]:
     manifest = read_manifest(args.bundle)
     split = json.loads((args.bundle / "split.json").read_text())
     records, by_kind = read_records(args, Taxonomy.from_dict(manifest["taxonomy"]), split)
-    classifier = Classifier(args.bundle, neighbour_vote=False)
+    classifier = Classifier(args.bundle, neighbour_vote=False, feature_heads=False)
     features, probs = {}, {}
     for kind in by_kind:
         keys = [key for key in records if key[0] == kind]

@@ -26,6 +26,8 @@ def test_settings_from_the_environment():
             Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": bad})
     assert Settings.from_env({}).classifier_neighbour_vote is True
     assert Settings.from_env({"CLASSIFIER_NEIGHBOUR_VOTE": "off"}).classifier_neighbour_vote is False
+    assert Settings.from_env({}).classifier_feature_heads is True
+    assert Settings.from_env({"CLASSIFIER_FEATURE_HEADS": "0"}).classifier_feature_heads is False
 
 
 def test_embedded_defaults():

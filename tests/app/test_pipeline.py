@@ -123,6 +123,15 @@ def test_the_neighbour_vote_setting_reaches_the_classifier_and_the_bundle_key(pi
     assert plain.embedding_model == pipeline.embedding_model
 
 
+def test_the_feature_heads_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):
+    monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
+    # The served bundle has a gender feature head; the setting turns it off, the same way as the vote.
+    assert pipeline.classifier.feature_heads is not None and "+heads-" in pipeline.bundle_key
+    plain = Pipeline.load(Settings.from_env({"CLASSIFIER_FEATURE_HEADS": "0"}))
+    assert plain.classifier.feature_heads is None and "+heads-" not in plain.bundle_key
+    assert "+vote-" in plain.bundle_key and plain.embedding_model == pipeline.embedding_model
+
+
 def test_the_response_and_the_stored_item_say_the_category_was_constrained(settings, pipeline, monkeypatch):
     app = create_app(settings)
     shoe = Detection((75.0, 80.0, 225.0, 240.0), np.ones((400, 300), dtype=bool), "footwear", 0.61)

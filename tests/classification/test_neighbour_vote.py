@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from classification.embedding_head import EmbeddingHead, l2_normalise
+from classification.feature_heads import HEADS_FILE
 from common.bundles import BundleError
 from classification.inference import Classifier
 from classification.neighbour_vote import NO_LABEL, VOTE_FILE, NeighbourVote, load_vote, project, vote_rows
@@ -107,7 +108,8 @@ def test_parameters_are_checked():
 def bundle_with_a_vote(tmp_path_factory):
     """A copy of the served bundle with a vote of 40 random rows in its head's space."""
     folder = tmp_path_factory.mktemp("bundle") / "fashion-lite0"
-    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", VOTE_FILE))
+    # without the served feature heads: this compares the vote alone with what serves
+    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", VOTE_FILE, HEADS_FILE))
     plain = Classifier(folder)
     rng = np.random.default_rng(3)
     tasks = plain.taxonomy.labels

@@ -1,0 +1,108 @@
+"""Feature heads: logistic regressions on the pooled features, mixed into the served probabilities."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from classification.feature_heads import HEADS_FILE, FeatureHeads, fit_head, load_heads
+from classification.inference import Classifier
+from classification.neighbour_vote import project
+from common.bundles import BundleError
+
+BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0"
+
+
+def blobs(n: int = 300, dim: int = 16, classes: int = 3, seed: int = 0):
+    """Features around one centre per class, labels 0..classes-1 (and some unknown: -1)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dim)) * 3
+    labels = rng.integers(0, classes, n)
+    features = (centres[labels] + rng.normal(size=(n, dim))).astype(np.float32) * 5 + 40  # unscaled on purpose
+    labels[::10] = -1
+    return features, labels
+
+
+def test_a_fitted_head_reads_the_labels_and_never_gives_a_class_no_image_had():
+    features, labels = blobs()
+    head = fit_head("gender", features[:200], labels[:200], classes=5, c=1.0, weight=0.5)
+    probs = head.probabilities(features[200:])
+    np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-5)
+    known = labels[200:] >= 0
+    assert (probs.argmax(axis=1) == labels[200:])[known].mean() > 0.95
+    assert probs[:, 3:].max() < 1e-6  # classes 3 and 4: no training row carried them
+
+    two = np.where(labels == 2, 1, labels)  # two classes: sklearn keeps one row of weights
+    pair = fit_head("gender", features, two, classes=5, c=1.0, weight=1.0).probabilities(features)
+    assert (pair.argmax(axis=1) == two)[two >= 0].mean() > 0.95 and pair[:, 2:].max() < 1e-6
+
+
+def test_the_weight_mixes_and_a_saved_head_loads_the_same(tmp_path):
+    features, labels = blobs()
+    head = fit_head("gender", features, labels, classes=3, c=0.1, weight=0.25)
+    heads = FeatureHeads((head,))
+    probs = {"gender": np.full((len(features), 3), 1 / 3, np.float32), "usage": np.eye(3, dtype=np.float32)[labels % 3]}
+    mixed = heads.mix(probs, features)
+    np.testing.assert_allclose(mixed["gender"], 0.75 / 3 + 0.25 * head.probabilities(features), atol=1e-6)
+    assert mixed["usage"] is probs["usage"]  # a task without a head is left as it is
+    heads.save(tmp_path)
+    loaded = load_heads(tmp_path, heads.version)
+    assert loaded.version == heads.version
+    np.testing.assert_allclose(loaded.mix(probs, features)["gender"], mixed["gender"], atol=1e-6)
+    with pytest.raises(BundleError, match="does not match the manifest"):
+        load_heads(tmp_path, "000000000000")
+    assert load_heads(tmp_path / "elsewhere") is None
+
+
+def test_the_classifier_serves_the_heads_after_the_vote_and_names_them(tmp_path):
+    folder = tmp_path / "fashion-lite0"
+    shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", HEADS_FILE))
+    plain = Classifier(folder, feature_heads=False)
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 255, (90, 60, 3), dtype=np.uint8) for _ in range(6)]
+    features, probs = plain.embedding_inputs(images)
+    head = fit_head("gender", rng.normal(size=(60, features.shape[1])).astype(np.float32),
+                    rng.integers(0, 5, 60), classes=5, c=1.0, weight=0.5)
+    heads = FeatureHeads((head,))
+    heads.save(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["feature_heads"] = {"version": heads.version}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    served = Classifier(folder)
+    voted = plain.neighbour_vote.mix(probs, project(plain.embedding_head, features))
+    expected = heads.mix(voted, features)
+    got = served.predict_proba(images)
+    for task in probs:
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-5)
+    assert not np.allclose(got["gender"], voted["gender"])
+    tags, embeddings = served.predict_with_embeddings(images)
+    assert tags == served.describe(expected)
+    np.testing.assert_allclose(embeddings, plain.embed(images), atol=1e-5)  # the embedding space is unchanged
+    assert all(v.split("/")[0].endswith(f"+heads-{heads.version}") for v in served.versions.values())
+    assert not any("+heads" in v for v in plain.versions.values())
+
+
+def test_the_fit_cli_chooses_on_the_catalogue_validation_split(trained_bundle, tiny_catalogue, tmp_path):
+    from classification import fit_feature_heads
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    report = fit_feature_heads.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue),
+                                     "--run-dir", str(tmp_path / "run"), "--image-cache", str(trained_bundle["run_dir"]),
+                                     "--tasks", "gender,usage", "--write"])
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    for task in ("gender", "usage"):
+        chosen = report["tasks"][task]
+        best = max(chosen["candidates"], key=lambda c: (c["val"], -c["weight"], -c["C"]))
+        assert (chosen["C"], chosen["weight"]) == (best["C"], best["weight"])
+        assert chosen["after"] == {"catalogue/val": best["val"], "catalogue/test": best["test"]}
+    written = [t for t in ("gender", "usage") if report["tasks"][t]["weight"] > 0]
+    classifier = Classifier(bundle)
+    if written:
+        assert manifest["feature_heads"]["version"] == report["version"] == classifier.feature_heads.version
+        assert [h.task for h in classifier.feature_heads.heads] == written
+    else:  # nothing helped on these tiny images: no heads written
+        assert "feature_heads" not in manifest and classifier.feature_heads is None
+    assert classifier.predict([np.full((80, 60, 3), 128, np.uint8)])[0]["gender"]["label"]
