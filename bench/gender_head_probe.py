@@ -16,7 +16,6 @@ Writes bench/results/gender-head-probe-<time>.json.
 from __future__ import annotations
 
 import argparse
-import itertools
 import sys
 from pathlib import Path
 
