@@ -80,7 +80,7 @@ class Classifier:
         return self.predict_proba_preprocessed(batch)
 
     def predict_proba_preprocessed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The served probabilities (with the neighbour vote, when there is one)."""
+        """The served probabilities (with the neighbour vote and the feature heads, where the bundle has them)."""
         if not len(batch):
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
         if self.neighbour_vote is None and self.feature_heads is None:
