@@ -66,7 +66,7 @@ class Analysis(Base):
                       {"sqlite_autoincrement": True})  # ids are never reused after a refresh
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), index=True)
-    bundle_key: Mapped[str] = mapped_column(String(200))
+    bundle_key: Mapped[str] = mapped_column(String(1000))  # every serving option that changes the tags (0010)
     bundles: Mapped[dict] = mapped_column(JSON)
     timings_ms: Mapped[dict] = mapped_column(JSON)
     source_url: Mapped[str | None] = mapped_column(Text)

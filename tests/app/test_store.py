@@ -16,16 +16,26 @@ from app.models import TASK_COLUMNS, Analysis, Base, ImageRecord, Item
 # The tables each later revision adds: a database migrated to an earlier one lacks them, and nothing else.
 LATER_TABLES = {"0009": ("changes", "changes_pruned", "change_subscriptions")}
 TABLES_ADDED = {"0007": ("item_labels", "job_idempotency_keys", *LATER_TABLES["0009"]),
-                "0008": ("job_idempotency_keys", *LATER_TABLES["0009"]), **LATER_TABLES}
+                "0008": ("job_idempotency_keys", *LATER_TABLES["0009"]), **LATER_TABLES, "0010": ()}
+
+
+# Columns a later revision widens: (table, column) -> that revision.
+LATER_COLUMN_TYPES = {("analyses", "bundle_key"): "0010"}
 
 
 def schema_diff_before(revision: str, connection) -> list:
     """The models against a database migrated to the revision before `revision`, but for the tables it and
-    the later revisions add."""
+    the later revisions add and the columns later revisions widen."""
     added = TABLES_ADDED[revision]
+
+    def widened_later(change) -> bool:  # a column type change comes as a list of one ("modify_type", ...)
+        return (isinstance(change, list) and change[0][0] == "modify_type"
+                and LATER_COLUMN_TYPES.get((change[0][2], change[0][3]), "") >= revision)
+
     return [change for change in compare_metadata(MigrationContext.configure(connection), Base.metadata)
-            if not (change[0] == "add_table" and change[1].name in added)
-            and not (change[0] == "add_index" and change[1].table.name in added)]
+            if not widened_later(change)
+            and not (isinstance(change, tuple) and change[0] == "add_table" and change[1].name in added)
+            and not (isinstance(change, tuple) and change[0] == "add_index" and change[1].table.name in added)]
 
 
 def test_migrations_match_the_models(database_url):
@@ -266,7 +276,7 @@ def test_migration_0009_the_feed_starts_with_every_analysis_stored_before_it(emp
     upgrade(url, "0009")
     engine = make_engine(url)
     with engine.connect() as connection:
-        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert schema_diff_before("0010", connection) == []
         rows = connection.execute(text("SELECT id, xid, type, image_id, analysis_id, detail FROM changes ORDER BY id")).all()
     assert [(r.id, r.xid, r.type, r.image_id, r.analysis_id) for r in rows] == [
         (1, 0, "analysis.created", 2, 1), (2, 0, "analysis.created", 1, 2), (3, 0, "analysis.created", 2, 3)]
@@ -277,5 +287,37 @@ def test_migration_0009_the_feed_starts_with_every_analysis_stored_before_it(emp
     engine = create_engine(url)
     with engine.connect() as connection:
         assert not set(LATER_TABLES["0009"]) & set(inspect(connection).get_table_names())
+        assert connection.execute(text("SELECT count(*) FROM analyses")).scalar() == 3
+    engine.dispose()
+
+
+def test_an_analysis_key_longer_than_200_characters_is_stored(database_url):
+    """The served key names every option that changes the tags (207 characters with feature heads):
+    PostgreSQL refused it before migration 0010."""
+    from app.store import save_analysis
+
+    engine = make_engine(database_url)
+    key = "detector:v|" + "classifier:v+flip+vote-abcdef123456+heads-abcdef123456/category|" * 8
+    with Session(engine) as session:
+        analysis, created = save_analysis(session, sha256="d" * 64, width=10, height=10, url=None, bundle_key=key,
+                                          bundles={}, timings={}, items=_items(), refresh=False)
+        assert created and len(key) > 500 and session.get(Analysis, analysis.id).bundle_key == key
+    engine.dispose()
+
+
+def test_migration_0010_widens_the_analysis_key_and_back(empty_database_url):
+    url = empty_database_url
+    upgrade(url, "0009")
+    insert_images_and_analyses(url, images=2, analyses_of=[2, 1, 2])
+    upgrade(url, "0010")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+        assert connection.execute(text("SELECT count(*) FROM analyses")).scalar() == 3
+    engine.dispose()
+    command.downgrade(alembic_config(url), "0009")
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        assert schema_diff_before("0010", connection) == []
         assert connection.execute(text("SELECT count(*) FROM analyses")).scalar() == 3
     engine.dispose()
