@@ -69,16 +69,16 @@ def init_app(app: Flask) -> None:
         from tqdm import tqdm
 
         from . import db
-        from .deletion import prune_superseded
+        from .deletion import delete_superseded, find_superseded
 
         with app.app_context():
             session = db.session()
-            counted = prune_superseded(session, dt.timedelta(days=older_than_days), dry_run=True)
-            if not dry_run and counted.analyses:
-                with tqdm(total=counted.analyses, desc="deleting superseded analyses", unit="analysis") as bar:
-                    counted = prune_superseded(session, dt.timedelta(days=older_than_days), progress=bar.update)
+            found = find_superseded(session, dt.timedelta(days=older_than_days))
+            if not dry_run and found.ids:
+                with tqdm(total=len(found.ids), desc="deleting superseded analyses", unit="analysis") as bar:
+                    delete_superseded(session, found, progress=bar.update)
         verb = "would delete" if dry_run else "deleted"
-        click.echo(f"{verb} {counted.analyses} superseded analyses ({counted.items} items) of {counted.images} images")
+        click.echo(f"{verb} {len(found.ids)} superseded analyses ({found.items} items) of {found.images} images")
 
     @images_group.command("forget")
     @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))

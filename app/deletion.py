@@ -130,10 +130,12 @@ def forget_url(session: Session, url: str, thumbnail_dir: Path | None) -> Forgot
 
 
 @dataclasses.dataclass
-class PrunedAnalyses:
-    analyses: int
+class SupersededAnalyses:
+    """The analyses a prune would delete: found once, then deleted batch by batch."""
+    cutoff: dt.datetime
+    ids: list[int]
     items: int
-    images: int  # images that lost at least one superseded analysis
+    images: int  # images that lose at least one superseded analysis
 
 
 def superseded_before(cutoff: dt.datetime):
@@ -142,28 +144,29 @@ def superseded_before(cutoff: dt.datetime):
     return exists().where(newer.image_id == Analysis.image_id, newer.id > Analysis.id, newer.created_at < cutoff)
 
 
-def prune_superseded(session: Session, older_than: dt.timedelta, dry_run: bool = False, batch: int = 200,
-                     progress=None) -> PrunedAnalyses:
-    """Delete the analyses superseded more than `older_than` ago, with their items and embeddings, one
-    transaction per `batch` analyses (an interrupted prune leaves whole analyses; run it again)."""
-    condition = superseded_before(utcnow() - older_than)
-    rows = session.execute(select(Analysis.id, Analysis.image_id).where(condition).order_by(Analysis.id)).all()
+def find_superseded(session: Session, older_than: dt.timedelta) -> SupersededAnalyses:
+    """The analyses superseded more than `older_than` ago, with how many items and images they touch."""
+    cutoff = utcnow() - older_than
+    rows = session.execute(select(Analysis.id, Analysis.image_id).where(superseded_before(cutoff))
+                           .order_by(Analysis.id)).all()
     ids = [row.id for row in rows]
     items = sum(session.scalar(select(func.count()).select_from(Item).where(Item.analysis_id.in_(ids[i:i + 1000])))
                 for i in range(0, len(ids), 1000))
-    result = PrunedAnalyses(len(ids), items, len({row.image_id for row in rows}))
     session.rollback()
-    if dry_run:
-        return result
-    for start in range(0, len(ids), batch):
-        chunk = ids[start:start + batch]
+    return SupersededAnalyses(cutoff, ids, items, len({row.image_id for row in rows}))
+
+
+def delete_superseded(session: Session, found: SupersededAnalyses, batch: int = 200, progress=None) -> None:
+    """Delete what find_superseded found, with their items and embeddings, one transaction per `batch`
+    analyses (an interrupted prune leaves whole analyses; run it again)."""
+    for start in range(0, len(found.ids), batch):
+        chunk = found.ids[start:start + batch]
         try:
             # Checked again in the transaction that deletes: a superseded analysis stays superseded.
-            session.execute(delete(Analysis).where(Analysis.id.in_(chunk), condition))
+            session.execute(delete(Analysis).where(Analysis.id.in_(chunk), superseded_before(found.cutoff)))
             session.commit()
         except Exception:
             session.rollback()
             raise
         if progress is not None:
             progress(len(chunk))
-    return result

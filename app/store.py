@@ -159,11 +159,12 @@ def image_json(session: Session, image_id: int) -> dict | None:
                               .order_by(ImageSource.last_seen_at.desc(), ImageSource.id.desc())).all()
     analyses = session.scalars(select(Analysis).where(Analysis.image_id == image_id)
                                .order_by(Analysis.created_at.desc(), Analysis.id.desc())).all()
+    current = max((a.id for a in analyses), default=None)
     return {"id": image.id, "sha256": image.sha256, "width": image.width, "height": image.height,
             "created_at": iso_utc(image.created_at),
             "urls": [{"url": s.url, "last_seen_at": iso_utc(s.last_seen_at)} for s in sources],
             "analyses": [{"id": a.id, "bundles": a.bundles, "created_at": iso_utc(a.created_at),
-                          "current": a.id == max(b.id for b in analyses)} for a in analyses]}
+                          "current": a.id == current} for a in analyses]}
 
 
 # ---- catalogue query ----------------------------------------------------------------------------------------
