@@ -214,7 +214,8 @@ def feature_heads_sentence(classifier: Classifier) -> str:
     if heads is None:
         return ""
     return (f"Then mixed with the feature heads `{heads.version}` ("
-            + ", ".join(f"{h.task}: weight {h.weight:g}" for h in heads.heads) + ").")
+            + ", ".join(f"{h.task}: weight {h.weight:g}" + (" x the kind gate's catalogue probability" if h.gated else "")
+                        for h in heads.heads) + ").")
 
 
 def _interval_text(interval) -> str:

@@ -2,13 +2,18 @@
 
 The network's heads were trained jointly with every other task, on augmented images, for as long as the
 2-core budget allowed. A multinomial logistic regression fitted to convergence on the pooled trunk
-features of the bundle's un-augmented training images (the mirror view, as served) reads some tasks
-better: for catalogue gender it is a second opinion that lifts the served figure by a point
-(bench/gender_head_probe.py). A bundle with feature heads (`feature_heads.npz`) keeps, per task, the
-standardisation of the features, the regression's weights and the mixing weight w: the served
-probabilities are (1 - w) x the model's (after the neighbour vote) + w x the regression's. C and w are
-chosen on the catalogue validation split (classification.fit_feature_heads). The heads name themselves in
-the tag versions (`+heads-<version>`); embeddings are unchanged.
+features of the bundle's un-augmented catalogue training thumbnails (the mirror view, as served) reads
+some tasks better: for catalogue gender it is a second opinion that lifts the served figure by a point.
+A bundle with feature heads (`feature_heads.npz`) keeps, per task, the standardisation of the features,
+the regression's weights and the mixing weight w: the served probabilities are (1 - w) x the model's
+(after the neighbour vote) + w x the regression's. C and w are chosen on the catalogue validation split
+(classification.fit_feature_heads). The heads name themselves in the tag versions (`+heads-<version>`);
+embeddings are unchanged.
+
+A gated head is trusted only as far as the image looks like a catalogue thumbnail: its w is scaled by the
+probability the bundle's kind gate (a logistic regression telling its training kinds apart on the same
+features) gives the catalogue. The category heads need it: fitted on thumbnails alone they lift the
+catalogue's articleType and cost phone photos and street crops several points when mixed in everywhere.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class FeatureHead:
     coef: np.ndarray  # (classes, features); a class no training image had never wins (intercept below)
     intercept: np.ndarray  # (classes,)
     weight: float  # the regression's share of the served probabilities
+    gated: bool = False  # the share scaled by the kind gate's catalogue probability (FeatureHeads.gate)
 
     def probabilities(self, features: np.ndarray) -> np.ndarray:
         logits = ((np.asarray(features, np.float32) - self.mean) / self.scale) @ self.coef.T + self.intercept
@@ -43,33 +49,65 @@ class FeatureHead:
 
 
 @dataclasses.dataclass(frozen=True)
+class KindGate:
+    """Which kind of image (catalogue thumbnail, phone photo, street crop) features come from: a logistic
+    regression on the bundle's training images of each kind, read as the probability of the catalogue."""
+    kinds: tuple[str, ...]
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # (kinds, features)
+    intercept: np.ndarray  # (kinds,)
+
+    def catalogue_probability(self, features: np.ndarray) -> np.ndarray:
+        head = FeatureHead("kind", self.mean, self.scale, self.coef, self.intercept, 1.0)
+        return head.probabilities(features)[:, self.kinds.index("catalogue")]
+
+
+@dataclasses.dataclass(frozen=True)
 class FeatureHeads:
     heads: tuple[FeatureHead, ...]
+    gate: KindGate | None = None  # needed by gated heads
+
+    def __post_init__(self):
+        if self.gate is None and any(head.gated for head in self.heads):
+            raise ValueError("gated feature heads need a kind gate")
 
     @functools.cached_property
     def version(self) -> str:
         digest = hashlib.sha256()
         for head in self.heads:
-            digest.update(head.task.encode())
+            digest.update(head.task.encode() + (b"/gated" if head.gated else b""))
             for array in (head.mean, head.scale, head.coef, head.intercept, np.float64(head.weight)):
+                digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
+        if self.gate is not None:
+            digest.update(",".join(self.gate.kinds).encode())
+            for array in (self.gate.mean, self.gate.scale, self.gate.coef, self.gate.intercept):
                 digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
         return digest.hexdigest()[:12]
 
     def mix(self, probs: Mapping[str, np.ndarray], features: np.ndarray) -> dict[str, np.ndarray]:
         out = dict(probs)
+        if not len(features):
+            return out
+        catalogue = (self.gate.catalogue_probability(features)[:, None]
+                     if any(head.gated and head.task in out for head in self.heads) else None)
         for head in self.heads:
-            if head.task in out and len(features):
-                out[head.task] = ((1 - head.weight) * out[head.task]
-                                  + head.weight * head.probabilities(features)).astype(np.float32)
+            if head.task in out:
+                weight = head.weight * catalogue if head.gated else head.weight
+                out[head.task] = ((1 - weight) * out[head.task] + weight * head.probabilities(features)).astype(np.float32)
         return out
 
     def save(self, folder: Path) -> Path:
         arrays = {"tasks": np.array([head.task for head in self.heads])}
         for head in self.heads:
             arrays |= {f"{head.task}/mean": head.mean.astype(np.float32), f"{head.task}/scale": head.scale.astype(np.float32),
-                       f"{head.task}/coef": head.coef.astype(np.float32),
+                       f"{head.task}/coef": head.coef.astype(np.float16),
                        f"{head.task}/intercept": head.intercept.astype(np.float32),
-                       f"{head.task}/weight": np.float64(head.weight)}
+                       f"{head.task}/weight": np.float64(head.weight), f"{head.task}/gated": np.bool_(head.gated)}
+        if self.gate is not None:
+            arrays |= {"gate/kinds": np.array(self.gate.kinds), "gate/mean": self.gate.mean.astype(np.float32),
+                       "gate/scale": self.gate.scale.astype(np.float32), "gate/coef": self.gate.coef.astype(np.float16),
+                       "gate/intercept": self.gate.intercept.astype(np.float32)}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path = Path(folder) / HEADS_FILE
@@ -84,18 +122,32 @@ def load_heads(folder: str | Path, expected_version: str | None = None) -> Featu
     if not path.is_file():
         return None
     with np.load(path) as arrays:
+        gate = (KindGate(tuple(str(k) for k in arrays["gate/kinds"]), arrays["gate/mean"], arrays["gate/scale"],
+                         arrays["gate/coef"].astype(np.float32), arrays["gate/intercept"]) if "gate/kinds" in arrays else None)
         heads = FeatureHeads(tuple(
-            FeatureHead(task, arrays[f"{task}/mean"], arrays[f"{task}/scale"], arrays[f"{task}/coef"],
-                        arrays[f"{task}/intercept"], float(arrays[f"{task}/weight"]))
-            for task in (str(t) for t in arrays["tasks"])))
+            FeatureHead(task, arrays[f"{task}/mean"], arrays[f"{task}/scale"], arrays[f"{task}/coef"].astype(np.float32),
+                        arrays[f"{task}/intercept"], float(arrays[f"{task}/weight"]),
+                        bool(arrays[f"{task}/gated"]) if f"{task}/gated" in arrays else False)
+            for task in (str(t) for t in arrays["tasks"])), gate)
     if expected_version is not None and heads.version != expected_version:
         raise BundleError(f"{path}: version {heads.version} does not match the manifest's {expected_version} "
                           "(corrupt or replaced file)")
     return heads
 
 
+def fit_gate(features_by_kind: Mapping[str, np.ndarray], c: float = 0.01) -> KindGate:
+    """The kind gate: a logistic regression (classes balanced) telling the kinds' features apart."""
+    kinds = tuple(features_by_kind)
+    if "catalogue" not in kinds or len(kinds) < 2:
+        raise ValueError(f"a kind gate needs the catalogue and another kind, got {list(kinds)}")
+    features = np.concatenate([features_by_kind[kind] for kind in kinds])
+    labels = np.concatenate([np.full(len(features_by_kind[kind]), i) for i, kind in enumerate(kinds)])
+    head = fit_head("kind", features, labels, len(kinds), c, 1.0, class_weight="balanced")
+    return KindGate(kinds, head.mean, head.scale, head.coef, head.intercept)
+
+
 def fit_head(task: str, features: np.ndarray, labels: np.ndarray, classes: int, c: float, weight: float,
-             seed: int = 0) -> FeatureHead:
+             seed: int = 0, gated: bool = False, class_weight: str | None = None) -> FeatureHead:
     """A multinomial logistic regression (L2, inverse strength `c`) on standardised `features` for the rows
     whose label is known (labels >= 0)."""
     from sklearn.linear_model import LogisticRegression
@@ -104,7 +156,7 @@ def fit_head(task: str, features: np.ndarray, labels: np.ndarray, classes: int, 
     x, y = np.asarray(features, np.float32)[known], labels[known]
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 1e-6, scale, 1.0).astype(np.float32)
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit((x - mean) / scale, y)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed, class_weight=class_weight).fit((x - mean) / scale, y)
     coef = np.zeros((classes, x.shape[1]), np.float32)
     intercept = np.full(classes, -1e4, np.float32)
     if len(model.classes_) == 2:  # sklearn keeps one row for two classes: the second's logit against the first's 0
@@ -112,4 +164,6 @@ def fit_head(task: str, features: np.ndarray, labels: np.ndarray, classes: int, 
         intercept[model.classes_[0]] = 0.0
     else:
         coef[model.classes_], intercept[model.classes_] = model.coef_, model.intercept_
-    return FeatureHead(task, mean.astype(np.float32), scale, coef, intercept, float(weight))
+    # Kept at float16 precision, as it is stored: the bundle stays compact and serves what was chosen.
+    coef = coef.astype(np.float16).astype(np.float32)
+    return FeatureHead(task, mean.astype(np.float32), scale, coef, intercept, float(weight), gated)

@@ -2,6 +2,7 @@
 
     python -m classification.fit_feature_heads --bundle models/fashion-lite0 \\
         --catalogue ../shared/datasets/fashion-product-images-small --run-dir runs/knn [--tasks gender] [--write]
+        [--photos ../shared/datasets/clothing-dataset --street ../shared/datasets/clothing-co-parsing]
 
 Each task's logistic regression is fitted on the pooled features of the bundle's catalogue training
 split (the feature cache shared with classification.build_neighbour_vote: filled on first use), for each
@@ -10,6 +11,11 @@ with it at each weight of the grid, and the (C, weight) with the best accuracy o
 catalogue **validation** split is kept (ties: the smaller weight, the smaller C). The test split chose
 nothing and is reported before and after. `--write` stores the heads in the bundle and this report in
 its manifest (a weight of 0 chosen: no head for that task).
+
+The tasks in `--gated` (the category levels) get gated heads (classification.feature_heads): their weight
+is scaled by a kind gate's catalogue probability, the gate fitted on the training features of the kinds
+given (the catalogue and `--photos` and/or `--street`, which a gated task needs). The report says how
+the gate reads each kind's held-out images.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from . import runtime  # noqa: F401  (import order and backend first)
 import numpy as np  # noqa: E402
 
 from .evaluate import true_indices  # noqa: E402
-from .feature_heads import FeatureHeads, fit_head  # noqa: E402
+from .feature_heads import FeatureHeads, fit_gate, fit_head  # noqa: E402
 from .inference import Classifier  # noqa: E402
 from .neighbour_vote import project  # noqa: E402
 from .train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
@@ -38,6 +44,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_data_arguments(parser)
     parser.add_argument("--tasks", default="gender", help="comma-separated catalogue tasks to fit a head for")
+    parser.add_argument("--gated", default="masterCategory,subCategory,articleType",
+                        help="comma-separated tasks whose heads are gated by the kind gate (fitted when one is asked for)")
     parser.add_argument("--write", action="store_true", help="store the heads and their figures in the bundle")
     return parser.parse_args(argv)
 
@@ -60,31 +68,51 @@ def main(argv: Sequence[str] | None = None) -> dict:
                               if served.neighbour_vote is not None else dict(probs[key]))
     heads, report = [], {"chosen_on": "the task's accuracy on the catalogue validation split (ties: the smaller "
                                       f"weight, then C); grid C {C_GRID}, weight {WEIGHT_GRID}", "tasks": {}}
-    for task in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    gated = {t.strip() for t in args.gated.split(",") if t.strip()} & set(tasks)
+    gate, catalogue_share = None, {}
+    if gated:
+        kinds = [kind for kind in ("catalogue", "photo", "street") if (kind, "train") in features]
+        if len(kinds) < 2:
+            raise SystemExit(f"gated heads ({sorted(gated)}) need a kind gate: give --photos and/or --street")
+        gate = fit_gate({kind: features[kind, "train"] for kind in kinds})
+        share = {key: gate.catalogue_probability(features[key]) for key in features if key[1] != "train"}
+        report["kind_gate"] = {"kinds": list(gate.kinds), "held_out": {
+            "/".join(key): {"images": len(p), "mean catalogue probability": round(float(p.mean()), 4),
+                            "over one half": round(float((p > 0.5).mean()), 4)} for key, p in share.items()}}
+        catalogue_share = {part: share["catalogue", part][:, None] for part in ("val", "test")}
+    for task in tasks:
         truth = {part: true_indices(records["catalogue", part], classifier, task) for part in parts}
         candidates = []
         for c in C_GRID:
-            head = fit_head(task, features["catalogue", "train"], truth["train"], classifier.taxonomy.num_classes(task), c, 1.0)
+            head = fit_head(task, features["catalogue", "train"], truth["train"], classifier.taxonomy.num_classes(task), c,
+                            1.0, gated=task in gated)
             fitted = {part: head.probabilities(features["catalogue", part]) for part in ("val", "test")}
             for weight in WEIGHT_GRID:
-                mixed = {part: (1 - weight) * served_probs[part][task] + weight * fitted[part] for part in ("val", "test")}
+                share = {part: weight * catalogue_share[part] if task in gated else weight for part in ("val", "test")}
+                mixed = {part: (1 - share[part]) * served_probs[part][task] + share[part] * fitted[part]
+                         for part in ("val", "test")}
                 candidates.append({"C": c, "weight": weight, "val": accuracy(truth["val"], mixed["val"]),
                                    "test": accuracy(truth["test"], mixed["test"]), "head": head})
         best = max(candidates, key=lambda r: (r["val"], -r["weight"], -r["C"]))
         if best["weight"] > 0:
             heads.append(dataclasses.replace(best["head"], weight=best["weight"]))
         report["tasks"][task] = {
-            "C": best["C"], "weight": best["weight"],
+            "C": best["C"], "weight": best["weight"], "gated": task in gated,
             "before (served without it)": {"catalogue/val": accuracy(truth["val"], served_probs["val"][task]),
                                            "catalogue/test": accuracy(truth["test"], served_probs["test"][task])},
             "after": {"catalogue/val": best["val"], "catalogue/test": best["test"]},
             "candidates": [{k: v for k, v in r.items() if k != "head"} for r in candidates]}
-    feature_heads = FeatureHeads(tuple(heads))
+    if not any(head.gated for head in heads):
+        gate = None
+        report.pop("kind_gate", None)
+    feature_heads = FeatureHeads(tuple(heads), gate)
     report |= {"version": feature_heads.version if heads else None,
                "trained_on": f"pooled features (the mirror view: {classifier.flip_average}) of the catalogue "
                              f"training split, {len(records['catalogue', 'train'])} thumbnails",
                "seconds": round(time.time() - started, 1)}
-    print(json.dumps({t: {k: v for k, v in r.items() if k != "candidates"} for t, r in report["tasks"].items()}, indent=2))
+    print(json.dumps({t: {k: v for k, v in r.items() if k != "candidates"} for t, r in report["tasks"].items()}
+                     | {"kind_gate": report.get("kind_gate")}, indent=2))
     if args.write:
         path = args.bundle / "feature_heads.npz"
         if heads:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classification.feature_heads import HEADS_FILE, FeatureHeads, fit_head, load_heads
+from classification.feature_heads import HEADS_FILE, FeatureHeads, fit_gate, fit_head, load_heads
 from classification.inference import Classifier
 from classification.neighbour_vote import project
 from common.bundles import BundleError
@@ -53,6 +53,35 @@ def test_the_weight_mixes_and_a_saved_head_loads_the_same(tmp_path):
     with pytest.raises(BundleError, match="does not match the manifest"):
         load_heads(tmp_path, "000000000000")
     assert load_heads(tmp_path / "elsewhere") is None
+
+
+def test_a_gated_head_is_mixed_in_as_far_as_the_image_looks_like_a_catalogue_thumbnail(tmp_path):
+    features, labels = blobs()
+    catalogue, photos = features[:150], features[150:] + 60  # the two kinds far apart in feature space
+    gate = fit_gate({"catalogue": catalogue, "photo": photos}, c=1.0)
+    lookalikes = gate.catalogue_probability(features[150:])  # unshifted: features like the catalogue's
+    assert gate.catalogue_probability(catalogue).min() > 0.9 and gate.catalogue_probability(photos).max() < 0.1
+    head = fit_head("articleType", catalogue, labels[:150], classes=3, c=1.0, weight=0.5, gated=True)
+    plain = fit_head("gender", catalogue, labels[:150], classes=3, c=1.0, weight=0.5)
+    heads = FeatureHeads((head, plain), gate)
+    both = np.concatenate([catalogue, photos])
+    flat = np.full((len(both), 3), 1 / 3, np.float32)
+    mixed = heads.mix({"articleType": flat, "gender": flat}, both)
+    weight = 0.5 * gate.catalogue_probability(both)[:, None]
+    np.testing.assert_allclose(mixed["articleType"], (1 - weight) / 3 + weight * head.probabilities(both), atol=1e-6)
+    np.testing.assert_allclose(mixed["gender"], 0.5 / 3 + 0.5 * plain.probabilities(both), atol=1e-6)  # not gated
+    np.testing.assert_allclose(mixed["articleType"][150:], flat[150:], atol=0.05)  # photos keep (nearly) their own
+    assert lookalikes.min() > 0.9
+
+    heads.save(tmp_path)
+    loaded = load_heads(tmp_path, heads.version)
+    assert [h.gated for h in loaded.heads] == [True, False] and loaded.gate.kinds == ("catalogue", "photo")
+    np.testing.assert_allclose(loaded.mix({"articleType": flat}, both)["articleType"], mixed["articleType"], atol=1e-6)
+    assert FeatureHeads((plain,)).version != FeatureHeads((plain,), gate).version != heads.version
+    with pytest.raises(ValueError, match="need a kind gate"):
+        FeatureHeads((head,))
+    with pytest.raises(ValueError, match="catalogue and another kind"):
+        fit_gate({"photo": photos, "street": catalogue})
 
 
 def test_the_classifier_serves_the_heads_after_the_vote_and_names_them(tmp_path):
@@ -106,3 +135,27 @@ def test_the_fit_cli_chooses_on_the_catalogue_validation_split(trained_bundle, t
     else:  # nothing helped on these tiny images: no heads written
         assert "feature_heads" not in manifest and classifier.feature_heads is None
     assert classifier.predict([np.full((80, 60, 3), 128, np.uint8)])[0]["gender"]["label"]
+
+
+def test_the_fit_cli_gates_the_category_heads_with_a_gate_fitted_on_the_kinds(trained_bundle, tiny_catalogue, tiny_photos,
+                                                                             tiny_street, tmp_path):
+    from classification import fit_feature_heads
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    common = ["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--run-dir", str(tmp_path / "run"),
+              "--image-cache", str(trained_bundle["run_dir"]), "--tasks", "articleType,gender"]
+    with pytest.raises(SystemExit, match="need a kind gate"):
+        fit_feature_heads.main(common)  # no other kind to tell the catalogue from
+    report = fit_feature_heads.main([*common, "--photos", str(tiny_photos), "--street", str(tiny_street), "--write"])
+    assert report["tasks"]["articleType"]["gated"] is True and report["tasks"]["gender"]["gated"] is False
+    classifier = Classifier(bundle)
+    if report["tasks"]["articleType"]["weight"] > 0:
+        assert report["kind_gate"]["kinds"] == ["catalogue", "photo", "street"]
+        assert set(report["kind_gate"]["held_out"]) == {"catalogue/val", "catalogue/test", "photo/val", "street/val"}
+        assert classifier.feature_heads.gate is not None
+        assert {h.task: h.gated for h in classifier.feature_heads.heads}["articleType"] is True
+    else:  # nothing helped on these tiny images: no gate kept either
+        assert "kind_gate" not in report
+        assert classifier.feature_heads is None or classifier.feature_heads.gate is None
+    assert classifier.predict([np.full((80, 60, 3), 128, np.uint8)])[0]["articleType"]["label"]
