@@ -53,14 +53,10 @@ class KindGate:
     """Which kind of image (catalogue thumbnail, phone photo, street crop) features come from: a logistic
     regression on the bundle's training images of each kind, read as the probability of the catalogue."""
     kinds: tuple[str, ...]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray  # (kinds, features)
-    intercept: np.ndarray  # (kinds,)
+    regression: FeatureHead  # one class per kind, in that order
 
     def catalogue_probability(self, features: np.ndarray) -> np.ndarray:
-        head = FeatureHead("kind", self.mean, self.scale, self.coef, self.intercept, 1.0)
-        return head.probabilities(features)[:, self.kinds.index("catalogue")]
+        return self.regression.probabilities(features)[:, self.kinds.index("catalogue")]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +76,9 @@ class FeatureHeads:
             for array in (head.mean, head.scale, head.coef, head.intercept, np.float64(head.weight)):
                 digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
         if self.gate is not None:
+            gate = self.gate.regression
             digest.update(",".join(self.gate.kinds).encode())
-            for array in (self.gate.mean, self.gate.scale, self.gate.coef, self.gate.intercept):
+            for array in (gate.mean, gate.scale, gate.coef, gate.intercept):
                 digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
         return digest.hexdigest()[:12]
 
@@ -105,9 +102,10 @@ class FeatureHeads:
                        f"{head.task}/intercept": head.intercept.astype(np.float32),
                        f"{head.task}/weight": np.float64(head.weight), f"{head.task}/gated": np.bool_(head.gated)}
         if self.gate is not None:
-            arrays |= {"gate/kinds": np.array(self.gate.kinds), "gate/mean": self.gate.mean.astype(np.float32),
-                       "gate/scale": self.gate.scale.astype(np.float32), "gate/coef": self.gate.coef.astype(np.float16),
-                       "gate/intercept": self.gate.intercept.astype(np.float32)}
+            gate = self.gate.regression
+            arrays |= {"gate/kinds": np.array(self.gate.kinds), "gate/mean": gate.mean.astype(np.float32),
+                       "gate/scale": gate.scale.astype(np.float32), "gate/coef": gate.coef.astype(np.float16),
+                       "gate/intercept": gate.intercept.astype(np.float32)}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path = Path(folder) / HEADS_FILE
@@ -122,8 +120,9 @@ def load_heads(folder: str | Path, expected_version: str | None = None) -> Featu
     if not path.is_file():
         return None
     with np.load(path) as arrays:
-        gate = (KindGate(tuple(str(k) for k in arrays["gate/kinds"]), arrays["gate/mean"], arrays["gate/scale"],
-                         arrays["gate/coef"].astype(np.float32), arrays["gate/intercept"]) if "gate/kinds" in arrays else None)
+        gate = (KindGate(tuple(str(k) for k in arrays["gate/kinds"]), FeatureHead(
+            "kind", arrays["gate/mean"], arrays["gate/scale"], arrays["gate/coef"].astype(np.float32),
+            arrays["gate/intercept"], 1.0)) if "gate/kinds" in arrays else None)
         heads = FeatureHeads(tuple(
             FeatureHead(task, arrays[f"{task}/mean"], arrays[f"{task}/scale"], arrays[f"{task}/coef"].astype(np.float32),
                         arrays[f"{task}/intercept"], float(arrays[f"{task}/weight"]),
@@ -142,8 +141,7 @@ def fit_gate(features_by_kind: Mapping[str, np.ndarray], c: float = 0.01) -> Kin
         raise ValueError(f"a kind gate needs the catalogue and another kind, got {list(kinds)}")
     features = np.concatenate([features_by_kind[kind] for kind in kinds])
     labels = np.concatenate([np.full(len(features_by_kind[kind]), i) for i, kind in enumerate(kinds)])
-    head = fit_head("kind", features, labels, len(kinds), c, 1.0, class_weight="balanced")
-    return KindGate(kinds, head.mean, head.scale, head.coef, head.intercept)
+    return KindGate(kinds, fit_head("kind", features, labels, len(kinds), c, 1.0, class_weight="balanced"))
 
 
 def fit_head(task: str, features: np.ndarray, labels: np.ndarray, classes: int, c: float, weight: float,
