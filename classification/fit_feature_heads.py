@@ -70,17 +70,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                       f"weight, then C); grid C {C_GRID}, weight {WEIGHT_GRID}", "tasks": {}}
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     gated = {t.strip() for t in args.gated.split(",") if t.strip()} & set(tasks)
-    gate, catalogue_share = None, {}
+    gate, catalogue_share = None, {}  # the gate's catalogue probability of each validation and test row
     if gated:
         kinds = [kind for kind in ("catalogue", "photo", "street") if (kind, "train") in features]
         if len(kinds) < 2:
             raise SystemExit(f"gated heads ({sorted(gated)}) need a kind gate: give --photos and/or --street")
         gate = fit_gate({kind: features[kind, "train"] for kind in kinds})
-        share = {key: gate.catalogue_probability(features[key]) for key in features if key[1] != "train"}
+        held_out = {key: gate.catalogue_probability(features[key]) for key in features if key[1] != "train"}
         report["kind_gate"] = {"kinds": list(gate.kinds), "held_out": {
             "/".join(key): {"images": len(p), "mean catalogue probability": round(float(p.mean()), 4),
-                            "over one half": round(float((p > 0.5).mean()), 4)} for key, p in share.items()}}
-        catalogue_share = {part: share["catalogue", part][:, None] for part in ("val", "test")}
+                            "over one half": round(float((p > 0.5).mean()), 4)} for key, p in held_out.items()}}
+        catalogue_share = {part: held_out["catalogue", part][:, None] for part in ("val", "test")}
     for task in tasks:
         truth = {part: true_indices(records["catalogue", part], classifier, task) for part in parts}
         candidates = []
@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             1.0, gated=task in gated)
             fitted = {part: head.probabilities(features["catalogue", part]) for part in ("val", "test")}
             for weight in WEIGHT_GRID:
-                share = {part: weight * catalogue_share[part] if task in gated else weight for part in ("val", "test")}
-                mixed = {part: (1 - share[part]) * served_probs[part][task] + share[part] * fitted[part]
+                mixing = {part: weight * catalogue_share[part] if task in gated else weight for part in ("val", "test")}
+                mixed = {part: (1 - mixing[part]) * served_probs[part][task] + mixing[part] * fitted[part]
                          for part in ("val", "test")}
                 candidates.append({"C": c, "weight": weight, "val": accuracy(truth["val"], mixed["val"]),
                                    "test": accuracy(truth["test"], mixed["test"]), "head": head})
