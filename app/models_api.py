@@ -101,6 +101,13 @@ def heads_version(classifier) -> str | None:
     return classifier.feature_heads.version if classifier.feature_heads else None
 
 
+def heads_tasks(classifier) -> dict[str, dict] | None:
+    """Each task the feature heads mix into: the regression's weight, and whether it is gated (mixed in only
+    as far as the image looks like a catalogue thumbnail: classification.feature_heads)."""
+    heads = classifier.feature_heads
+    return {head.task: {"weight": head.weight, "gated": head.gated} for head in heads.heads} if heads else None
+
+
 def measured_as_served(classifier) -> bool:
     """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote,
     feature heads)."""
@@ -130,7 +137,7 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
         "name": manifest["name"], "version": manifest["version"], "served_as": classifier.versions,
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
         "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
-        "feature_heads": heads_version(classifier),
+        "feature_heads": heads_version(classifier), "feature_head_tasks": heads_tasks(classifier),
         "held_out": held_out,
         "embedding": {"version": pipeline.embedding_model, "dim": classifier.embedding_dim},
     }

@@ -29,6 +29,13 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
     assert "report" not in held_out  # a path inside the bundle, of no use to a caller
     # the committed bundle serves as it was measured (its mirror view and its neighbour vote)
     assert held_out["as_served"] is True and classifier["neighbour_vote"] == manifest["neighbour_vote"]["version"]
+    # which tasks the feature heads mix into, as the fit chose them; the category levels only for thumbnails
+    assert classifier["feature_heads"] == manifest["feature_heads"]["version"]
+    assert classifier["feature_head_tasks"] == {
+        task: {"weight": chosen["weight"], "gated": chosen["gated"]}
+        for task, chosen in manifest["feature_heads"]["tasks"].items() if chosen["weight"] > 0}
+    assert classifier["feature_head_tasks"]["articleType"]["gated"] is True
+    assert classifier["feature_head_tasks"]["gender"]["gated"] is False
     assert classifier["embedding"] == {"version": pipeline.embedding_model, "dim": pipeline.classifier.embedding_dim}
 
     detector = body["detector"]
@@ -47,9 +54,12 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     assert card["held_out"]["as_served"] is False and card["neighbour_vote"] is None
     classifier.neighbour_vote = SimpleNamespace(version="abc")
     assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
-    classifier.feature_heads = SimpleNamespace(version="def")  # heads the evaluation did not serve with
+    assert card["feature_head_tasks"] is None
+    classifier.feature_heads = SimpleNamespace(version="def", heads=(  # heads the evaluation did not serve with
+        SimpleNamespace(task="gender", weight=0.5, gated=False),))
     card = classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))
     assert card["held_out"]["as_served"] is False and card["feature_heads"] == "def"
+    assert card["feature_head_tasks"] == {"gender": {"weight": 0.5, "gated": False}}
 
 
 def test_models_need_a_key_when_keys_are_on_and_are_in_the_openapi_document(keyed_app, client):
