@@ -71,15 +71,18 @@ class FeatureHeads:
     @functools.cached_property
     def version(self) -> str:
         digest = hashlib.sha256()
+
+        def add(*arrays):
+            for array in arrays:
+                digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
+
         for head in self.heads:
             digest.update(head.task.encode() + (b"/gated" if head.gated else b""))
-            for array in (head.mean, head.scale, head.coef, head.intercept, np.float64(head.weight)):
-                digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
+            add(head.mean, head.scale, head.coef, head.intercept, np.float64(head.weight))
         if self.gate is not None:
             gate = self.gate.regression
             digest.update(",".join(self.gate.kinds).encode())
-            for array in (gate.mean, gate.scale, gate.coef, gate.intercept):
-                digest.update(np.ascontiguousarray(np.asarray(array, np.float32)).tobytes())
+            add(gate.mean, gate.scale, gate.coef, gate.intercept)
         return digest.hexdigest()[:12]
 
     def mix(self, probs: Mapping[str, np.ndarray], features: np.ndarray) -> dict[str, np.ndarray]:
@@ -97,15 +100,10 @@ class FeatureHeads:
     def save(self, folder: Path) -> Path:
         arrays = {"tasks": np.array([head.task for head in self.heads])}
         for head in self.heads:
-            arrays |= {f"{head.task}/mean": head.mean.astype(np.float32), f"{head.task}/scale": head.scale.astype(np.float32),
-                       f"{head.task}/coef": head.coef.astype(np.float16),
-                       f"{head.task}/intercept": head.intercept.astype(np.float32),
-                       f"{head.task}/weight": np.float64(head.weight), f"{head.task}/gated": np.bool_(head.gated)}
+            arrays |= _regression_arrays(head.task, head) | {
+                f"{head.task}/weight": np.float64(head.weight), f"{head.task}/gated": np.bool_(head.gated)}
         if self.gate is not None:
-            gate = self.gate.regression
-            arrays |= {"gate/kinds": np.array(self.gate.kinds), "gate/mean": gate.mean.astype(np.float32),
-                       "gate/scale": gate.scale.astype(np.float32), "gate/coef": gate.coef.astype(np.float16),
-                       "gate/intercept": gate.intercept.astype(np.float32)}
+            arrays |= _regression_arrays("gate", self.gate.regression) | {"gate/kinds": np.array(self.gate.kinds)}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path = Path(folder) / HEADS_FILE
@@ -120,18 +118,27 @@ def load_heads(folder: str | Path, expected_version: str | None = None) -> Featu
     if not path.is_file():
         return None
     with np.load(path) as arrays:
-        gate = (KindGate(tuple(str(k) for k in arrays["gate/kinds"]), FeatureHead(
-            "kind", arrays["gate/mean"], arrays["gate/scale"], arrays["gate/coef"].astype(np.float32),
-            arrays["gate/intercept"], 1.0)) if "gate/kinds" in arrays else None)
+        gate = (KindGate(tuple(str(k) for k in arrays["gate/kinds"]), _read_regression(arrays, "gate", "kind", 1.0))
+                if "gate/kinds" in arrays else None)
         heads = FeatureHeads(tuple(
-            FeatureHead(task, arrays[f"{task}/mean"], arrays[f"{task}/scale"], arrays[f"{task}/coef"].astype(np.float32),
-                        arrays[f"{task}/intercept"], float(arrays[f"{task}/weight"]),
-                        bool(arrays[f"{task}/gated"]) if f"{task}/gated" in arrays else False)
+            _read_regression(arrays, task, task, float(arrays[f"{task}/weight"]),
+                             bool(arrays[f"{task}/gated"]) if f"{task}/gated" in arrays else False)
             for task in (str(t) for t in arrays["tasks"])), gate)
     if expected_version is not None and heads.version != expected_version:
         raise BundleError(f"{path}: version {heads.version} does not match the manifest's {expected_version} "
                           "(corrupt or replaced file)")
     return heads
+
+
+def _regression_arrays(prefix: str, regression: FeatureHead) -> dict[str, np.ndarray]:
+    """A regression's arrays as stored (coefficients at float16: the bundle stays compact)."""
+    return {f"{prefix}/mean": regression.mean.astype(np.float32), f"{prefix}/scale": regression.scale.astype(np.float32),
+            f"{prefix}/coef": regression.coef.astype(np.float16), f"{prefix}/intercept": regression.intercept.astype(np.float32)}
+
+
+def _read_regression(arrays, prefix: str, task: str, weight: float, gated: bool = False) -> FeatureHead:
+    return FeatureHead(task, arrays[f"{prefix}/mean"], arrays[f"{prefix}/scale"], arrays[f"{prefix}/coef"].astype(np.float32),
+                       arrays[f"{prefix}/intercept"], weight, gated)
 
 
 def fit_gate(features_by_kind: Mapping[str, np.ndarray], c: float = 0.01) -> KindGate:

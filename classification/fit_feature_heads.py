@@ -33,7 +33,6 @@ import numpy as np  # noqa: E402
 from .evaluate import true_indices  # noqa: E402
 from .feature_heads import FeatureHeads, fit_gate, fit_head  # noqa: E402
 from .inference import Classifier  # noqa: E402
-from .neighbour_vote import project  # noqa: E402
 from .train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
 
 C_GRID = (0.01, 0.1, 1.0)
@@ -61,16 +60,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
     manifest, classifier, records, features, probs = bundle_features(args)
     served = Classifier(args.bundle, feature_heads=False)  # the vote as served, without any heads already there
     parts = ("train", "val", "test")
-    served_probs = {}
-    for part in ("val", "test"):
-        key = ("catalogue", part)
-        served_probs[part] = (served.neighbour_vote.mix(probs[key], project(served.embedding_head, features[key]))
-                              if served.neighbour_vote is not None else dict(probs[key]))
+    served_probs = {part: served.voted(features["catalogue", part], probs["catalogue", part]) for part in ("val", "test")}
     heads, report = [], {"chosen_on": "the task's accuracy on the catalogue validation split (ties: the smaller "
                                       f"weight, then C); grid C {C_GRID}, weight {WEIGHT_GRID}", "tasks": {}}
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     gated = {t.strip() for t in args.gated.split(",") if t.strip()} & set(tasks)
-    gate, catalogue_share = None, {}  # the gate's catalogue probability of each validation and test row
+    gate = None
     if gated:
         kinds = [kind for kind in ("catalogue", "photo", "street") if (kind, "train") in features]
         if len(kinds) < 2:
@@ -80,18 +75,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         report["kind_gate"] = {"kinds": list(gate.kinds), "held_out": {
             "/".join(key): {"images": len(p), "mean catalogue probability": round(float(p.mean()), 4),
                             "over one half": round(float((p > 0.5).mean()), 4)} for key, p in held_out.items()}}
-        catalogue_share = {part: held_out["catalogue", part][:, None] for part in ("val", "test")}
     for task in tasks:
         truth = {part: true_indices(records["catalogue", part], classifier, task) for part in parts}
         candidates = []
         for c in C_GRID:
             head = fit_head(task, features["catalogue", "train"], truth["train"], classifier.taxonomy.num_classes(task), c,
                             1.0, gated=task in gated)
-            fitted = {part: head.probabilities(features["catalogue", part]) for part in ("val", "test")}
             for weight in WEIGHT_GRID:
-                mixing = {part: weight * catalogue_share[part] if task in gated else weight for part in ("val", "test")}
-                mixed = {part: (1 - mixing[part]) * served_probs[part][task] + mixing[part] * fitted[part]
-                         for part in ("val", "test")}
+                # scored exactly as it would serve: the heads' own mixing, gate included
+                candidate = FeatureHeads((dataclasses.replace(head, weight=weight),), gate if head.gated else None)
+                mixed = {part: candidate.mix(served_probs[part], features["catalogue", part])[task] for part in ("val", "test")}
                 candidates.append({"C": c, "weight": weight, "val": accuracy(truth["val"], mixed["val"]),
                                    "test": accuracy(truth["test"], mixed["test"]), "head": head})
         best = max(candidates, key=lambda r: (r["val"], -r["weight"], -r["C"]))
