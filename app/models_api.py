@@ -108,6 +108,14 @@ def heads_tasks(classifier) -> dict[str, dict] | None:
     return {head.task: {"weight": head.weight, "gated": head.gated} for head in heads.heads} if heads else None
 
 
+def source_label_heads(classifier) -> dict[str, dict] | None:
+    """Each kind of image whose own labels (a phone photo's "Pants") are read by a regression mixed into
+    articleType as far as the image looks like that kind: its weight and how many labels it reads."""
+    heads = classifier.feature_heads
+    return ({head.kind: {"weight": head.weight, "labels": len(head.labels)} for head in heads.label_heads}
+            if heads else None)
+
+
 def measured_as_served(classifier) -> bool:
     """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote,
     feature heads)."""
@@ -138,6 +146,7 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
         "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
         "feature_heads": heads_version(classifier), "feature_head_tasks": heads_tasks(classifier),
+        "source_label_heads": source_label_heads(classifier),
         "held_out": held_out,
         "embedding": {"version": pipeline.embedding_model, "dim": classifier.embedding_dim},
     }

@@ -215,7 +215,10 @@ def feature_heads_sentence(classifier: Classifier) -> str:
         return ""
     return (f"Then mixed with the feature heads `{heads.version}` ("
             + ", ".join(f"{h.task}: weight {h.weight:g}" + (" x the kind gate's catalogue probability" if h.gated else "")
-                        for h in heads.heads) + ").")
+                        for h in heads.heads)
+            + "".join(f", articleType with the {h.kind} source labels' head (weight {h.weight:g} x the kind gate's "
+                      f"{h.kind} probability; chosen on the {h.kind} validation split, so those figures are not "
+                      "held out for it)" for h in heads.label_heads) + ").")
 
 
 def _interval_text(interval) -> str:

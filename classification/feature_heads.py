@@ -14,6 +14,11 @@ A gated head is trusted only as far as the image looks like a catalogue thumbnai
 probability the bundle's kind gate (a logistic regression telling its training kinds apart on the same
 features) gives the catalogue. The category heads need it: fitted on thumbnails alone they lift the
 catalogue's articleType and cost phone photos and street crops several points when mixed in everywhere.
+
+A source-label head does the same for another kind of image, in that source's own labels: a regression on
+the bundle's training phone photos (or street crops) predicting their label (Pants, Shirt, ...) sets how much
+of the articleType mass each label's allowed articleTypes get, the served probabilities keeping the shape
+inside each set; its weight is scaled by the gate's probability of that kind.
 """
 from __future__ import annotations
 
@@ -56,17 +61,47 @@ class KindGate:
     regression: FeatureHead  # one class per kind, in that order
 
     def catalogue_probability(self, features: np.ndarray) -> np.ndarray:
-        return self.regression.probabilities(features)[:, self.kinds.index("catalogue")]
+        return self.probability(features, "catalogue")
+
+    def probability(self, features: np.ndarray, kind: str) -> np.ndarray:
+        return self.regression.probabilities(features)[:, self.kinds.index(kind)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceLabelHead:
+    """A regression reading one kind's source labels (a phone photo's "Pants"), mixed into articleType by the
+    gate's probability of that kind."""
+    kind: str  # the kind gate's name for the images it reads ("photo", "street")
+    labels: tuple[str, ...]  # the source's labels, the regression's classes
+    allowed: np.ndarray  # (labels, articleTypes) bool: the articleTypes each label allows (its label map)
+    regression: FeatureHead
+    weight: float
+
+    def article_probabilities(self, article_probs: np.ndarray, features: np.ndarray) -> np.ndarray:
+        return label_mass(self.regression.probabilities(features), self.allowed, article_probs)
+
+
+def label_mass(label_probs: np.ndarray, allowed: np.ndarray, article_probs: np.ndarray) -> np.ndarray:
+    """Each label's probability spread over the articleTypes it allows, in the proportions of
+    `article_probs`: h(a) = sum over labels l allowing a of q(l) p(a) / p(allowed set of l)."""
+    allowed = np.asarray(allowed, np.float32)
+    set_mass = article_probs @ allowed.T  # (images, labels)
+    share = label_probs / np.maximum(set_mass, 1e-9)
+    return (article_probs * (share @ allowed)).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureHeads:
     heads: tuple[FeatureHead, ...]
-    gate: KindGate | None = None  # needed by gated heads
+    gate: KindGate | None = None  # needed by gated heads and source-label heads
+    label_heads: tuple[SourceLabelHead, ...] = ()  # mixed into articleType after the task heads
 
     def __post_init__(self):
-        if self.gate is None and any(head.gated for head in self.heads):
-            raise ValueError("gated feature heads need a kind gate")
+        if self.gate is None and (self.label_heads or any(head.gated for head in self.heads)):
+            raise ValueError("gated feature heads and source-label heads need a kind gate")
+        unknown = {head.kind for head in self.label_heads} - set(self.gate.kinds if self.gate else ())
+        if unknown:
+            raise ValueError(f"source-label heads for kinds the gate does not know: {sorted(unknown)}")
 
     @functools.cached_property
     def version(self) -> str:
@@ -83,6 +118,11 @@ class FeatureHeads:
             gate = self.gate.regression
             digest.update(",".join(self.gate.kinds).encode())
             add(gate.mean, gate.scale, gate.coef, gate.intercept)
+        for label_head in self.label_heads:  # none: the digest of heads made before them is unchanged
+            regression = label_head.regression
+            digest.update(f"labels/{label_head.kind}/{','.join(label_head.labels)}".encode())
+            add(label_head.allowed, regression.mean, regression.scale, regression.coef, regression.intercept,
+                np.float64(label_head.weight))
         return digest.hexdigest()[:12]
 
     def mix(self, probs: Mapping[str, np.ndarray], features: np.ndarray) -> dict[str, np.ndarray]:
@@ -95,6 +135,12 @@ class FeatureHeads:
             if head.task in out:
                 weight = head.weight * catalogue if head.gated else head.weight
                 out[head.task] = ((1 - weight) * out[head.task] + weight * head.probabilities(features)).astype(np.float32)
+        if "articleType" in out:
+            for label_head in self.label_heads:
+                weight = label_head.weight * self.gate.probability(features, label_head.kind)[:, None]
+                article = out["articleType"]
+                out["articleType"] = ((1 - weight) * article
+                                      + weight * label_head.article_probabilities(article, features)).astype(np.float32)
         return out
 
     def save(self, folder: Path) -> Path:
@@ -104,6 +150,13 @@ class FeatureHeads:
                 f"{head.task}/weight": np.float64(head.weight), f"{head.task}/gated": np.bool_(head.gated)}
         if self.gate is not None:
             arrays |= _regression_arrays("gate", self.gate.regression) | {"gate/kinds": np.array(self.gate.kinds)}
+        if self.label_heads:
+            arrays["label_heads"] = np.array([head.kind for head in self.label_heads])
+        for head in self.label_heads:
+            prefix = f"labels/{head.kind}"
+            arrays |= _regression_arrays(prefix, head.regression) | {
+                f"{prefix}/labels": np.array(head.labels), f"{prefix}/allowed": np.asarray(head.allowed, bool),
+                f"{prefix}/weight": np.float64(head.weight)}
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **arrays)
         path = Path(folder) / HEADS_FILE
@@ -123,7 +176,12 @@ def load_heads(folder: str | Path, expected_version: str | None = None) -> Featu
         heads = FeatureHeads(tuple(
             _read_regression(arrays, task, task, float(arrays[f"{task}/weight"]),
                              bool(arrays[f"{task}/gated"]) if f"{task}/gated" in arrays else False)
-            for task in (str(t) for t in arrays["tasks"])), gate)
+            for task in (str(t) for t in arrays["tasks"])), gate, tuple(
+            SourceLabelHead(kind, tuple(str(label) for label in arrays[f"labels/{kind}/labels"]),
+                            arrays[f"labels/{kind}/allowed"].astype(bool),
+                            _read_regression(arrays, f"labels/{kind}", kind, 1.0), float(arrays[f"labels/{kind}/weight"]))
+            for kind in (str(k) for k in arrays["label_heads"]))
+            if "label_heads" in arrays else ())
     if expected_version is not None and heads.version != expected_version:
         raise BundleError(f"{path}: version {heads.version} does not match the manifest's {expected_version} "
                           "(corrupt or replaced file)")

@@ -36,6 +36,11 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
         for task, chosen in manifest["feature_heads"]["tasks"].items() if chosen["weight"] > 0}
     assert classifier["feature_head_tasks"]["articleType"]["gated"] is True
     assert classifier["feature_head_tasks"]["gender"]["gated"] is False
+    # the kinds whose own labels are read into articleType (gated to images of that kind), as the fit chose them
+    assert classifier["source_label_heads"] == {
+        kind: {"weight": chosen["weight"], "labels": chosen["labels"]}
+        for kind, chosen in manifest["feature_heads"].get("label_heads", {}).items()
+        if kind in ("photo", "street") and chosen["weight"] > 0}
     assert classifier["embedding"] == {"version": pipeline.embedding_model, "dim": pipeline.classifier.embedding_dim}
 
     detector = body["detector"]
@@ -54,12 +59,14 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     assert card["held_out"]["as_served"] is False and card["neighbour_vote"] is None
     classifier.neighbour_vote = SimpleNamespace(version="abc")
     assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
-    assert card["feature_head_tasks"] is None
+    assert card["feature_head_tasks"] is None and card["source_label_heads"] is None
     classifier.feature_heads = SimpleNamespace(version="def", heads=(  # heads the evaluation did not serve with
-        SimpleNamespace(task="gender", weight=0.5, gated=False),))
+        SimpleNamespace(task="gender", weight=0.5, gated=False),), label_heads=(
+        SimpleNamespace(kind="photo", weight=0.35, labels=("Pants", "Shirt")),))
     card = classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))
     assert card["held_out"]["as_served"] is False and card["feature_heads"] == "def"
     assert card["feature_head_tasks"] == {"gender": {"weight": 0.5, "gated": False}}
+    assert card["source_label_heads"] == {"photo": {"weight": 0.35, "labels": 2}}
 
 
 def test_models_need_a_key_when_keys_are_on_and_are_in_the_openapi_document(keyed_app, client):

@@ -6,9 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classification.feature_heads import HEADS_FILE, FeatureHeads, fit_gate, fit_head, load_heads
+from classification.feature_heads import (HEADS_FILE, FeatureHeads, SourceLabelHead, fit_gate, fit_head, label_mass,
+                                          load_heads)
 from classification.inference import Classifier
 from classification.neighbour_vote import project
+from classification.taxonomy import STYLE_TASKS
 from common.bundles import BundleError
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0"
@@ -84,6 +86,52 @@ def test_a_gated_head_is_mixed_in_as_far_as_the_image_looks_like_a_catalogue_thu
         fit_gate({"photo": photos, "street": catalogue})
 
 
+def test_label_mass_gives_each_label_its_probability_and_keeps_the_served_shape_inside_it():
+    rng = np.random.default_rng(3)
+    articles = rng.dirichlet(np.ones(6), size=50).astype(np.float32)
+    labels = rng.dirichlet(np.ones(3), size=50).astype(np.float32)
+    disjoint = np.array([[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 1]], bool)
+    mixed = label_mass(labels, disjoint, articles)
+    np.testing.assert_allclose(mixed @ disjoint.T.astype(np.float32), labels, atol=1e-5)  # each set gets q(label)
+    np.testing.assert_allclose(mixed[:, 0] / mixed[:, 1], articles[:, 0] / articles[:, 1], rtol=1e-4)  # shape kept
+    overlapping = disjoint | np.array([[0, 0, 1, 0, 0, 0]] * 3, bool)  # one articleType allowed by every label
+    np.testing.assert_allclose(label_mass(labels, overlapping, articles).sum(axis=1), 1, atol=1e-5)
+    certain = np.eye(3, dtype=np.float32)[[1] * 50]  # the label is sure: only its allowed articleTypes keep mass
+    assert label_mass(certain, disjoint, articles)[:, ~disjoint[1]].max() < 1e-6
+
+
+def test_a_source_label_head_mixes_into_articleType_as_far_as_the_image_looks_like_its_kind(tmp_path):
+    features, labels = blobs(classes=2)
+    catalogue, photos = features[:150], features[150:] + 60
+    gate = fit_gate({"catalogue": catalogue, "photo": photos}, c=1.0)
+    known = labels[150:] >= 0
+    regression = fit_head("photo", photos[known], labels[150:][known], classes=2, c=1.0, weight=1.0)
+    allowed = np.array([[1, 1, 0], [0, 0, 1]], bool)  # label 0 allows articleTypes 0 and 1, label 1 allows 2
+    head = SourceLabelHead("photo", ("Pants", "Shirt"), allowed, regression, 0.5)
+    heads = FeatureHeads((), gate, (head,))
+    both = np.concatenate([catalogue, photos])
+    served = np.tile(np.array([[0.5, 0.2, 0.3]], np.float32), (len(both), 1))
+    mixed = heads.mix({"articleType": served, "gender": served}, both)
+    weight = 0.5 * gate.probability(both, "photo")[:, None]
+    expected = (1 - weight) * served + weight * label_mass(regression.probabilities(both), allowed, served)
+    np.testing.assert_allclose(mixed["articleType"], expected, atol=1e-6)
+    assert mixed["gender"] is served  # articleType only
+    np.testing.assert_allclose(mixed["articleType"][:150], served[:150], atol=0.05)  # thumbnails keep their own
+    reads_shirt = mixed["articleType"][150:][known & (labels[150:] == 1), 2]
+    assert reads_shirt.min() > 0.5  # the photos the head reads as "Shirt" move towards its articleType
+
+    heads.save(tmp_path)
+    loaded = load_heads(tmp_path, heads.version)
+    assert loaded.label_heads[0].labels == ("Pants", "Shirt") and loaded.label_heads[0].weight == 0.5
+    np.testing.assert_array_equal(loaded.label_heads[0].allowed, allowed)
+    np.testing.assert_allclose(loaded.mix({"articleType": served}, both)["articleType"], mixed["articleType"], atol=1e-6)
+    assert FeatureHeads((), gate).version != heads.version
+    with pytest.raises(ValueError, match="need a kind gate"):
+        FeatureHeads((), None, (head,))
+    with pytest.raises(ValueError, match="kinds the gate does not know"):
+        FeatureHeads((), gate, (SourceLabelHead("street", ("Pants", "Shirt"), allowed, regression, 0.5),))
+
+
 def test_the_classifier_serves_the_heads_after_the_vote_and_names_them(tmp_path):
     folder = tmp_path / "fashion-lite0"
     shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", HEADS_FILE))
@@ -147,10 +195,25 @@ def test_the_fit_cli_gates_the_category_heads_with_a_gate_fitted_on_the_kinds(tr
               "--image-cache", str(trained_bundle["run_dir"]), "--tasks", "articleType,gender"]
     with pytest.raises(SystemExit, match="need a kind gate"):
         fit_feature_heads.main(common)  # no other kind to tell the catalogue from
-    report = fit_feature_heads.main([*common, "--photos", str(tiny_photos), "--street", str(tiny_street), "--write"])
+    report = fit_feature_heads.main([*common, "--photos", str(tiny_photos), "--street", str(tiny_street),
+                                     "--label-heads", "photo,street", "--halvings", "2", "--write"])
     assert report["tasks"]["articleType"]["gated"] is True and report["tasks"]["gender"]["gated"] is False
     classifier = Classifier(bundle)
-    if report["tasks"]["articleType"]["weight"] > 0:
+    label_heads = {head.kind: head for head in (classifier.feature_heads.label_heads if classifier.feature_heads else ())}
+    for kind in ("photo", "street"):  # a source-label head per kind, chosen on that kind's validation split
+        chosen = report["label_heads"][kind]
+        best = max(chosen["candidates"], key=lambda c: (c["articleType_group_accuracy"], -c["weight"], -c["C"]))
+        assert (chosen["C"], chosen["weight"]) == (best["C"], best["weight"])
+        halved = chosen["cross_half"]["validation_groups"] > 1
+        assert len(chosen["cross_half"]["halvings"]) == (4 if halved else 0)  # each half choosing for the other
+        assert (kind in label_heads) == (chosen["weight"] > 0)
+        if kind in label_heads:
+            assert label_heads[kind].weight == chosen["weight"] and len(label_heads[kind].labels) == chosen["labels"]
+    if label_heads:  # they read articleType only: tasks outside the category path stay as the task heads left them
+        together = report["label_heads"]["all together"]["catalogue/test"]
+        assert {t: together["before"][t] for t in STYLE_TASKS + ("gender",)} == \
+            {t: together["after"][t] for t in STYLE_TASKS + ("gender",)}
+    if report["tasks"]["articleType"]["weight"] > 0 or label_heads:
         assert report["kind_gate"]["kinds"] == ["catalogue", "photo", "street"]
         assert set(report["kind_gate"]["held_out"]) == {"catalogue/val", "catalogue/test", "photo/val", "street/val"}
         assert classifier.feature_heads.gate is not None
