@@ -129,15 +129,19 @@ class FeatureHeads:
         out = dict(probs)
         if not len(features):
             return out
-        catalogue = (self.gate.catalogue_probability(features)[:, None]
-                     if any(head.gated and head.task in out for head in self.heads) else None)
+        gated = any(head.gated and head.task in out for head in self.heads) or (self.label_heads and "articleType" in out)
+        kinds = self.gate.regression.probabilities(features) if gated else None  # (images, kinds), read once
+
+        def kind_share(kind: str) -> np.ndarray:
+            return kinds[:, self.gate.kinds.index(kind), None]
+
         for head in self.heads:
             if head.task in out:
-                weight = head.weight * catalogue if head.gated else head.weight
+                weight = head.weight * kind_share("catalogue") if head.gated else head.weight
                 out[head.task] = ((1 - weight) * out[head.task] + weight * head.probabilities(features)).astype(np.float32)
         if "articleType" in out:
             for label_head in self.label_heads:
-                weight = label_head.weight * self.gate.probability(features, label_head.kind)[:, None]
+                weight = label_head.weight * kind_share(label_head.kind)
                 article = out["articleType"]
                 out["articleType"] = ((1 - weight) * article
                                       + weight * label_head.article_probabilities(article, features)).astype(np.float32)
@@ -176,12 +180,8 @@ def load_heads(folder: str | Path, expected_version: str | None = None) -> Featu
         heads = FeatureHeads(tuple(
             _read_regression(arrays, task, task, float(arrays[f"{task}/weight"]),
                              bool(arrays[f"{task}/gated"]) if f"{task}/gated" in arrays else False)
-            for task in (str(t) for t in arrays["tasks"])), gate, tuple(
-            SourceLabelHead(kind, tuple(str(label) for label in arrays[f"labels/{kind}/labels"]),
-                            arrays[f"labels/{kind}/allowed"].astype(bool),
-                            _read_regression(arrays, f"labels/{kind}", kind, 1.0), float(arrays[f"labels/{kind}/weight"]))
-            for kind in (str(k) for k in arrays["label_heads"]))
-            if "label_heads" in arrays else ())
+            for task in (str(t) for t in arrays["tasks"])), gate,
+            tuple(_read_label_head(arrays, str(kind)) for kind in arrays["label_heads"]) if "label_heads" in arrays else ())
     if expected_version is not None and heads.version != expected_version:
         raise BundleError(f"{path}: version {heads.version} does not match the manifest's {expected_version} "
                           "(corrupt or replaced file)")
@@ -197,6 +197,13 @@ def _regression_arrays(prefix: str, regression: FeatureHead) -> dict[str, np.nda
 def _read_regression(arrays, prefix: str, task: str, weight: float, gated: bool = False) -> FeatureHead:
     return FeatureHead(task, arrays[f"{prefix}/mean"], arrays[f"{prefix}/scale"], arrays[f"{prefix}/coef"].astype(np.float32),
                        arrays[f"{prefix}/intercept"], weight, gated)
+
+
+def _read_label_head(arrays, kind: str) -> SourceLabelHead:
+    prefix = f"labels/{kind}"
+    return SourceLabelHead(kind, tuple(str(label) for label in arrays[f"{prefix}/labels"]),
+                           arrays[f"{prefix}/allowed"].astype(bool), _read_regression(arrays, prefix, kind, 1.0),
+                           float(arrays[f"{prefix}/weight"]))
 
 
 def fit_gate(features_by_kind: Mapping[str, np.ndarray], c: float = 0.01) -> KindGate:
