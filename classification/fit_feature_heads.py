@@ -40,6 +40,7 @@ from . import runtime  # noqa: F401  (import order and backend first)
 import numpy as np  # noqa: E402
 
 from .build_neighbour_vote import scores  # noqa: E402
+from .data import encode_allowed  # noqa: E402
 from .evaluate import true_indices  # noqa: E402
 from .feature_heads import FeatureHeads, SourceLabelHead, fit_gate, fit_head  # noqa: E402
 from .inference import Classifier  # noqa: E402
@@ -164,24 +165,21 @@ def fit_label_head(kind: str, classifier: Classifier, records: dict, features: d
     """`kind`'s source-label head with the (C, weight) its validation split chose (None for a weight of 0),
     and the report: every candidate, the choice, and the cross-half estimate of what it gains."""
     train, key = records[kind, "train"], (kind, "val")
-    articles = list(classifier.taxonomy.labels["articleType"])
-    labels = tuple(sorted({r.source_label for r in train}))
-    allowed = np.zeros((len(labels), len(articles)), bool)
-    for r in train:
-        allowed[labels.index(r.source_label), [articles.index(a) for a in r.allowed["articleType"]]] = True
+    one_of_each = {r.source_label: r for r in train}  # a label allows the same articleTypes on every record
+    labels = tuple(sorted(one_of_each))
+    allowed = encode_allowed([one_of_each[label] for label in labels], classifier.taxonomy)["articleType"].astype(bool)
     truth = np.asarray([labels.index(r.source_label) for r in train])
     heads = {}
     for c in C_GRID:
         regression = fit_head(kind, features[kind, "train"], truth, len(labels), c, 1.0)
         heads |= {(c, w): SourceLabelHead(kind, labels, allowed, regression, w) for w in LABEL_WEIGHT_GRID}
-
+    # each candidate's probabilities on the validation split, mixed once: every half below reads them
+    mixed = {candidate: FeatureHeads((), gate, (head,)).mix(base[key], features[key]) for candidate, head in heads.items()}
     served_only = (C_GRID[0], 0.0)  # weight 0: the served probabilities as they are
 
     def group_scores(candidate: tuple, rows=None) -> dict:
-        heads_ = FeatureHeads((), gate, (heads[candidate],))
-        mixed = heads_.mix(base[key], features[key])
         rows = np.arange(len(records[key])) if rows is None else rows
-        return scores(classifier, key, [records[key][i] for i in rows], {t: p[rows] for t, p in mixed.items()})
+        return scores(classifier, key, [records[key][i] for i in rows], {t: p[rows] for t, p in mixed[candidate].items()})
 
     def best(rows=None) -> tuple:  # ties: the smaller weight, then the smaller C
         return max(heads, key=lambda cw: (group_scores(cw, rows)[GROUP], -cw[1], -cw[0]))
