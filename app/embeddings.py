@@ -161,7 +161,7 @@ def init_app(app: Flask) -> None:
     def status_command():
         """Embedded items per classifier bundle, and how many lack one from the serving bundle."""
         from classification.bundle import read_manifest
-        from classification.embedding_head import embedding_version, load_head
+        from classification.embedding_head import embedding_version, load_head, served_extras
 
         from . import db
         from .models import ItemEmbedding
@@ -170,7 +170,9 @@ def init_app(app: Flask) -> None:
 
         settings = app.config["SETTINGS"]
         bundle = settings.classifier_bundle
-        serving = (embedding_version(read_manifest(bundle), load_head(bundle), settings.classifier_flip_average)
+        manifest = read_manifest(bundle)
+        served_as = served_extras(manifest, settings.classifier_neighbour_vote, settings.classifier_feature_heads)
+        serving = (embedding_version(manifest, load_head(bundle), settings.classifier_flip_average, served_as)
                    + key_suffix(settings.garment_crop))
         with app.app_context():
             session = db.session()

@@ -148,8 +148,18 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
         "feature_heads": heads_version(classifier), "feature_head_tasks": heads_tasks(classifier),
         "source_label_heads": source_label_heads(classifier),
         "held_out": held_out,
-        "embedding": {"version": pipeline.embedding_model, "dim": classifier.embedding_dim},
+        "embedding": embedding_card(pipeline),
     }
+
+
+def embedding_card(pipeline: Pipeline) -> dict:
+    """The embedding space "more like this" searches: its name and size, and its class profile (each task's
+    weight, and whether it reads the model's own probabilities or the served ones; none without a head)."""
+    classifier = pipeline.classifier
+    head = getattr(classifier, "embedding_head", None)
+    return {"version": pipeline.embedding_model, "dim": classifier.embedding_dim,
+            "profile": {task: weight for task, weight, _ in head.profile} if head is not None else {},
+            "profile_probabilities": head.profile_source if head is not None and head.profile else None}
 
 
 def detector_json(pipeline: Pipeline) -> dict:

@@ -10,6 +10,8 @@
 - Phone photos: the clothing-dataset photos of the validation senders (split.json's photo.val: senders
   the classifier never saw), each against the others; a neighbour counts when it carries the same
   label (the same articleType group: "Pants", "Shoes", ...).
+- Search by photo: the same photos, each searched in the catalogue test split; a thumbnail found
+  counts when the photo's label allows its articleType (a Pants photo finding Jeans or Trousers).
 
 Embeddings are the service's: Classifier.embed on the whole image (an item of kind product), rounded to
 float16 as stored, searched exactly; beside each figure its chance level (the share of same-label
@@ -155,6 +157,24 @@ def main() -> None:
         report["photos"]["with_query_expansion"] = {"nearest": args.query_expansion, f"precision@{args.k}_label": round(
             expanded_precision(photo_vectors, [r.source_label for r in val], photo_queries, args.k, args.query_expansion), 4)}
     print(json.dumps(report["photos"]))
+
+    # Search by photo: each validation photo searched in the catalogue test split (a shopper's photo
+    # against a shop's products); a found thumbnail counts when the photo's label allows its articleType.
+    allowed = np.array([[r.get("articleType") in photo.allowed.get("articleType", ()) for r in gallery] for photo in val])
+    plain = float(np.mean([allowed[row, np.argsort(-(vectors @ photo_vectors[row]), kind="stable")[:args.k]].mean()
+                           for row in range(len(val))]))
+    report["photos_in_catalogue"] = {"queries": len(val), "gallery": len(gallery), f"precision@{args.k}_allowed": round(plain, 4),
+                                     "chance_allowed": round(float(allowed.mean()), 4)}
+    if args.query_expansion:
+        expanded = []
+        for row in range(len(val)):
+            cosines = vectors @ photo_vectors[row]
+            nearest = np.argsort(-cosines, kind="stable")[:args.query_expansion]
+            query = expanded_query(photo_vectors[row], vectors[nearest], cosines[nearest], EXPANSION_ALPHA)
+            expanded.append(allowed[row, np.argsort(-(vectors @ query), kind="stable")[:args.k]].mean())
+        report["photos_in_catalogue"]["with_query_expansion"] = {
+            "nearest": args.query_expansion, f"precision@{args.k}_allowed": round(float(np.mean(expanded)), 4)}
+    print(json.dumps(report["photos_in_catalogue"]))
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_report("retrieval-quality", report)
 

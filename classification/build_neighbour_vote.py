@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return vote_of([r for key in row_keys for r in records[key]],
                        {task: np.concatenate([probs[key][task] for key in row_keys]) for task in TASKS},
                        np.concatenate([project(classifier.embedding_head, features[key]) for key in row_keys]),
-                       taxonomy, TASKS, classifier.embedding_head.version)
+                       taxonomy, TASKS, classifier.embedding_head.projection_version)
 
     vote = vote_on(train_keys)
 

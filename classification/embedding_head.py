@@ -35,11 +35,12 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from .bundle import served_version
+from .bundle import heads_suffix, served_version, vote_suffix
 
 HEAD_FILE = "embedding_head.npz"
 MISSING = -1  # label index of an image that is not labelled in a label set
 PROFILE_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)  # the weights tried for each task of a class profile
+PROFILE_SOURCES = ("model", "served")  # the probabilities a class profile may read (EmbeddingHead.profile_source)
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
@@ -55,6 +56,14 @@ class EmbeddingHead:
     # Bhattacharyya coefficient of the two distributions as their inner product, so the classifier's
     # own verdict (trained end to end, unlike the projection) pulls same-type items together.
     profile: tuple[tuple[str, float, int], ...] = ()
+    # Which probabilities the profile reads: "model", the network's own, or "served", the bundle's served
+    # probabilities (its neighbour vote and feature heads, as the tags are; never the rows people's labels
+    # add, so an image's embedding stays a function of the bundle). See Classifier.profile_probabilities.
+    profile_source: str = "model"
+
+    def __post_init__(self):
+        if self.profile_source not in PROFILE_SOURCES:
+            raise ValueError(f"profile source {self.profile_source!r}: expected one of {PROFILE_SOURCES}")
 
     @property
     def dim(self) -> int:
@@ -66,12 +75,22 @@ class EmbeddingHead:
         digest = hashlib.sha256(self.weight.astype(np.float16).tobytes())
         if self.profile:
             digest.update(repr([(task, round(float(w), 4), int(n)) for task, w, n in self.profile]).encode())
+            if self.profile_source != "model":  # the model's own: the hash it always had
+                digest.update(self.profile_source.encode())
         return digest.hexdigest()[:12]
 
-    def with_profile(self, weights: Mapping[str, float], classes: Mapping[str, int]) -> "EmbeddingHead":
-        """This projection with a class profile of the tasks weighted above zero."""
+    @property
+    def projection_version(self) -> str:
+        """A short hash of the projection alone: the space the neighbour vote's rows live in (a new
+        class profile leaves it, and the vote, as they were)."""
+        return hashlib.sha256(self.weight.astype(np.float16).tobytes()).hexdigest()[:12]
+
+    def with_profile(self, weights: Mapping[str, float], classes: Mapping[str, int],
+                     source: str | None = None) -> "EmbeddingHead":
+        """This projection with a class profile of the tasks weighted above zero (read from `source`'s
+        probabilities; None: this head's)."""
         profile = tuple((task, float(w), int(classes[task])) for task, w in weights.items() if w > 0)
-        return dataclasses.replace(self, profile=profile)
+        return dataclasses.replace(self, profile=profile, profile_source=source or self.profile_source)
 
     def project(self, features: np.ndarray, probs: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Unit-length embeddings (N, dim) of raw pooled trunk features (N, trunk features) and, when the
@@ -88,7 +107,7 @@ class EmbeddingHead:
 
     def save(self, folder: Path) -> Path:
         path = Path(folder) / HEAD_FILE
-        arrays = {"weight": self.weight.astype(np.float16)}
+        arrays = {"weight": self.weight.astype(np.float16), "profile_source": np.array(self.profile_source)}
         if self.profile:
             arrays |= {"profile_tasks": np.array([task for task, _, _ in self.profile]),
                        "profile_weights": np.array([w for _, w, _ in self.profile], np.float64),
@@ -105,11 +124,13 @@ def load_head(folder: str | Path) -> EmbeddingHead | None:
     if not path.is_file():
         return None
     with np.load(path) as arrays:
-        profile = ()
+        profile, source = (), "model"  # heads saved before profile sources read the model's own
         if "profile_tasks" in arrays:
             profile = tuple((str(task), float(w), int(n)) for task, w, n in
                             zip(arrays["profile_tasks"], arrays["profile_weights"], arrays["profile_classes"]))
-        return EmbeddingHead(arrays["weight"].astype(np.float32), profile)
+        if "profile_source" in arrays:
+            source = str(arrays["profile_source"])
+        return EmbeddingHead(arrays["weight"].astype(np.float32), profile, source)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,32 +141,81 @@ class Gallery:
     labels: Mapping[str, list]  # label set -> one label per image (None: unlabelled)
 
 
+@dataclasses.dataclass(frozen=True)
+class CrossSearch:
+    """Images of one kind searched in a gallery of another (a phone photo in a catalogue): a found item
+    counts when its class is one the query's label allows."""
+    queries: Gallery
+    gallery: str  # the name of the gallery searched
+    allowed: np.ndarray  # (queries, classes) bool: the classes each query's label allows
+    gallery_classes: np.ndarray  # (gallery items,) each item's class index (-1: none)
+
+
+def cross_precision_at_k(queries: np.ndarray, gallery: np.ndarray, allowed: np.ndarray, gallery_classes: np.ndarray,
+                         k: int = 10, chunk: int = 512) -> float:
+    """Precision@k of searching `gallery` (unit vectors) with `queries`: the share of each query's k
+    nearest items whose class its row of `allowed` allows, over the queries that allow any class."""
+    allowed = np.asarray(allowed, bool)
+    known = np.asarray(gallery_classes) >= 0
+    gallery, classes = gallery[known], np.asarray(gallery_classes)[known]
+    k = min(k, len(gallery))
+    rows = np.flatnonzero(allowed.any(axis=1))
+    if k < 1 or not len(rows):
+        return float("nan")
+    hits = []
+    for start in range(0, len(rows), chunk):
+        batch = rows[start:start + chunk]
+        nearest = np.argpartition(-(queries[batch] @ gallery.T), k - 1, axis=1)[:, :k]
+        hits.append(allowed[batch[:, None], classes[nearest]].mean(axis=1))
+    return float(np.concatenate(hits).mean())
+
+
 def tune_profile(head: EmbeddingHead, galleries: Mapping[str, Gallery], objective: Mapping[tuple[str, str], float],
-                 tasks: list[str], grid: tuple[float, ...] = PROFILE_GRID,
-                 k: int = 10) -> tuple[EmbeddingHead, list[dict]]:
+                 tasks: list[str], grid: tuple[float, ...] = PROFILE_GRID, k: int = 10,
+                 crosses: Mapping[str, CrossSearch] | None = None) -> tuple[EmbeddingHead, list[dict]]:
     """The head with the class profile (a weight from `grid` for each of `tasks`) that maximises the
     weighted sum of precision@k over (gallery, label set) pairs (`objective`), each gallery searched on
-    its own. Returns it and every candidate's scores."""
+    its own, and over (cross search, "allowed") pairs: each of `crosses` searched in its gallery.
+    Returns it and every candidate's scores."""
+    crosses = crosses or {}
     classes = {task: next(iter(galleries.values())).probs[task].shape[1] for task in tasks}
     candidates = []
     for weights in itertools.product(grid, repeat=len(tasks)):
         candidate = head.with_profile(dict(zip(tasks, weights)), classes)
-        scores = {}
+        scores, vectors = {}, {}
         for name, gallery in galleries.items():
-            vectors = candidate.project(gallery.features, gallery.probs)
+            vectors[name] = candidate.project(gallery.features, gallery.probs)
             for (of, label_set) in objective:
                 if of == name:
-                    scores[f"{name}/{label_set}"] = precision_at_k(vectors, gallery.labels[label_set], k=k).precision
+                    scores[f"{name}/{label_set}"] = precision_at_k(vectors[name], gallery.labels[label_set], k=k).precision
+        for name, cross in crosses.items():
+            if (name, "allowed") in objective:
+                scores[f"{name}/allowed"] = cross_precision_at_k(
+                    candidate.project(cross.queries.features, cross.queries.probs), vectors[cross.gallery],
+                    cross.allowed, cross.gallery_classes, k=k)
         candidates.append({"weights": dict(zip(tasks, weights)), "precision": scores,
                            "objective": sum(w * scores[f"{name}/{label_set}"] for (name, label_set), w in objective.items())})
     best = max(candidates, key=lambda c: c["objective"])  # the first of equals: the smallest weights
     return head.with_profile(best["weights"], classes), candidates
 
 
-def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_average: bool | float | None = None) -> str:
+def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_average: bool | float | None = None,
+                      served_as: str | None = None) -> str:
     """The name of a bundle's embedding space: name:version, "+flip" when the features are averaged with
-    the mirror image's, plus its head's hash when it has one. Embeddings are comparable only within one space."""
-    return served_version(manifest, flip_average) + (f"+{head.version}" if head else "")
+    the mirror image's, plus its head's hash when it has one; a profile of the served probabilities adds
+    what serves them (`served_as`: the vote's and feature heads' suffixes, by default the manifest's).
+    Embeddings are comparable only within one space."""
+    version = served_version(manifest, flip_average) + (f"+{head.version}" if head else "")
+    if head is not None and head.profile and head.profile_source == "served":
+        version += served_extras(manifest) if served_as is None else served_as
+    return version
+
+
+def served_extras(manifest: Mapping, neighbour_vote: bool = True, feature_heads: bool = True) -> str:
+    """What the served probabilities gain over the model's in a bundle: its vote's and feature heads'
+    suffixes (of those served: a server can turn either off)."""
+    return (vote_suffix((manifest.get("neighbour_vote") or {}).get("version") if neighbour_vote else None)
+            + heads_suffix((manifest.get("feature_heads") or {}).get("version") if feature_heads else None))
 
 
 @keras.saving.register_keras_serializable("fashion_tagger")

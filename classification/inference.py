@@ -71,7 +71,10 @@ class Classifier:
         # people labelled, app/label_votes.py) by setting a callable that returns the vote to use.
         self.vote_source: Callable[[], NeighbourVote | None] | None = None
         # Embeddings are comparable only between images embedded by the same weights (and head).
-        self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average)
+        # A profile of the served probabilities names the vote and heads this classifier loaded.
+        self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average, vote_suffix(
+            self.neighbour_vote.version if self.neighbour_vote else None) + heads_suffix(
+            self.feature_heads.version if self.feature_heads else None))
         self._with_embedding: keras.Model | None = None
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -92,11 +95,22 @@ class Classifier:
         """The served probabilities from the model's and the images' pooled features: mixed with the
         neighbour vote, then with the feature heads (each where the bundle has them)."""
         vote = self.vote_source() if self.vote_source is not None else self.neighbour_vote
+        return self._served_with(vote, features, probs)
+
+    def _served_with(self, vote: NeighbourVote | None, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if vote is not None:
             probs = vote.mix(probs, project(self.embedding_head, features))
         if self.feature_heads is not None:
             probs = self.feature_heads.mix(probs, features)
         return probs
+
+    def profile_probabilities(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The probabilities the embedding head's class profile reads: the model's own, or for a profile of
+        the served ones, the bundle's vote and feature heads, never the rows a server adds from people's
+        labels (an image's embedding must not move as others are labelled)."""
+        if self.embedding_head is None or self.embedding_head.profile_source == "model":
+            return probs
+        return self._served_with(self.neighbour_vote, features, probs)
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged
@@ -172,10 +186,14 @@ class Classifier:
     def features_dim(self) -> int:
         return int(self.model.get_layer(self.EMBEDDING_LAYER).output.shape[-1])
 
-    def embedding_of(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> np.ndarray:
-        """The embeddings of images from their pooled trunk features and their predicted probabilities."""
+    def embedding_of(self, features: np.ndarray, probs: dict[str, np.ndarray],
+                     profile_probs: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The embeddings of images from their pooled trunk features and the model's probabilities
+        (`profile_probs`: what profile_probabilities gives for them, when the caller has it already)."""
         if self.embedding_head is not None:
-            return self.embedding_head.project(features, probs)
+            if profile_probs is None:
+                profile_probs = self.profile_probabilities(features, probs)
+            return self.embedding_head.project(features, profile_probs)
         return l2_normalise(features)
 
     def _two_output_model(self) -> keras.Model:
@@ -195,8 +213,12 @@ class Classifier:
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         features, probs = self.embedding_inputs(images)
-        tags = self.describe(self.voted(features, probs), allowed, outside_weight)
-        return tags, self.embedding_of(features, probs)
+        served = self.voted(features, probs)
+        tags = self.describe(served, allowed, outside_weight)
+        # the tags' probabilities are the profile's when no rows from people's labels joined the vote
+        reuse = (self.vote_source is None and self.embedding_head is not None
+                 and self.embedding_head.profile_source == "served")
+        return tags, self.embedding_of(features, probs, served if reuse else None)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """L2-normalised embeddings, (N, embedding_dim) float32."""

@@ -43,7 +43,7 @@ class NeighbourVote:
     # task -> (row indices (m,), distributions (m, classes)): rows whose label allows several classes
     distributions: Mapping[str, tuple[np.ndarray, np.ndarray]]
     classes: Mapping[str, int]  # task -> number of classes
-    head_version: str  # the embedding head whose projection made `vectors`
+    head_version: str  # the embedding head projection that made `vectors` (EmbeddingHead.projection_version)
     k: int = 5
     temperature: float = 0.05
     weight: float = 0.35
@@ -178,9 +178,12 @@ def load_vote(folder: str | Path, head: EmbeddingHead | None, expected_version: 
         return None
     with np.load(path) as arrays:
         head_version = str(arrays["head_version"])
-        if head is None or head.version != head_version:
-            raise BundleError(f"{path} was built on embedding head {head_version}, the bundle's is "
-                              f"{head.version if head else 'missing'}: rebuild it (classification.build_neighbour_vote)")
+        # Its rows live in the head's projection; votes built before they were tied to the projection alone
+        # name the whole head (the same projection, as long as the profile is the one they were built with).
+        if head is None or head_version not in (head.projection_version, head.version):
+            raise BundleError(f"{path} was built on embedding head {head_version}, the bundle's projection is "
+                              f"{head.projection_version if head else 'missing'}: rebuild it "
+                              "(classification.build_neighbour_vote)")
         tasks = [str(t) for t in arrays["tasks"]]
         k, temperature, weight = arrays["parameters"]
         vote = NeighbourVote(

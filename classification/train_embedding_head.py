@@ -10,11 +10,21 @@ train split, the training senders' phone photos, the training photos' street cro
 and the classifier's probabilities are computed once by the bundle (cached in --run-dir, keyed by the
 bundle version). The projection is trained on the training part; then the weights of its class
 profile (--profile-tasks: those tasks' predicted distributions join the embedding) are chosen on the
-catalogue validation split and the training senders' phone photos. Precision@10 is measured with the
-pooled features, the projection alone and the whole embedding on the catalogue validation split
-(articleType and baseColour; it chose the weights), and on what nothing was chosen on: the catalogue
-test split, the validation senders' photos and the held-out photos' street crops (their coarse
-label). `--write` stores the head in the bundle and the figures and this command in its manifest.
+catalogue validation split, the training senders' phone photos, and those photos searched in the
+catalogue validation split (--cross-weight). Precision@10 is measured with the pooled features, the
+projection alone and the whole embedding on the catalogue validation split (articleType and
+baseColour; it chose the weights), and on what nothing was chosen on: the catalogue test split, the
+validation senders' photos and the held-out photos' street crops (their coarse label), and those
+photos and crops searched in the catalogue test split. `--write` stores the head in the bundle and the
+figures and this command in its manifest.
+
+The profile reads the model's own probabilities, or with `--profile-probabilities served` the served
+ones (the bundle's neighbour vote and feature heads). Those depend on the vote, which is built on the
+projection, so a served profile is chosen on a kept projection: train the head, build the vote
+(classification.build_neighbour_vote) and fit the feature heads, then
+
+    python -m classification.train_embedding_head ...the same data options... --run-dir runs/knn \
+        --keep-projection --profile-probabilities served --profile-tasks articleType --write
 """
 from __future__ import annotations
 
@@ -33,10 +43,12 @@ from tqdm import tqdm  # noqa: E402
 from .bundle import mirror_suffix, read_manifest  # noqa: E402
 from .catalogue import read_catalogue  # noqa: E402
 from .data import image_cache_path, load_images  # noqa: E402
-from .embedding_head import MISSING, PROFILE_GRID, Gallery, l2_normalise, precision_at_k, train_head, tune_profile  # noqa: E402
+from .data import encode_allowed  # noqa: E402
+from .embedding_head import (MISSING, PROFILE_GRID, PROFILE_SOURCES, CrossSearch, EmbeddingHead, Gallery, cross_precision_at_k,  # noqa: E402
+                             l2_normalise, load_head, precision_at_k, train_head, tune_profile)
 from .inference import Classifier  # noqa: E402
 from .label_map import LabelMap  # noqa: E402
-from .neighbour_vote import VOTE_FILE  # noqa: E402
+from .neighbour_vote import VOTE_FILE, load_vote  # noqa: E402
 from .photo_datasets import read_labelled_photos, read_street_crops  # noqa: E402
 from .records import LabelledImage, from_catalogue  # noqa: E402
 from .taxonomy import TASKS, Taxonomy  # noqa: E402
@@ -61,8 +73,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="loss weight of another catalogue label set (default 1.0; baseColour's is --colour-weight)")
     parser.add_argument("--photo-weight", type=float, default=1.0,
                         help="weight of the training senders' phone photos (same label) in the profile's tuning")
+    parser.add_argument("--cross-weight", type=float, default=1.0,
+                        help="weight of the training senders' phone photos searched in the catalogue validation split "
+                             "(a found thumbnail counts when the photo's label allows its articleType) in the profile's tuning")
     parser.add_argument("--profile-tasks", default="articleType,baseColour",
                         help="comma-separated tasks whose probabilities may join the embedding ('' for none)")
+    parser.add_argument("--profile-probabilities", choices=PROFILE_SOURCES, default="model",
+                        help="what the class profile reads: the model's own probabilities, or the served ones (the "
+                             "bundle's neighbour vote and feature heads: needs --keep-projection, the vote being built "
+                             "on the projection)")
+    parser.add_argument("--keep-projection", action="store_true",
+                        help="keep the bundle's projection (and the neighbour vote built on it): choose the class "
+                             "profile only")
     parser.add_argument("--batch-size", type=int, default=128, help="images per forward pass of the bundle")
     parser.add_argument("--write", action="store_true", help="store the head and its figures in the bundle")
     return parser.parse_args(argv)
@@ -163,6 +185,42 @@ def bundle_features(args) -> tuple[dict, Classifier, dict, dict, dict]:
     return manifest, classifier, records, features, probs
 
 
+PROFILE_WHAT = {"model": "the model's own",
+                "served": "the served ones: the bundle's neighbour vote and feature heads; the training images "
+                          "were tuned on without the vote, which would find each of them itself"}
+
+
+def kept_projection(args) -> EmbeddingHead:
+    """The bundle's projection without its class profile, refused when the bundle's neighbour vote was not
+    built on it as a projection (a vote from before: rebuild it, classification.build_neighbour_vote)."""
+    head = load_head(args.bundle)
+    if head is None:
+        raise SystemExit(f"--keep-projection: {args.bundle} has no embedding head to keep")
+    if (args.bundle / VOTE_FILE).is_file():
+        with np.load(args.bundle / VOTE_FILE) as arrays:
+            built_on = str(arrays["head_version"])
+        if built_on != head.projection_version:
+            raise SystemExit(f"--keep-projection: the bundle's neighbour vote names head {built_on}, not the projection "
+                             f"{head.projection_version}: rebuild it first (classification.build_neighbour_vote --write)")
+    return head.with_profile({}, {})
+
+
+def profile_inputs(args, records: dict, features: dict, probs: dict) -> dict:
+    """(kind, part) -> the probabilities the class profile reads (--profile-probabilities): the model's
+    own, or the served ones. The served ones of a training image leave the vote out: the image is one of
+    its rows and would find itself."""
+    if args.profile_probabilities == "model":
+        return probs
+    served = Classifier(args.bundle)  # its vote (built on the kept projection) and feature heads
+    out = {}
+    for key in records:
+        if key[1] == "train":
+            out[key] = served.feature_heads.mix(probs[key], features[key]) if served.feature_heads else probs[key]
+        else:
+            out[key] = served.voted(features[key], probs[key])
+    return out
+
+
 def catalogue_label_sets(text: str) -> list[str]:
     """The catalogue tasks the projection learns: articleType and baseColour (the retrieval figures
     and the profile's tuning stand on them), then any others asked for, each once."""
@@ -191,8 +249,20 @@ def label_indices(records: list[LabelledImage], kind: str, label_of, vocabulary:
     return np.array([position.get(label_of(r), MISSING) if r.kind == kind else MISSING for r in records], dtype=np.int64)
 
 
-def retrieval_scores(vectors: dict, records: dict) -> dict:
-    """Precision@10 on each held-out gallery, each image against the rest of its gallery."""
+def allowed_classes(records: list[LabelledImage], taxonomy: Taxonomy) -> np.ndarray:
+    """(N, articleTypes) bool: the articleTypes each record's label allows."""
+    return encode_allowed(records, taxonomy)["articleType"].astype(bool)
+
+
+def catalogue_classes(records: list[LabelledImage], taxonomy: Taxonomy) -> np.ndarray:
+    """Each catalogue record's articleType index (-1: none the taxonomy knows)."""
+    allowed = allowed_classes(records, taxonomy)
+    return np.where(allowed.any(axis=1), allowed.argmax(axis=1), -1)
+
+
+def retrieval_scores(vectors: dict, records: dict, taxonomy: Taxonomy) -> dict:
+    """Precision@10 on each held-out gallery, each image against the rest of its gallery; and the
+    validation photos and crops searched in the catalogue test split (search by photo)."""
     scores = {}
     for part in ("val", "test"):
         gallery = records[("catalogue", part)]
@@ -205,6 +275,10 @@ def retrieval_scores(vectors: dict, records: dict) -> dict:
             gallery = records[(kind, "val")]
             scores[f"{kind}_val"] = {"gallery": len(gallery), "precision@10_label": round(
                 precision_at_k(vectors[(kind, "val")], [r.source_label for r in gallery], k=K).precision, 4)}
+            catalogue = records[("catalogue", "test")]
+            scores[f"{kind}_val"]["precision@10_in_catalogue_test"] = round(cross_precision_at_k(
+                vectors[(kind, "val")], vectors[("catalogue", "test")], allowed_classes(gallery, taxonomy),
+                catalogue_classes(catalogue, taxonomy), k=K), 4)
     return scores
 
 
@@ -227,30 +301,48 @@ def main(argv: Sequence[str] | None = None) -> dict:
         vocabulary = sorted({r.source_label for r in train_records if r.kind == kind})
         if vocabulary:
             labels[f"{kind}_label"] = label_indices(train_records, kind, lambda r: r.source_label, vocabulary)
-    projection, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs, learning_rate=args.lr,
-                                     scale=args.scale, loss_weights=weights, verbose=2)
+    if args.keep_projection:
+        projection, history = kept_projection(args), {}
+    elif args.profile_probabilities == "served":
+        raise SystemExit("--profile-probabilities served reads the neighbour vote built on the projection: train the "
+                         "projection (--profile-probabilities model), rebuild the vote (classification."
+                         "build_neighbour_vote) and the feature heads, then rerun with --keep-projection")
+    else:
+        projection, history = train_head(train_features, labels, dim=args.dim, epochs=args.epochs,
+                                         learning_rate=args.lr, scale=args.scale, loss_weights=weights, verbose=2)
+    profile_probs = profile_inputs(args, records, features, probs)
 
     # The class profile's weights: chosen on the catalogue validation split and, where there are phone
     # photos, on the training senders' photos too (same coarse label: the profile must not trade away
-    # same-type neighbours on photos, which carry no colour label, for colour on the catalogue).
+    # same-type neighbours on photos, which carry no colour label, for colour on the catalogue), and on
+    # those photos searched in the catalogue validation split (search by photo: a found thumbnail counts
+    # when the photo's label allows its articleType).
     objective = {("catalogue_val", "articleType"): 1.0, ("catalogue_val", "baseColour"): args.colour_weight}
     val, photos = ("catalogue", "val"), ("photo", "train")
-    galleries = {"catalogue_val": Gallery(features[val], probs[val], {
+    galleries = {"catalogue_val": Gallery(features[val], profile_probs[val], {
         task: [r.label(task) for r in records[val]] for task in ("articleType", "baseColour")})}
-    if photos in records and args.photo_weight > 0:
-        objective[("photo_train", "label")] = args.photo_weight
-        galleries["photo_train"] = Gallery(features[photos], probs[photos], {"label": [r.source_label for r in records[photos]]})
+    crosses = {}
+    if photos in records:
+        photo_gallery = Gallery(features[photos], profile_probs[photos], {"label": [r.source_label for r in records[photos]]})
+        if args.photo_weight > 0:
+            objective[("photo_train", "label")] = args.photo_weight
+            galleries["photo_train"] = photo_gallery
+        if args.cross_weight > 0:
+            objective[("photo_train_in_catalogue_val", "allowed")] = args.cross_weight
+            crosses["photo_train_in_catalogue_val"] = CrossSearch(
+                photo_gallery, "catalogue_val", allowed_classes(records[photos], taxonomy),
+                catalogue_classes(records[val], taxonomy))
     profile_tasks = [task for task in args.profile_tasks.split(",") if task]
-    head, candidates = projection, []
+    head, candidates = projection.with_profile({}, {}, args.profile_probabilities), []
     if profile_tasks:
-        head, candidates = tune_profile(projection, galleries, objective, profile_tasks, k=K)
+        head, candidates = tune_profile(head, galleries, objective, profile_tasks, k=K, crosses=crosses)
 
     held_out = [key for key in records if key[1] != "train"]
-    before = retrieval_scores({key: l2_normalise(features[key]) for key in held_out}, records)
-    projected = retrieval_scores({key: projection.project(features[key]) for key in held_out}, records)
-    after = retrieval_scores({key: head.project(features[key], probs[key]) for key in held_out}, records)
+    before = retrieval_scores({key: l2_normalise(features[key]) for key in held_out}, records, taxonomy)
+    projected = retrieval_scores({key: projection.project(features[key]) for key in held_out}, records, taxonomy)
+    after = retrieval_scores({key: head.project(features[key], profile_probs[key]) for key in held_out}, records, taxonomy)
     profile = {task: weight for task, weight, _ in head.profile}
-    report = {"head": head.version, "dim": head.dim, "profile": profile,
+    report = {"head": head.version, "dim": head.dim, "profile": profile, "profile_probabilities": head.profile_source,
               "before (pooled features)": before, "projection alone": projected, "after (head)": after,
               "train_images": {f"{k}/{p}": len(records[(k, p)]) for k, p in train_keys},
               "seconds": round(time.time() - started, 1)}
@@ -258,14 +350,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.write:
         head.save(args.bundle)
         stale_vote = args.bundle / VOTE_FILE
-        if stale_vote.is_file():  # its rows live in the old head's space: the bundle would refuse to load
+        if stale_vote.is_file() and not args.keep_projection:  # its rows live in the old projection's space
             stale_vote.unlink()
             manifest.pop("neighbour_vote", None)
             print(f"removed {stale_vote}: rebuild it on the new head (classification.build_neighbour_vote)")
+        command = "python -m classification.train_embedding_head " + " ".join(sys.argv[1:] if argv is None else argv)
+        earlier = manifest.get("embedding") or {}
         manifest["embedding"] = {
             "source": "the trunk's globally pooled features (layer gap), L2-normalised, projected; then the "
                       "class profile; the whole vector L2-normalised",
-            "head": {"file": "embedding_head.npz", "version": head.version, "dim": head.dim, "dtype": "float16",
+            "head": earlier.get("head", {}) | {"version": head.version, "dim": head.dim} if args.keep_projection else {
+                     "file": "embedding_head.npz", "version": head.version, "dim": head.dim, "dtype": "float16",
                      "projection_dim": projection.dim,
                      "loss": f"normalised softmax over label proxies (cosine x {args.scale}), one proxy set per "
                              "label set; an image counts only in the sets it is labelled in",
@@ -274,9 +369,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
                      "epochs": args.epochs, "learning_rate": args.lr, "optimizer": "AdamW, cosine decay",
                      "trained_on": "pooled features of the bundle's training split only (each kind's train part)",
                      "final_losses": {key: values[-1] for key, values in history.items()}},
-            "profile": {"weights": profile,
-                        "what": "square roots of these tasks' predicted probabilities, times the weight, after "
-                                "the projection (inner product of two: the Bhattacharyya coefficient)",
+            "profile": {"weights": profile, "probabilities": head.profile_source,
+                        "what": "square roots of these tasks' predicted probabilities (" + PROFILE_WHAT[head.profile_source]
+                                + "), times the weight, after the projection (inner product of two: the Bhattacharyya "
+                                  "coefficient)",
                         "chosen_on": "the largest weighted sum of precision@10: " + ", ".join(
                             f"{weight} x {gallery} {label_set}" for (gallery, label_set), weight in objective.items())
                             + f"; each weight from {list(PROFILE_GRID)}",
@@ -284,7 +380,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                         "precision@10": {name: round(v, 4) for name, v in c["precision"].items()}}
                                        for c in candidates]},
             "precision@10": {"pooled_features": before, "projection": projected, "embedding": after},
-            "command": "python -m classification.train_embedding_head " + " ".join(sys.argv[1:] if argv is None else argv)}
+            "command": command}
+        if args.keep_projection:  # the projection is the earlier command's
+            manifest["embedding"]["projection_command"] = earlier.get("projection_command", earlier.get("command"))
         (args.bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return report
 

@@ -41,7 +41,10 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
         kind: {"weight": chosen["weight"], "labels": chosen["labels"]}
         for kind, chosen in manifest["feature_heads"].get("label_heads", {}).items()
         if kind in ("photo", "street") and chosen["weight"] > 0}
-    assert classifier["embedding"] == {"version": pipeline.embedding_model, "dim": pipeline.classifier.embedding_dim}
+    # the embedding space, and its class profile as the head's training chose it
+    assert classifier["embedding"] == {"version": pipeline.embedding_model, "dim": pipeline.classifier.embedding_dim,
+                                       "profile": manifest["embedding"]["profile"]["weights"],
+                                       "profile_probabilities": manifest["embedding"]["profile"]["probabilities"]}
 
     detector = body["detector"]
     assert detector["version"] == pipeline.bundles["detector"] and "top" in detector["classes"]
@@ -60,6 +63,7 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     classifier.neighbour_vote = SimpleNamespace(version="abc")
     assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
     assert card["feature_head_tasks"] is None and card["source_label_heads"] is None
+    assert card["embedding"] == {"version": "c:v+head", "dim": 8, "profile": {}, "profile_probabilities": None}
     classifier.feature_heads = SimpleNamespace(version="def", heads=(  # heads the evaluation did not serve with
         SimpleNamespace(task="gender", weight=0.5, gated=False),), label_heads=(
         SimpleNamespace(kind="photo", weight=0.35, labels=("Pants", "Shirt")),))

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from classification.embedding_head import (MISSING, EmbeddingHead, Gallery, l2_normalise, load_head, precision_at_k,
-                                           train_head, tune_profile)
+from classification.embedding_head import (MISSING, CrossSearch, EmbeddingHead, Gallery, cross_precision_at_k,
+                                           embedding_version, l2_normalise, load_head, precision_at_k, train_head,
+                                           tune_profile)
 from classification.inference import Classifier
 
 BUNDLE = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0"
@@ -107,6 +108,36 @@ def test_a_class_profile_joins_the_embedding_and_names_another_space(tmp_path):
     np.testing.assert_allclose(loaded.project(features, probs), vectors, atol=2e-3)
 
 
+def test_a_profile_of_the_served_probabilities_is_another_space_and_names_what_serves_them(tmp_path):
+    head = EmbeddingHead(np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32))
+    model = head.with_profile({"articleType": 1.0}, {"articleType": 4})
+    served = head.with_profile({"articleType": 1.0}, {"articleType": 4}, "served")
+    assert (model.profile_source, served.profile_source) == ("model", "served") and served.profile == model.profile
+    # the model's own keeps the hash heads always had (served bundles keep their names); the projection
+    # (the neighbour vote's space) is the same for every profile
+    assert model.version == EmbeddingHead(model.weight, model.profile).version and served.version != model.version
+    assert served.projection_version == model.projection_version == head.version
+    served.save(tmp_path)
+    assert load_head(tmp_path).profile_source == "served" and load_head(tmp_path).version == served.version
+    with pytest.raises(ValueError, match="profile source"):
+        EmbeddingHead(head.weight, (), "voted")
+    manifest = {"name": "b", "version": "v1", "neighbour_vote": {"version": "nv"}, "feature_heads": {"version": "fh"}}
+    assert embedding_version(manifest, model, False) == f"b:v1+{model.version}"
+    assert embedding_version(manifest, served, False) == f"b:v1+{served.version}+vote-nv+heads-fh"
+    assert embedding_version(manifest, served, False, served_as="") == f"b:v1+{served.version}"
+
+
+def test_cross_precision_counts_found_items_whose_class_the_query_allows():
+    gallery = l2_normalise(np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9]], np.float32))
+    classes = np.array([0, 1, 2, -1])  # the last item has no class: never found
+    queries = l2_normalise(np.array([[1, 0.05], [0, 1], [1, 1]], np.float32))
+    allowed = np.array([[1, 1, 0], [0, 1, 0], [0, 0, 0]], bool)  # the third query allows nothing: left out
+    # first query: its 2 nearest are classes 0 and 1, both allowed; second: classes 2 and 1, one allowed
+    assert cross_precision_at_k(queries, gallery, allowed, classes, k=2) == pytest.approx(0.75)
+    assert cross_precision_at_k(queries, gallery, allowed, classes, k=1) == pytest.approx(0.5)
+    assert np.isnan(cross_precision_at_k(queries, gallery, np.zeros((3, 3), bool), classes))
+
+
 def test_the_profile_is_weighted_up_where_the_predictions_know_more_than_the_features():
     features, labels = _features_with_a_nuisance(800, seed=3)
     head = EmbeddingHead(np.eye(48, 16, dtype=np.float32))  # a projection that keeps mostly the nuisance
@@ -120,6 +151,15 @@ def test_the_profile_is_weighted_up_where_the_predictions_know_more_than_the_fea
     plain = precision_at_k(head.project(features), list(labels)).precision
     best = precision_at_k(tuned.project(features, probs), list(labels)).precision
     assert best > plain + 0.3 and best == pytest.approx(max(c["objective"] for c in candidates))
+    # the same images as queries in a gallery of others, each allowed its own class: the same choice
+    allowed = np.eye(6, dtype=bool)[labels[:400]]
+    cross = CrossSearch(Gallery(features[:400], {"articleType": probs["articleType"][:400]}, {}), "gallery", allowed,
+                        labels[400:])
+    rest = Gallery(features[400:], {"articleType": probs["articleType"][400:]}, {"articleType": list(labels[400:])})
+    crossed, cross_candidates = tune_profile(head, {"gallery": rest}, {("queries", "allowed"): 1.0}, ["articleType"],
+                                             crosses={"queries": cross})
+    assert crossed.profile and crossed.profile[0][1] > 0
+    assert [set(c["precision"]) for c in cross_candidates] == [{"queries/allowed"}] * 5
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +207,11 @@ def test_training_cli_writes_the_head_and_its_scores_into_the_bundle(trained_bun
     profile = manifest["embedding"]["profile"]
     assert profile["weights"] == report["profile"] and len(profile["candidates"]) == 5 * 5
     # tuned on the catalogue validation split and the training senders' photos, never on what it reports
-    assert {name.split("/")[0] for name in profile["candidates"][0]["precision@10"]} == {"catalogue_val", "photo_train"}
+    assert {name.split("/")[0] for name in profile["candidates"][0]["precision@10"]} == {
+        "catalogue_val", "photo_train", "photo_train_in_catalogue_val"}
+    assert profile["probabilities"] == "model" == head.profile_source
     for scores in (report["before (pooled features)"], report["projection alone"], report["after (head)"]):
+        assert 0.0 <= scores["photo_val"]["precision@10_in_catalogue_test"] <= 1.0  # search by photo
         assert 0.0 <= scores["catalogue_test"]["precision@10_articleType"] <= 1.0
         assert 0.0 <= scores["catalogue_test"]["precision@10_gender"] <= 1.0
         assert scores["catalogue_test"]["gallery"] == len(json.loads((bundle / "split.json").read_text())["test"])

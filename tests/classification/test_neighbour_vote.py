@@ -1,4 +1,5 @@
 """The neighbour vote: the labels of the nearest training images, mixed into the served tags."""
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from classification.embedding_head import EmbeddingHead, l2_normalise
+from classification.embedding_head import EmbeddingHead, l2_normalise, load_head
 from classification.feature_heads import HEADS_FILE
 from common.bundles import BundleError
 from classification.inference import Classifier
@@ -62,7 +63,7 @@ def test_added_rows_vote_like_training_rows_for_the_tasks_they_carry():
 def test_a_vote_with_added_rows_saves_them_all(tmp_path):
     vote = _vote().with_rows(l2_normalise(np.array([[0, 0, 1, 1]], np.float32)), {"kind": np.array([0])})
     vote.save(tmp_path)
-    head = SimpleNamespace(version="head")
+    head = SimpleNamespace(version="head with a profile", projection_version="head")  # the vote names the projection
     loaded = load_vote(tmp_path, head)
     assert loaded.row_count == 5 and loaded.version == vote.version
     np.testing.assert_array_equal(loaded.labels["kind"], vote.labels["kind"])
@@ -110,6 +111,9 @@ def bundle_with_a_vote(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bundle") / "fashion-lite0"
     # without the served feature heads: this compares the vote alone with what serves
     shutil.copytree(BUNDLE, folder, ignore=shutil.ignore_patterns("evaluation", VOTE_FILE, HEADS_FILE))
+    # its head's class profile reading the model's own probabilities: the embeddings stay the model's
+    # (a profile of the served ones: test_a_profile_of_the_served_probabilities_...)
+    dataclasses.replace(load_head(folder), profile_source="model").save(folder)
     plain = Classifier(folder)
     rng = np.random.default_rng(3)
     tasks = plain.taxonomy.labels
@@ -160,6 +164,34 @@ def test_a_vote_built_on_another_head_or_not_the_manifests_is_refused(bundle_wit
     assert Classifier(replaced, neighbour_vote=False).neighbour_vote is None
 
 
+def test_a_profile_of_the_served_probabilities_reads_the_bundles_vote_never_added_rows(bundle_with_a_vote, tmp_path):
+    folder, vote = bundle_with_a_vote
+    plain = Classifier(folder, neighbour_vote=False)
+    head = plain.embedding_head.with_profile({"articleType": 1.0}, {"articleType": plain.taxonomy.num_classes("articleType")},
+                                             "served")
+    bundle = tmp_path / "bundle"
+    shutil.copytree(folder, bundle)
+    head.save(bundle)
+    # the vote's rows live in the projection: tied to it, a new profile leaves the vote as it is
+    tied = dataclasses.replace(vote, head_version=head.projection_version)
+    tied.save(bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / "manifest.json").write_text(json.dumps(manifest | {"neighbour_vote": {"version": tied.version}}))
+    classifier = Classifier(bundle)
+    images = [np.full((90, 60, 3), (200, 30, 40), np.uint8), np.full((50, 120, 3), 90, np.uint8)]
+    features, probs = plain.embedding_inputs(images)
+    expected = head.project(features, tied.mix(probs, project(head, features)))
+    assert not np.allclose(expected, head.project(features, probs), atol=1e-3)
+    tags, embeddings = classifier.predict_with_embeddings(images)
+    np.testing.assert_allclose(embeddings, expected, atol=1e-5)
+    assert classifier.embedding_version.endswith(f"+{head.version}+vote-{tied.version}")
+    # rows from people's labels change the tags, never the embedding
+    classifier.vote_source = lambda: tied.with_parameters(k=1, temperature=0.1, weight=1.0)
+    relabelled, again = classifier.predict_with_embeddings(images)
+    np.testing.assert_allclose(again, expected, atol=1e-5)
+    assert not np.allclose(classifier.voted(features, probs)["articleType"], tied.mix(probs, project(head, features))["articleType"])
+
+
 def test_the_build_cli_writes_a_vote_chosen_on_the_catalogue_validation_split(trained_bundle, tiny_catalogue,
                                                                              tiny_photos, tiny_street, tmp_path):
     from classification import build_neighbour_vote, train_embedding_head
@@ -188,6 +220,18 @@ def test_the_build_cli_writes_a_vote_chosen_on_the_catalogue_validation_split(tr
     assert with_val["parameters"] == report["parameters"] and with_val["version"] != report["version"]
     assert set(with_val["after (with the vote)"]) == {"catalogue/test", "photo/val", "street/val"}
     assert Classifier(bundle).neighbour_vote.version == report["version"]  # not written
+    # a class profile of the served probabilities, chosen again on the kept projection: the vote stays
+    projection = load_head(bundle)
+    with pytest.raises(SystemExit, match="--keep-projection"):
+        train_embedding_head.main([*data, "--profile-probabilities", "served"])
+    served = train_embedding_head.main([*data, "--keep-projection", "--profile-probabilities", "served", "--write"])
+    kept, manifest = load_head(bundle), json.loads((bundle / "manifest.json").read_text())
+    assert kept.profile_source == "served" == served["profile_probabilities"] == manifest["embedding"]["profile"]["probabilities"]
+    np.testing.assert_array_equal(kept.weight, projection.weight)
+    assert manifest["embedding"]["projection_command"].endswith("--epochs 2 --write")
+    assert manifest["neighbour_vote"]["version"] == report["version"] == Classifier(bundle).neighbour_vote.version
+    if kept.profile:
+        assert Classifier(bundle).embedding_version.endswith(f"+{kept.version}+vote-{report['version']}")
     # a new head makes the vote's rows meaningless: writing it removes the vote, and the bundle still loads
     train_embedding_head.main([*data, "--dim", "8", "--epochs", "1", "--write"])
     assert not (bundle / VOTE_FILE).exists() and "neighbour_vote" not in json.loads((bundle / "manifest.json").read_text())
