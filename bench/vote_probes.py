@@ -63,6 +63,7 @@ from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.embedding_head import l2_normalise  # noqa: E402
 from classification.data import load_images  # noqa: E402
 from classification.evaluate import allowed_set_scores, decoded_indices, true_indices  # noqa: E402
+from classification.inference import Classifier  # noqa: E402
 from classification.neighbour_vote import NeighbourVote, project, vote_of, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
 from classification.train_embedding_head import (add_data_arguments, bundle_features, embedding_inputs,  # noqa: E402
@@ -122,6 +123,15 @@ class Probes:
     def projection_vote(self) -> tuple[NeighbourVote, dict]:
         """The served vote's rows in the served space (the embedding head's projection), built once."""
         return self.vote(self.projection)
+
+    @functools.cached_property
+    def served_classifier(self) -> Classifier:
+        """The bundle as it serves (its vote and feature heads): what a profile of the served probabilities reads."""
+        return Classifier(self.args.bundle)
+
+    def profile_probs(self, key) -> dict:
+        """The probabilities the embedding head's class profile reads for held-out part `key`, as served."""
+        return self.served_classifier.profile_probabilities(self.features[key], self.probs[key])
 
     @functools.cached_property
     def served_vote(self) -> NeighbourVote:
@@ -200,7 +210,7 @@ class Probes:
         ("": none): the articleType on the catalogue, the source's coarse label elsewhere."""
         records = self.records[key]
         labels = [r.label("articleType") for r in records] if key[0] == "catalogue" else [r.source_label for r in records]
-        vectors = self.classifier.embedding_head.project(self.features[key], self.probs[key])
+        vectors = self.classifier.embedding_head.project(self.features[key], self.profile_probs(key))
         return vectors.astype(np.float16).astype(np.float32), np.array([label or "" for label in labels], dtype=object)
 
     @staticmethod
