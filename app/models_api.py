@@ -156,7 +156,7 @@ def embedding_card(pipeline: Pipeline) -> dict:
     """The embedding space "more like this" searches: its name and size, and its class profile (each task's
     weight, and whether it reads the model's own probabilities or the served ones; none without a head)."""
     classifier = pipeline.classifier
-    head = getattr(classifier, "embedding_head", None)
+    head = classifier.embedding_head
     return {"version": pipeline.embedding_model, "dim": classifier.embedding_dim,
             "profile": {task: weight for task, weight, _ in head.profile} if head is not None else {},
             "profile_probabilities": head.profile_source if head is not None and head.profile else None}

@@ -63,18 +63,17 @@ class Classifier:
                                if neighbour_vote else None)
         self.feature_heads = (load_heads(self.bundle_dir, (self.manifest.get("feature_heads") or {}).get("version"))
                               if feature_heads else None)
-        served_as = served_version(self.manifest, self.flip_average) + vote_suffix(
-            self.neighbour_vote.version if self.neighbour_vote else None) + heads_suffix(
-            self.feature_heads.version if self.feature_heads else None)
-        self.versions = {group: f"{served_as}/{group}" for group in MODEL_GROUPS}
+        # what the served probabilities gain over the model's: the vote and heads this classifier loaded
+        extras = (vote_suffix(self.neighbour_vote.version if self.neighbour_vote else None)
+                  + heads_suffix(self.feature_heads.version if self.feature_heads else None))
+        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}{extras}/{group}"
+                         for group in MODEL_GROUPS}
         # Where the vote comes from at each call: the bundle's, unless a server adds rows to it (the items
         # people labelled, app/label_votes.py) by setting a callable that returns the vote to use.
         self.vote_source: Callable[[], NeighbourVote | None] | None = None
-        # Embeddings are comparable only between images embedded by the same weights (and head).
-        # A profile of the served probabilities names the vote and heads this classifier loaded.
-        self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average, vote_suffix(
-            self.neighbour_vote.version if self.neighbour_vote else None) + heads_suffix(
-            self.feature_heads.version if self.feature_heads else None))
+        # Embeddings are comparable only between images embedded by the same weights (and head; a profile
+        # of the served probabilities also by the same vote and heads).
+        self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average, extras)
         self._with_embedding: keras.Model | None = None
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -97,7 +96,8 @@ class Classifier:
         vote = self.vote_source() if self.vote_source is not None else self.neighbour_vote
         return self._served_with(vote, features, probs)
 
-    def _served_with(self, vote: NeighbourVote | None, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _served_with(self, vote: NeighbourVote | None, features: np.ndarray,
+                     probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if vote is not None:
             probs = vote.mix(probs, project(self.embedding_head, features))
         if self.feature_heads is not None:

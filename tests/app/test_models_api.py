@@ -57,7 +57,7 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
         manifest={"name": "c", "version": "v", "model": {"trunk": "t"}, "metrics": {"catalogue": {"gender": 0.9}},
                   "inference": {"flip_average": True, "neighbour_vote": "abc"}},
         versions={"category": "c:v/category"}, input_size=(160, 120), flip_average=True, embedding_dim=8,
-        neighbour_vote=None, feature_heads=None)  # served with CLASSIFIER_NEIGHBOUR_VOTE=0
+        embedding_head=None, neighbour_vote=None, feature_heads=None)  # served with CLASSIFIER_NEIGHBOUR_VOTE=0
     card = classifier_json(SimpleNamespace(classifier=classifier, embedding_model="c:v+head"))
     assert card["held_out"]["as_served"] is False and card["neighbour_vote"] is None
     classifier.neighbour_vote = SimpleNamespace(version="abc")
