@@ -10,8 +10,10 @@
 - Phone photos: the clothing-dataset photos of the validation senders (split.json's photo.val: senders
   the classifier never saw), each against the others; a neighbour counts when it carries the same
   label (the same articleType group: "Pants", "Shoes", ...).
-- Search by photo: the same photos, each searched in the catalogue test split; a thumbnail found
-  counts when the photo's label allows its articleType (a Pants photo finding Jeans or Trousers).
+- Search by photo: the same photos, and the garment crops of the held-out Clothing Co-Parsing photos
+  (the bundle's split.json street.val, cut from the annotations as the training crops are), each
+  searched in the catalogue test split; a thumbnail found counts when the photo's or crop's label
+  allows its articleType (a Pants photo finding Jeans or Trousers).
 
 Embeddings are the service's: Classifier.embed on the whole image (an item of kind product), rounded to
 float16 as stored, searched exactly; beside each figure its chance level (the share of same-label
@@ -46,10 +48,12 @@ from classification.catalogue import read_catalogue  # noqa: E402
 from classification.embedding_head import precision_at_k  # noqa: E402
 from classification.inference import Classifier  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
-from classification.photo_datasets import read_labelled_photos  # noqa: E402
+from classification.data import load_image  # noqa: E402
+from classification.photo_datasets import read_labelled_photos, read_street_crops  # noqa: E402
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 PHOTO_LABEL_MAP = ROOT / "classification" / "label_maps" / "clothing-dataset.json"
+STREET_LABEL_MAP = ROOT / "classification" / "label_maps" / "clothing-co-parsing.json"
 
 
 def embed_files(classifier: Classifier, paths: list[Path], batch: int = 64, desc: str = "") -> np.ndarray:
@@ -61,6 +65,35 @@ def embed_files(classifier: Classifier, paths: list[Path], batch: int = 64, desc
                 images.append(np.asarray(picture.convert("RGB")))
         out.append(classifier.embed(images))
     return np.concatenate(out).astype(np.float16).astype(np.float32)  # as the database stores them
+
+
+def embed_images(classifier: Classifier, images: list[np.ndarray], batch: int = 64, desc: str = "") -> np.ndarray:
+    out = [classifier.embed(images[start:start + batch])
+           for start in tqdm(range(0, len(images), batch), desc=f"embedding {desc}", unit="batch")]
+    return np.concatenate(out).astype(np.float16).astype(np.float32)  # as the database stores them
+
+
+def search_in_catalogue(query_vectors: np.ndarray, queries: list, vectors: np.ndarray, gallery: list, k: int,
+                        expansion: int) -> dict:
+    """Precision@k of each query (a labelled photo or crop) searched in the catalogue gallery: a found
+    thumbnail counts when the query's label allows its articleType; plain, and with the service's query
+    expansion (the query expanded by its `expansion` nearest thumbnails, as app.similarity does)."""
+    allowed = np.array([[r.get("articleType") in query.allowed.get("articleType", ()) for r in gallery] for query in queries])
+
+    def precision(query_of) -> float:
+        return float(np.mean([allowed[row, np.argsort(-(vectors @ query_of(row)), kind="stable")[:k]].mean()
+                              for row in range(len(queries))]))
+
+    def expanded(row: int) -> np.ndarray:
+        cosines = vectors @ query_vectors[row]
+        nearest = np.argsort(-cosines, kind="stable")[:expansion]
+        return expanded_query(query_vectors[row], vectors[nearest], cosines[nearest], EXPANSION_ALPHA)
+
+    out = {"queries": len(queries), "gallery": len(gallery), f"precision@{k}_allowed": round(precision(lambda row: query_vectors[row]), 4),
+           "chance_allowed": round(float(allowed.mean()), 4)}
+    if expansion:
+        out["with_query_expansion"] = {"nearest": expansion, f"precision@{k}_allowed": round(precision(expanded), 4)}
+    return out
 
 
 def expanded_queries(vectors: np.ndarray, rows, count: int, alpha: float = EXPANSION_ALPHA) -> np.ndarray:
@@ -104,6 +137,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=ROOT / "models" / "fashion-lite0")
     parser.add_argument("--catalogue", type=Path, default=DATASETS / "fashion-product-images-small")
     parser.add_argument("--photos", type=Path, default=DATASETS / "clothing-dataset")
+    parser.add_argument("--street", type=Path, default=DATASETS / "clothing-co-parsing",
+                        help="Clothing Co-Parsing folder: its held-out photos' garment crops searched in the catalogue")
     parser.add_argument("--catalogue-queries", type=int, default=2000)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--nprobe", type=int, default=16)
@@ -158,23 +193,18 @@ def main() -> None:
             expanded_precision(photo_vectors, [r.source_label for r in val], photo_queries, args.k, args.query_expansion), 4)}
     print(json.dumps(report["photos"]))
 
-    # Search by photo: each validation photo searched in the catalogue test split (a shopper's photo
-    # against a shop's products); a found thumbnail counts when the photo's label allows its articleType.
-    allowed = np.array([[r.get("articleType") in photo.allowed.get("articleType", ()) for r in gallery] for photo in val])
-    plain = float(np.mean([allowed[row, np.argsort(-(vectors @ photo_vectors[row]), kind="stable")[:args.k]].mean()
-                           for row in range(len(val))]))
-    report["photos_in_catalogue"] = {"queries": len(val), "gallery": len(gallery), f"precision@{args.k}_allowed": round(plain, 4),
-                                     "chance_allowed": round(float(allowed.mean()), 4)}
-    if args.query_expansion:
-        expanded = []
-        for row in range(len(val)):
-            cosines = vectors @ photo_vectors[row]
-            nearest = np.argsort(-cosines, kind="stable")[:args.query_expansion]
-            query = expanded_query(photo_vectors[row], vectors[nearest], cosines[nearest], EXPANSION_ALPHA)
-            expanded.append(allowed[row, np.argsort(-(vectors @ query), kind="stable")[:args.k]].mean())
-        report["photos_in_catalogue"]["with_query_expansion"] = {
-            "nearest": args.query_expansion, f"precision@{args.k}_allowed": round(float(np.mean(expanded)), 4)}
+    # Search by photo: each validation photo, and each garment crop of the held-out street photos, searched
+    # in the catalogue test split (a shopper's photo against a shop's products).
+    report["photos_in_catalogue"] = search_in_catalogue(photo_vectors, val, vectors, gallery, args.k, args.query_expansion)
     print(json.dumps(report["photos_in_catalogue"]))
+    if args.street:
+        street_split = json.loads((args.bundle / "split.json").read_text())["street"]["val"]
+        crops = {r.id: r for r in read_street_crops(args.street, LabelMap.load(STREET_LABEL_MAP), taxonomy)}
+        held_out = [crops[i] for i in street_split if i in crops]
+        crop_vectors = embed_images(classifier, [load_image(r) for r in held_out], desc="held-out street crops")
+        report["street_crops_in_catalogue"] = search_in_catalogue(crop_vectors, held_out, vectors, gallery, args.k,
+                                                                  args.query_expansion)
+        print(json.dumps(report["street_crops_in_catalogue"]))
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_report("retrieval-quality", report)
 
