@@ -128,7 +128,7 @@ def backfill(session: Session, pipeline, settings, refetch: bool = True, analyse
         if not analyses:
             return report
         after = analyses[-1].id
-        items, crops = [], []
+        items, crops, allowed = [], [], []
         for analysis in analyses:
             image, source = _image_of(session, analysis, settings, refetch)
             if image is None:
@@ -143,7 +143,9 @@ def backfill(session: Session, pipeline, settings, refetch: bool = True, analyse
                 if not any(e.model == model for e in item.embeddings):
                     items.append(item)
                     crops.append(crop)
-        vectors = classifier.embed(crops) if crops else []
+                    # a garment's category as the pipeline reads it: its detector class as the prior
+                    allowed.append(pipeline.prior.for_detection(item.detector_label, item.detector_score))
+        vectors = classifier.embed(crops, allowed, pipeline.prior.weight) if crops else []
         for item, vector in zip(items, vectors):
             session.add(ItemEmbedding(item_id=item.id, model=model, vector=to_bytes(vector)))
         session.commit()

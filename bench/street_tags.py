@@ -19,6 +19,10 @@ greedily by score, whatever their class; unmatched detections are false positive
 Matched garments are scored as `evaluate_allowed_sets` scores crops: articleType group accuracy (the
 decoded articleType is one the label allows) and masterCategory accuracy, as a mean over labels and
 over garments. Writes bench/results/street-tags-<time>.json and prints Markdown tables.
+
+With `--catalogue ../shared/datasets/fashion-product-images-small`, also search by street photo: each
+matched garment's embedding (as the pipeline makes it, prior off and hard) searched in the catalogue
+test split; a thumbnail found counts when the garment's label allows its articleType.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,6 +48,8 @@ from app.crops import STYLES as GARMENT_CROPS  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from bench.results import write_report  # noqa: E402
+from bench.retrieval_quality import embed_files, search_in_catalogue  # noqa: E402
+from classification.catalogue import read_catalogue  # noqa: E402
 from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: E402
 from classification.evaluate import allowed_set_scores  # noqa: E402
 from classification.intervals import interval_name  # noqa: E402
@@ -102,6 +109,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--split", type=Path, help="photo split (default: <detector>/split.json)")
     parser.add_argument("--iou", type=float, default=0.5)
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    parser.add_argument("--catalogue", type=Path,
+                        help="fashion-product-images-small: also search each matched garment in the classifier's "
+                             "held-out catalogue test split (search by street photo; 2 min more)")
     parser.add_argument("--garment-crop", choices=GARMENT_CROPS, default=defaults.garment_crop,
                         help="how garments are cut out for the classifier (app/crops.py)")
     args = parser.parse_args(argv)
@@ -190,9 +200,34 @@ def main(argv=None) -> dict:
         "variants": results, "best": best, "per_detector_class": per_class,
         "pipeline_check": check, "detect_seconds": round(detect_seconds, 1),
     }
+    if args.catalogue:
+        report["search_in_catalogue"] = search_by_garment(classifier, crops, garments, args.catalogue, args.classifier,
+                                                          settings.similarity_query_expansion)
+        print(json.dumps(report["search_in_catalogue"]))
     write_report("street-tags", report)
     print(markdown(report))
     return report
+
+
+def search_by_garment(classifier, crops, garments, catalogue_folder: Path, bundle: Path, expansion: int,
+                      k: int = 10) -> dict:
+    """Each matched garment searched in the catalogue test split the classifier never trained on, its
+    embedding made as the pipeline makes it with the detector prior off and hard (a profile of the served
+    probabilities reads the category within the detector class's paths, as the tags do): precision@k of
+    thumbnails whose articleType the garment's label allows (bench.retrieval_quality.search_in_catalogue)."""
+    split = json.loads((bundle / "split.json").read_text())["test"]
+    catalogue = {r.id: r for r in read_catalogue(catalogue_folder).records}
+    gallery = [catalogue[i] for i in split if i in catalogue]
+    vectors = embed_files(classifier, [r.image_path for r in gallery], desc="catalogue test split")
+    features, probs = classifier.embedding_inputs(crops)  # one forward pass; each prior re-reads it
+    queries = [SimpleNamespace(allowed=g["allowed"]) for g in garments]
+    out = {}
+    for prior in (DetectorPrior(), DetectorPrior.parse("hard", classifier.taxonomy)):
+        allowed = [prior.for_detection(g["detector"], g["score"]) for g in garments]
+        profile = classifier.profile_probabilities(features, probs, allowed, prior.weight)
+        found = classifier.embedding_of(features, probs, profile).astype(np.float16).astype(np.float32)
+        out[prior.name] = search_in_catalogue(found, queries, vectors, gallery, k, expansion)
+    return out
 
 
 def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:

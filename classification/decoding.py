@@ -43,6 +43,13 @@ class HierarchyDecoder:
             mask = self._masks[key] = np.asarray([tuple(path) in key for path in self.taxonomy.paths], dtype=bool)
         return mask
 
+    def level_mask(self, allowed: AllowedPaths, level: int) -> np.ndarray:
+        """(classes,) bool: the classes of hierarchy level `level` (0 masterCategory ... 2 articleType)
+        that some path of `allowed` goes through."""
+        mask = np.zeros(self.taxonomy.num_classes(HIERARCHY_LEVELS[level]), dtype=bool)
+        mask[self.paths[self.allowed_mask(allowed), level]] = True
+        return mask
+
     def decode(self, probs: dict[str, np.ndarray], top_k: int = 3,
                allowed: Sequence[AllowedPaths | None] | None = None, outside_weight: float = 0.0) -> list[dict]:
         """Per image: the best path, each level's confidence, and the top-k paths with their share.

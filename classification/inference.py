@@ -104,13 +104,37 @@ class Classifier:
             probs = self.feature_heads.mix(probs, features)
         return probs
 
-    def profile_probabilities(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def profile_probabilities(self, features: np.ndarray, probs: dict[str, np.ndarray],
+                              allowed: Sequence[AllowedPaths | None] | None = None,
+                              outside_weight: float = 0.0) -> dict[str, np.ndarray]:
         """The probabilities the embedding head's class profile reads: the model's own, or for a profile of
         the served ones, the bundle's vote and feature heads, never the rows a server adds from people's
-        labels (an image's embedding must not move as others are labelled)."""
+        labels (an image's embedding must not move as others are labelled), constrained as the tags'
+        category path is (`allowed`, `outside_weight`: see constrained)."""
         if self.embedding_head is None or self.embedding_head.profile_source == "model":
             return probs
-        return self._served_with(self.neighbour_vote, features, probs)
+        return self.constrained(self._served_with(self.neighbour_vote, features, probs), allowed, outside_weight)
+
+    def constrained(self, probs: dict[str, np.ndarray], allowed: Sequence[AllowedPaths | None] | None,
+                    outside_weight: float = 0.0) -> dict[str, np.ndarray]:
+        """`probs` with each category level's mass moved onto the classes an image's `allowed` paths go
+        through (the detector's class, for a garment), the others' multiplied by `outside_weight` (0: none
+        left), renormalised: what the category path was chosen from. None, or a set with no path of the
+        taxonomy: as it was."""
+        if allowed is None or not any(allowed):
+            return probs
+        out = dict(probs)
+        for level, task in enumerate(HIERARCHY_LEVELS):
+            rows = out[task].copy()
+            for row, paths in enumerate(allowed):
+                mask = self.decoder.level_mask(paths, level) if paths else None
+                if mask is None or not mask.any():
+                    continue
+                weighted = rows[row] * np.where(mask, 1.0, outside_weight)
+                if weighted.sum() > 0:
+                    rows[row] = weighted / weighted.sum()
+            out[task] = rows
+        return out
 
     def _forward(self, model: keras.Model, batch: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged
@@ -215,14 +239,19 @@ class Classifier:
         features, probs = self.embedding_inputs(images)
         served = self.voted(features, probs)
         tags = self.describe(served, allowed, outside_weight)
-        # the tags' probabilities are the profile's when no rows from people's labels joined the vote
-        reuse = (self.vote_source is None and self.embedding_head is not None
-                 and self.embedding_head.profile_source == "served")
-        return tags, self.embedding_of(features, probs, served if reuse else None)
+        profile = None
+        if self.vote_source is None and self.embedding_head is not None and self.embedding_head.profile_source == "served":
+            # the tags' probabilities are the profile's when no rows from people's labels joined the vote
+            profile = self.constrained(served, allowed, outside_weight)
+        elif allowed is not None:
+            profile = self.profile_probabilities(features, probs, allowed, outside_weight)
+        return tags, self.embedding_of(features, probs, profile)
 
-    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """L2-normalised embeddings, (N, embedding_dim) float32."""
-        return self.predict_with_embeddings(images)[1]
+    def embed(self, images: Sequence[np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,
+              outside_weight: float = 0.0) -> np.ndarray:
+        """L2-normalised embeddings, (N, embedding_dim) float32 (`allowed`, `outside_weight`: as predict's,
+        for a profile of the served probabilities)."""
+        return self.predict_with_embeddings(images, allowed, outside_weight)[1]
 
     def embedding_inputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities (the

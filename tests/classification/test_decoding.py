@@ -127,3 +127,12 @@ def test_an_allowed_set_the_taxonomy_cannot_express_leaves_the_image_unconstrain
     plain = decoder.decode(probs)
     assert constrained[0] == plain[0] and constrained[1] == plain[1]
     assert chosen_path(constrained[2]) == ("Accessories", "Watches", "Watches") and constrained[2]["constrained"]
+
+
+def test_level_masks_are_the_classes_the_allowed_paths_go_through():
+    decoder = HierarchyDecoder(TAXONOMY)
+    allowed = {("Apparel", "Socks", "Socks"), ("Footwear", "Shoes", "Casual Shoes")}
+    assert decoder.level_mask(allowed, 0).tolist() == [False, True, True]  # Apparel, Footwear
+    assert decoder.level_mask(allowed, 1).tolist() == [True, True, False, False]  # Shoes, Socks
+    assert decoder.level_mask(allowed, 2).tolist() == [True, True, False, False]  # Casual Shoes, Socks
+    assert not decoder.level_mask({("Apparel", "Shorts", "Shorts")}, 2).any()  # no path of the taxonomy

@@ -185,10 +185,28 @@ def test_a_profile_of_the_served_probabilities_reads_the_bundles_vote_never_adde
     tags, embeddings = classifier.predict_with_embeddings(images)
     np.testing.assert_allclose(embeddings, expected, atol=1e-5)
     assert classifier.embedding_version.endswith(f"+{head.version}+vote-{tied.version}")
+    # a garment's profile reads its category as the tags do: within its detector class's paths (hard:
+    # nothing outside; soft: the rest scaled), the projection part as it was
+    served = tied.mix(probs, project(head, features))
+    shoes = [path for path in plain.taxonomy.paths if path[0] == "Footwear"]
+    articles = {plain.taxonomy.index("articleType", path[2]) for path in shoes}
+    outside = np.array([i not in articles for i in range(plain.taxonomy.num_classes("articleType"))])
+    for weight in (0.0, 0.1):
+        constrained = classifier.constrained(served, [shoes, None], weight)
+        expected_row = served["articleType"][0] * np.where(outside, weight, 1.0)
+        np.testing.assert_allclose(constrained["articleType"][0], expected_row / expected_row.sum(), rtol=1e-5, atol=1e-7)
+        np.testing.assert_array_equal(constrained["articleType"][1], served["articleType"][1])  # None: as it was
+        garment = classifier.embed(images, [shoes, None], weight)
+        np.testing.assert_allclose(garment, head.project(features, constrained), atol=1e-5)
+    np.testing.assert_allclose(garment[1], expected[1], atol=1e-5)
+    hard = classifier.embed(images, [shoes, shoes])[:, head.weight.shape[1]:]
+    assert np.all(hard[:, outside] == 0)
     # rows from people's labels change the tags, never the embedding
     classifier.vote_source = lambda: tied.with_parameters(k=1, temperature=0.1, weight=1.0)
     relabelled, again = classifier.predict_with_embeddings(images)
     np.testing.assert_allclose(again, expected, atol=1e-5)
+    np.testing.assert_allclose(classifier.embed(images, [shoes, None]), head.project(
+        features, classifier.constrained(served, [shoes, None])), atol=1e-5)
     assert not np.allclose(classifier.voted(features, probs)["articleType"], tied.mix(probs, project(head, features))["articleType"])
 
 
