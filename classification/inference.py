@@ -40,7 +40,8 @@ class Classifier:
         honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
         view only to images whose top articleType probability is under it (bundle.mirror_policy).
         `neighbour_vote` (when the bundle has one) mixes the tags with the labels of the nearest training
-        images (classification.neighbour_vote); embeddings stay the model's own. `feature_heads` (when the
+        images (classification.neighbour_vote), and so do embeddings whose head's class profile reads the served
+        probabilities (profile_probabilities). `feature_heads` (when the
         bundle has them) mixes some tasks with logistic regressions on the pooled features, after the vote
         (classification.feature_heads). `serving_graph`: on the
         torch backend, run the network as its channels-first copy with folded batch normalisations
