@@ -240,12 +240,11 @@ class Classifier:
         features, probs = self.embedding_inputs(images)
         served = self.voted(features, probs)
         tags = self.describe(served, allowed, outside_weight)
-        profile = None
-        if self.vote_source is None and self.embedding_head is not None and self.embedding_head.profile_source == "served":
-            # the tags' probabilities are the profile's when no rows from people's labels joined the vote
-            profile = self.constrained(served, allowed, outside_weight)
-        elif allowed is not None:
-            profile = self.profile_probabilities(features, probs, allowed, outside_weight)
+        profile = probs
+        if self.embedding_head is not None and self.embedding_head.profile_source == "served":
+            # the tags' probabilities, unless rows from people's labels joined their vote
+            bundles = served if self.vote_source is None else self._served_with(self.neighbour_vote, features, probs)
+            profile = self.constrained(bundles, allowed, outside_weight)
         return tags, self.embedding_of(features, probs, profile)
 
     def embed(self, images: Sequence[np.ndarray], allowed: Sequence[AllowedPaths | None] | None = None,
