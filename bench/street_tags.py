@@ -22,7 +22,8 @@ over garments. Writes bench/results/street-tags-<time>.json and prints Markdown 
 
 With `--catalogue ../shared/datasets/fashion-product-images-small`, also search by street photo: each
 matched garment's embedding (as the pipeline makes it, prior off and hard) searched in the catalogue
-test split; a thumbnail found counts when the garment's label allows its articleType.
+test split; a thumbnail found counts when the garment's label allows its articleType; and a PNG beside the
+report (street-tags-<time>.png): eight garments drawn at random and their five nearest thumbnails, as served.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ import torch  # noqa: E402  (before TensorFlow)
 import torchvision  # noqa: E402,F401
 from torchvision.ops import box_iou  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from app.config import Settings  # noqa: E402
 from app.crops import STYLES as GARMENT_CROPS  # noqa: E402
@@ -50,6 +52,7 @@ from app.pipeline import Pipeline  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from bench.retrieval_quality import embed_files, search_in_catalogue  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
+from classification.plots import image_grid  # noqa: E402
 from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: E402
 from classification.evaluate import allowed_set_scores  # noqa: E402
 from classification.intervals import interval_name  # noqa: E402
@@ -66,6 +69,7 @@ CCP = ROOT.parent / "shared" / "datasets" / "clothing-co-parsing"
 WEIGHTS = ("hard", "soft:0.1", "soft:0.01", "soft:0.001", "soft:0.0001", "soft:1e-06")
 MIN_SCORES = (0.0, 0.7, 0.9)
 CHECKED_PHOTOS = 3
+EXAMPLE_GARMENTS, EXAMPLE_RESULTS = 8, 5  # the search-by-street-photo figure: garments drawn, results shown each
 
 
 def match(detections, instances, threshold: float) -> list[int | None]:
@@ -200,11 +204,15 @@ def main(argv=None) -> dict:
         "variants": results, "best": best, "per_detector_class": per_class,
         "pipeline_check": check, "detect_seconds": round(detect_seconds, 1),
     }
+    examples = None
     if args.catalogue:
-        report["search_in_catalogue"] = search_by_garment(classifier, crops, garments, args.catalogue, args.classifier,
-                                                          settings.similarity_query_expansion)
+        report["search_in_catalogue"], examples = search_by_garment(
+            classifier, crops, garments, args.catalogue, args.classifier, settings.similarity_query_expansion)
         print(json.dumps(report["search_in_catalogue"]))
-    write_report("street-tags", report)
+    path = write_report("street-tags", report)
+    if examples:
+        image_grid(*examples, path.with_suffix(".png"), columns=EXAMPLE_RESULTS + 1)
+        print(f"written {path.with_suffix('.png')}")
     print(markdown(report))
     return report
 
@@ -227,7 +235,25 @@ def search_by_garment(classifier, crops, garments, catalogue_folder: Path, bundl
         profile = classifier.profile_probabilities(features, probs, allowed, prior.weight)
         found = classifier.embedding_of(features, probs, profile).astype(np.float16).astype(np.float32)
         out[prior.name] = search_in_catalogue(found, queries, vectors, gallery, k, expansion)
-    return out
+    return out, examples_grid(crops, garments, found, vectors, gallery)
+
+
+def examples_grid(crops, garments, found: np.ndarray, vectors: np.ndarray, gallery: list) -> tuple[list, list, str]:
+    """Images, captions and title of a PNG: garments drawn at random (seed 0), each followed by its nearest
+    catalogue thumbnails as served (hard prior; plain search), marked ok when the garment's label allows them."""
+    rows = np.random.default_rng(0).choice(len(garments), min(EXAMPLE_GARMENTS, len(garments)), replace=False)
+    images, captions = [], []
+    for row in rows:
+        garment = garments[row]
+        images.append(crops[row])
+        captions.append(f"{garment['label']} (detector: {garment['detector']})")
+        for index in np.argsort(-(vectors @ found[row]), kind="stable")[:EXAMPLE_RESULTS]:
+            article = gallery[index].get("articleType")
+            with Image.open(gallery[index].image_path) as thumbnail:
+                images.append(np.asarray(thumbnail.convert("RGB")))
+            ok = article in garment["allowed"].get("articleType", ())
+            captions.append(f"{article}: {'ok' if ok else 'not allowed'}")
+    return images, captions, "Garments of held-out street photos, searched in the catalogue test split (served, prior hard)"
 
 
 def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:

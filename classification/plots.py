@@ -52,6 +52,6 @@ def image_grid(images: list[np.ndarray], captions: list[str], title: str, path: 
         ax.imshow(image)
         ax.set_title(caption, fontsize=6.5)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the top captions
     fig.savefig(path, dpi=100)
     plt.close(fig)
