@@ -282,6 +282,32 @@ def retrieval_scores(vectors: dict, records: dict, taxonomy: Taxonomy) -> dict:
     return scores
 
 
+def profile_objective(args, records: dict, features: dict, profile_probs: dict,
+                      taxonomy: Taxonomy) -> tuple[dict, dict, dict]:
+    """What the class profile's weights are chosen by: the objective ((gallery or cross search, label set)
+    -> weight), its galleries and its cross searches. The catalogue validation split and, where there are
+    phone photos, the training senders' photos too (same coarse label: the profile must not trade away
+    same-type neighbours on photos, which carry no colour label, for colour on the catalogue), and those
+    photos searched in the catalogue validation split (search by photo: a found thumbnail counts when the
+    photo's label allows its articleType)."""
+    objective = {("catalogue_val", "articleType"): 1.0, ("catalogue_val", "baseColour"): args.colour_weight}
+    val, photos = ("catalogue", "val"), ("photo", "train")
+    galleries = {"catalogue_val": Gallery(features[val], profile_probs[val], {
+        task: [r.label(task) for r in records[val]] for task in ("articleType", "baseColour")})}
+    crosses = {}
+    if photos in records:
+        photo_gallery = Gallery(features[photos], profile_probs[photos], {"label": [r.source_label for r in records[photos]]})
+        if args.photo_weight > 0:
+            objective[("photo_train", "label")] = args.photo_weight
+            galleries["photo_train"] = photo_gallery
+        if args.cross_weight > 0:
+            objective[("photo_train_in_catalogue_val", "allowed")] = args.cross_weight
+            crosses["photo_train_in_catalogue_val"] = CrossSearch(
+                photo_gallery, "catalogue_val", allowed_classes(records[photos], taxonomy),
+                catalogue_classes(records[val], taxonomy))
+    return objective, galleries, crosses
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.time()
@@ -312,26 +338,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                          learning_rate=args.lr, scale=args.scale, loss_weights=weights, verbose=2)
     profile_probs = profile_inputs(args, records, features, probs)
 
-    # The class profile's weights: chosen on the catalogue validation split and, where there are phone
-    # photos, on the training senders' photos too (same coarse label: the profile must not trade away
-    # same-type neighbours on photos, which carry no colour label, for colour on the catalogue), and on
-    # those photos searched in the catalogue validation split (search by photo: a found thumbnail counts
-    # when the photo's label allows its articleType).
-    objective = {("catalogue_val", "articleType"): 1.0, ("catalogue_val", "baseColour"): args.colour_weight}
-    val, photos = ("catalogue", "val"), ("photo", "train")
-    galleries = {"catalogue_val": Gallery(features[val], profile_probs[val], {
-        task: [r.label(task) for r in records[val]] for task in ("articleType", "baseColour")})}
-    crosses = {}
-    if photos in records:
-        photo_gallery = Gallery(features[photos], profile_probs[photos], {"label": [r.source_label for r in records[photos]]})
-        if args.photo_weight > 0:
-            objective[("photo_train", "label")] = args.photo_weight
-            galleries["photo_train"] = photo_gallery
-        if args.cross_weight > 0:
-            objective[("photo_train_in_catalogue_val", "allowed")] = args.cross_weight
-            crosses["photo_train_in_catalogue_val"] = CrossSearch(
-                photo_gallery, "catalogue_val", allowed_classes(records[photos], taxonomy),
-                catalogue_classes(records[val], taxonomy))
+    objective, galleries, crosses = profile_objective(args, records, features, profile_probs, taxonomy)
     profile_tasks = [task for task in args.profile_tasks.split(",") if task]
     head, candidates = projection.with_profile({}, {}, args.profile_probabilities), []
     if profile_tasks:
