@@ -57,14 +57,10 @@ STREET_LABEL_MAP = ROOT / "classification" / "label_maps" / "clothing-co-parsing
 
 
 def embed_files(classifier: Classifier, paths: list[Path], batch: int = 64, desc: str = "") -> np.ndarray:
-    out = []
-    for start in tqdm(range(0, len(paths), batch), desc=f"embedding {desc}", unit="batch"):
-        images = []
-        for path in paths[start:start + batch]:
-            with Image.open(path) as picture:
-                images.append(np.asarray(picture.convert("RGB")))
-        out.append(classifier.embed(images))
-    return np.concatenate(out).astype(np.float16).astype(np.float32)  # as the database stores them
+    def decoded(path: Path) -> np.ndarray:
+        with Image.open(path) as picture:
+            return np.asarray(picture.convert("RGB"))
+    return embed_images(classifier, [decoded(path) for path in paths], batch, desc)
 
 
 def embed_images(classifier: Classifier, images: list[np.ndarray], batch: int = 64, desc: str = "") -> np.ndarray:

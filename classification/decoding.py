@@ -22,6 +22,10 @@ _EPS = 1e-9
 AllowedPaths = Collection[tuple[str, str, str]]
 
 
+def _set_key(allowed: AllowedPaths) -> frozenset:
+    return allowed if isinstance(allowed, frozenset) else frozenset(tuple(path) for path in allowed)
+
+
 class HierarchyDecoder:
     def __init__(self, taxonomy: Taxonomy):
         self.taxonomy = taxonomy
@@ -29,6 +33,7 @@ class HierarchyDecoder:
         if len(self.paths) == 0:
             raise ValueError("taxonomy has no category paths to decode")
         self._masks: dict[frozenset, np.ndarray] = {}
+        self._level_masks: dict[tuple[frozenset, int], np.ndarray] = {}
 
     def path_scores(self, probs: dict[str, np.ndarray]) -> np.ndarray:
         """(N, P) joint log-probability of every path."""
@@ -37,7 +42,7 @@ class HierarchyDecoder:
     def allowed_mask(self, allowed: AllowedPaths) -> np.ndarray:
         """(P,) bool: which of the taxonomy's paths (masterCategory, subCategory, articleType) are in `allowed`.
         Cached per set: the serving prior hands the same few sets (one per detector class) to every crop."""
-        key = allowed if isinstance(allowed, frozenset) else frozenset(tuple(path) for path in allowed)
+        key = _set_key(allowed)
         mask = self._masks.get(key)
         if mask is None:
             mask = self._masks[key] = np.asarray([tuple(path) in key for path in self.taxonomy.paths], dtype=bool)
@@ -45,9 +50,13 @@ class HierarchyDecoder:
 
     def level_mask(self, allowed: AllowedPaths, level: int) -> np.ndarray:
         """(classes,) bool: the classes of hierarchy level `level` (0 masterCategory ... 2 articleType)
-        that some path of `allowed` goes through."""
-        mask = np.zeros(self.taxonomy.num_classes(HIERARCHY_LEVELS[level]), dtype=bool)
-        mask[self.paths[self.allowed_mask(allowed), level]] = True
+        that some path of `allowed` goes through. Cached per set and level, as allowed_mask."""
+        key = (_set_key(allowed), level)
+        mask = self._level_masks.get(key)
+        if mask is None:
+            mask = np.zeros(self.taxonomy.num_classes(HIERARCHY_LEVELS[level]), dtype=bool)
+            mask[self.paths[self.allowed_mask(allowed), level]] = True
+            self._level_masks[key] = mask
         return mask
 
     def decode(self, probs: dict[str, np.ndarray], top_k: int = 3,

@@ -40,10 +40,11 @@ from . import runtime  # noqa: F401  (import order and backend first)
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from common.bundles import BundleError  # noqa: E402
+
 from .bundle import mirror_suffix, read_manifest  # noqa: E402
 from .catalogue import read_catalogue  # noqa: E402
-from .data import image_cache_path, load_images  # noqa: E402
-from .data import encode_allowed  # noqa: E402
+from .data import encode_allowed, image_cache_path, load_images  # noqa: E402
 from .embedding_head import (MISSING, PROFILE_GRID, PROFILE_SOURCES, CrossSearch, EmbeddingHead, Gallery, cross_precision_at_k,  # noqa: E402
                              l2_normalise, load_head, precision_at_k, train_head, tune_profile)
 from .inference import Classifier  # noqa: E402
@@ -196,13 +197,12 @@ def kept_projection(args) -> EmbeddingHead:
     head = load_head(args.bundle)
     if head is None:
         raise SystemExit(f"--keep-projection: {args.bundle} has no embedding head to keep")
-    if (args.bundle / VOTE_FILE).is_file():
-        with np.load(args.bundle / VOTE_FILE) as arrays:
-            built_on = str(arrays["head_version"])
-        if built_on != head.projection_version:
-            raise SystemExit(f"--keep-projection: the bundle's neighbour vote names head {built_on}, not the projection "
-                             f"{head.projection_version}: rebuild it first (classification.build_neighbour_vote --write)")
-    return head.with_profile({}, {})
+    projection = head.with_profile({}, {})  # its version is the projection's: the vote must name exactly that
+    try:
+        load_vote(args.bundle, projection)
+    except BundleError as error:
+        raise SystemExit(f"--keep-projection: {error}") from None
+    return projection
 
 
 def profile_inputs(args, records: dict, features: dict, probs: dict) -> dict:
