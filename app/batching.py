@@ -5,7 +5,7 @@ A dispatcher thread takes the first waiting submission, then keeps gathering oth
 its own results. It only has something to gather when a process serves requests concurrently
 (gunicorn WEB_THREADS > 1, or job batches beside API requests). Off by default (BATCH_MAX_IMAGES=1):
 on the 2-core CPU, bench/pipeline.py measured a small gain that varies between runs (+4% to +26%
-images/s with 2-4 concurrent clients) and once added latency for a lone client (README, Benchmarks).
+images/s with 2-4 concurrent clients) and once added latency for a lone client (docs/benchmarks.md).
 On a GPU, where a batch costs little more than one image, the gain should be larger; that is not
 measured yet.
 """

@@ -43,14 +43,14 @@ class Settings:
     database_url: str = f"sqlite:///{ROOT / 'instance' / 'fashion-tagger.sqlite3'}"
     classifier_bundle: Path = ROOT / "models" / "fashion-lite0"
     # Average the classifier's outputs over each image and its mirror image (True), only for images it is
-    # unsure of (a confidence), or not (False): README, Models, "The mirror view". None: as the bundle's
+    # unsure of (a confidence), or not (False): docs/classifier.md, "The mirror view". None: as the bundle's
     # manifest says (the served bundle: True).
     classifier_flip_average: bool | float | None = None
     # Mix the tags with the labels of the nearest training images when the bundle has a neighbour vote
-    # (classification/neighbour_vote.py; README, Models, "The neighbour vote"). Embeddings are unchanged.
+    # (classification/neighbour_vote.py; docs/classifier.md, "The neighbour vote"). Embeddings are unchanged.
     classifier_neighbour_vote: bool = True
     # Mix some tasks with logistic regressions on the pooled features when the bundle has feature heads
-    # (classification/feature_heads.py; README, Models, "Feature heads"). Embeddings are unchanged.
+    # (classification/feature_heads.py; docs/classifier.md, "Feature heads"). Embeddings are unchanged.
     classifier_feature_heads: bool = True
     # On the torch backend the classifier runs a channels-first copy of its network with the batch
     # normalisations folded (classification/serving_graph.py): the same outputs, a faster classify stage.
@@ -64,7 +64,7 @@ class Settings:
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
     detector_class_agnostic_nms: float | None = None  # IoU of the NMS across classes; None: the bundle's, 1: off
     # float32, or bfloat16 on a CPU with AVX-512 BF16: a faster detect stage for slightly different
-    # detections (README, Detector). A GPU runs float16 autocast either way.
+    # detections (docs/detector.md, "Serving speed"). A GPU runs float16 autocast either way.
     detector_compute_dtype: str = "float32"
     # Garments whose box is narrower or shorter than this (pixels) are not reported: a crop of a few
     # pixels, blown up to the classifier's 80x60, gives labels that are noise.
@@ -72,7 +72,7 @@ class Settings:
     # The detector's class as evidence for a garment's category path (classification/detector_prior.py):
     # off, hard (only the taxonomy paths the class allows can be chosen) or soft:<weight> (other paths'
     # probability times <weight>), for detections scoring at least the min score. Product items never.
-    # Default: the best of bench/street_tags.py on the 128 held-out street photos (README, Models): hard,
+    # Default: the best of bench/street_tags.py on the 128 held-out street photos (docs/detector.md): hard,
     # from every served detection, lifts articleType group accuracy 0.703 -> 0.717 (mean over labels) and
     # masterCategory 0.972 -> 0.991 with box crops; soft factors and higher minimum scores lose garments and
     # masterCategory (hard@0.7 gains 0.010 of the mean over labels for 0.006 over garments).
@@ -133,7 +133,7 @@ class Settings:
     thumbnail_quality: int = 85
     thumbnail_dir: Path | None = None
     # Similarity search (app/similarity.py): exact search up to this many vectors, an inverted file
-    # (IVF) above, scanning `nprobe` cells; both from bench/similarity_index.py (README, Similarity search).
+    # (IVF) above, scanning `nprobe` cells; both from bench/similarity_index.py (docs/similarity.md).
     similarity_build_at_start: bool = True  # off for processes that never search (Celery workers)
     similarity_exact_max: int = 30_000
     similarity_nprobe: int = 16

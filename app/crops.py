@@ -6,8 +6,8 @@
 - `masked`: the same box with every pixel outside the garment's mask painted white, like a catalogue
   photo: what the first, catalogue-only classifier wanted. The real-photo classifier reads it far
   worse: end to end on the held-out street photos (classifier c0bb2de3031c), articleType group accuracy
-  0.674 (masked) against 0.723 (box) with the detector prior, 0.498 against 0.691 without it (README,
-  Models).
+  0.674 (masked) against 0.723 (box) with the detector prior, 0.498 against 0.691 without it (docs/detector.md,
+  "How a garment is cut out").
 
 The mask itself is kept either way: items store it and dominant colours are measured inside it.
 """

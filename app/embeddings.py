@@ -6,7 +6,7 @@ Every item the pipeline stores gets its classifier embedding (Classifier.embed) 
 image without one, downloads its source URL again (through the same safe fetcher; the bytes must have
 the stored sha256, else the image changed and its items are skipped) and keeps a thumbnail on the way.
 Thumbnail crops are smaller than the originals the pipeline saw, so a backfilled vector is close to,
-not equal to, the one a fresh analysis would store (measured in README, Similarity search).
+not equal to, the one a fresh analysis would store (measured in README, "Similarity search", Thumbnails).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session, selectinload
 
 log = logging.getLogger(__name__)
-STORED_DTYPE = np.dtype("<f2")  # float16: half the bytes, retrieval unchanged (README)
+STORED_DTYPE = np.dtype("<f2")  # float16: half the bytes, retrieval unchanged (docs/similarity.md)
 
 
 def to_bytes(vector: np.ndarray) -> bytes:

@@ -21,7 +21,7 @@ Query expansion (SIMILARITY_QUERY_EXPANSION nearest items; 0: off): the query is
 is, then searched again as the unit sum of itself and its nearest stored items, each weighted by its
 cosine cubed (alpha query expansion). What the query's nearest items share (the kind of garment)
 outweighs what set the query apart: +0.007 to +0.010 precision@10 on each held-out gallery, the
-size and alpha chosen on the catalogue validation split (bench/vote_probes.py, README "Similarity search").
+size and alpha chosen on the catalogue validation split (bench/vote_probes.py, docs/similarity.md).
 The expansion leaves out what the results leave out (the query's own image, unless asked for) and
 ignores the filters; the returned scores are the cosines to the expanded query (what the ranking used).
 

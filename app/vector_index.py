@@ -8,7 +8,7 @@ vectors as float16, the precision the database keeps them in, so nothing is lost
 stored vectors are read back for exact search over any subset (filtered searches with few matches)
 and for retraining. bench/similarity_index.py measured where exact search stops being fast enough, and
 IVF against HNSW at 100,000 vectors: IVF built in seconds where HNSW took minutes on these 2 cores, at
-better recall and speed (README, Similarity search).
+better recall and speed (docs/similarity.md).
 
 (Re)training takes tens of seconds at 100,000 vectors, so it can run in a background thread
 (`rebuild_if_needed(background=True)`, one at a time per index): it copies the stored vectors, trains

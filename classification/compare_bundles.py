@@ -27,7 +27,7 @@ from .bundle import flip_average_of, heads_suffix, mirror_suffix, vote_suffix
 from .metrics import PHOTO_KIND_FIGURES
 from .taxonomy import TASKS
 
-# (kind in the manifest's metrics, key, how the README's tables name it): the catalogue's accuracy per
+# (kind in the manifest's metrics, key, how docs/classifier.md's tables name it): the catalogue's accuracy per
 # task, then each photo kind's figures.
 PHOTO_KIND_NAMES = {"photo": ("phone photos", "photos"), "street": ("street crops", "crops")}
 PHOTO_FIGURE_NAMES = {"articleType_group_accuracy": "group, mean over labels",

@@ -145,7 +145,7 @@ class Classifier:
             chunk = batch[start:start + self.batch_size]
             if self.flip_average is True and 2 * len(chunk) <= self.batch_size:
                 # Both views in one call: a request's few images pay one call's fixed cost, not two, and
-                # the call holds no more activations than a full chunk of one view does (README, Benchmarks).
+                # the call holds no more activations than a full chunk of one view does (docs/benchmarks.md).
                 both = self._run(model, np.concatenate([chunk, chunk[:, :, ::-1]]), names)
                 for name in names:
                     parts[name].append((both[name][:len(chunk)] + both[name][len(chunk):]) / 2)

@@ -3,7 +3,7 @@
 A frozen batch-norm layer is a per-channel affine map, so the convolution in front of it can absorb it:
 w' = w * g / sqrt(v + eps), b' = (b - m) * g / sqrt(v + eps) + beta. The detector's backbone keeps
 its ImageNet statistics frozen (backbones.py), so every one of its batch norms folds, and serving
-skips one pass over every feature map per layer (measured in the README's detector section).
+skips one pass over every feature map per layer (measured in docs/detector.md, "Serving speed").
 Only for inference: the folded layers no longer exist to be trained.
 """
 from __future__ import annotations

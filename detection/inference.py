@@ -32,7 +32,7 @@ def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 # Arithmetic of the backbone on the CPU: float32, or bfloat16 (on AVX-512 BF16 it nearly halves the detect
-# stage, at a cost the README measures; opt-in). A GPU runs float16 autocast throughout either way.
+# stage, at a cost docs/detector.md measures; opt-in). A GPU runs float16 autocast throughout either way.
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
@@ -47,7 +47,7 @@ class Detector:
         self.model, self.manifest = load_bundle(self.bundle_dir, {k: v for k, v in overrides.items() if v is not None})
         # Serving-only speed-ups, same detections (tests/detection/test_folding.py): the frozen batch
         # norms fold into their convolutions, and NHWC feature maps suit both oneDNN's depthwise
-        # convolutions on the CPU and tensor cores (README, detector speed).
+        # convolutions on the CPU and tensor cores (docs/detector.md, "Serving speed").
         self.folded_batch_norms = fold_batch_norms(self.model)
         self.model.to(self.device).to(memory_format=torch.channels_last)
         if compute_dtype == "bfloat16" and self.device.type == "cpu":
