@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-heads", default="street",
                         help="comma-separated kinds (of those given) that get a source-label head; '' for none. "
                              "Default: the street crops only (the phone photos' head gained on the cached features "
-                             "that chose it and lost on full-size photos as served: docs/classifier.md, "Feature heads")")
+                             "that chose it and lost on full-size photos as served: docs/classifier.md, Feature heads)")
     parser.add_argument("--halvings", type=int, default=6,
                         help="random halvings of each kind's validation groups for the cross-half estimate")
     parser.add_argument("--write", action="store_true", help="store the heads and their figures in the bundle")
