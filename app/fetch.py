@@ -215,6 +215,13 @@ def _read_capped(response, settings: Settings, deadline: Deadline) -> bytes:
     return body.getvalue()
 
 
+def timed_out(error: BaseException) -> bool:
+    """Whether a connection error was the server's silence. urllib3 files a refused or unreachable
+    connection (NewConnectionError) under its TimeoutError too, though it failed at once."""
+    return (isinstance(error, (urllib3.exceptions.TimeoutError, socket.timeout))
+            and not isinstance(error, urllib3.exceptions.NewConnectionError))
+
+
 def fetch(url: str, settings: Settings) -> FetchedImage:
     """Download `url` (following checked redirects) within `settings.fetch_deadline` seconds, whatever
     the server does: the answer is the image, or an ApiError (`fetch_timeout` once the deadline passes)."""
@@ -254,14 +261,12 @@ def _fetch(url: str, settings: Settings, deadline: Deadline) -> FetchedImage:
                 response.release_conn()
         except ApiError:
             raise
-        except (urllib3.exceptions.TimeoutError, socket.timeout) as error:
-            raise ApiError("fetch_timeout", f"no answer from {host} in time ({type(error).__name__})")
         except (urllib3.exceptions.HTTPError, OSError) as error:
             if deadline.expired:  # the watchdog closed the socket: that, not the server, ended the read
                 raise deadline.error()
             cause = getattr(error, "reason", None) or error
-            if isinstance(cause, (urllib3.exceptions.TimeoutError, socket.timeout)):
-                raise ApiError("fetch_timeout", f"no answer from {host} in time")
+            if timed_out(cause):
+                raise ApiError("fetch_timeout", f"no answer from {host} in time ({type(cause).__name__})")
             raise ApiError("fetch_failed", f"download from {host} failed: {type(cause).__name__}")
         finally:
             pool.close()

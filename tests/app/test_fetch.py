@@ -1,5 +1,6 @@
 """The fetcher is the security boundary: every refusal here must happen before any connection."""
 import io
+import socket
 
 import numpy as np
 import pytest
@@ -83,6 +84,14 @@ def test_bodies_over_the_cap_are_refused(image_server, path):
 
 def test_a_server_that_never_answers_times_out(image_server):
     refused(image_server.url("/slow"), LOOPBACK_ALLOWED, "fetch_timeout")
+
+
+def test_a_refused_connection_is_a_fetch_failure_not_a_timeout():
+    with socket.socket() as closed:  # a loopback port that nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    error = refused(f"http://127.0.0.1:{port}/x.jpg", LOOPBACK_ALLOWED, "fetch_failed")
+    assert "NewConnectionError" in error.detail
 
 
 def test_http_errors_are_fetch_failures(image_server):
