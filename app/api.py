@@ -24,7 +24,7 @@ def _settings():
     return current_app.config["SETTINGS"]
 
 
-def parse_flag(value, name: str = "refresh") -> bool:
+def parse_flag(value, name: str) -> bool:
     if isinstance(value, bool):
         return value
     if value is None:

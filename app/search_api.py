@@ -72,7 +72,8 @@ def similar_to_item(item_id: int, k: int, filters: ItemFilters, same_image: bool
 
 @bp.get("/items/<int:item_id>/similar")
 def similar(item_id: int):
-    return similar_to_item(item_id, _k(), ItemFilters.parse(request.args), parse_flag(request.args.get("same_image")))
+    return similar_to_item(item_id, _k(), ItemFilters.parse(request.args),
+                           parse_flag(request.args.get("same_image"), "same_image"))
 
 
 def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments: bool, timings: dict) -> dict:
@@ -88,6 +89,7 @@ def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments
         if outcome.error:
             raise outcome.error
         analysis_id = outcome.analysis["id"]
+        timings.update(outcome.analysis["timings_ms"])  # the stages the analysis ran, as a search without store
     else:
         stored = find_analysis(session, fetched.sha256, analysis_key(pipeline, fetched, settings))
         analysis_id = stored.id if stored else None
@@ -119,6 +121,7 @@ def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments
 @bp.post("/search")
 def search():
     k, filters = _k(), ItemFilters.parse(request.args)
+    garments = parse_flag(request.args.get("garments", "true"), "garments")  # before any download
     fetched, store, timings = read_input(flag="store")
-    body = search_by_image(fetched, k, filters, store, parse_flag(request.args.get("garments", "true")), timings)
+    body = search_by_image(fetched, k, filters, store, garments, timings)
     return body, 200

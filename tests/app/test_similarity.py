@@ -128,6 +128,19 @@ def test_search_by_url_and_store(app, client, image_server, catalogue):
     # Seen before: answered from the stored embeddings, still stores nothing new.
     again = client.post("/v1/search", json={"image_url": image_server.url("/img/5.jpg")}).json
     assert again["analysis_id"] == body["analysis_id"] and count(app, Analysis) == 4
+    # Storing ran the whole pipeline: its timings say so, as a search that stores nothing does.
+    assert {"fetch", "decode", "detect", "classify"} <= set(body["timings_ms"])
+
+
+@pytest.mark.parametrize("method, path, flag", [("get", "/v1/items/{item}/similar", "same_image"),
+                                                ("post", "/v1/search", "garments")])
+def test_a_bad_flag_is_named_and_refused_before_any_download(client, image_server, catalogue, method, path, flag):
+    hits_before = len(image_server.httpd.hits)  # the server is shared with earlier tests
+    response = getattr(client, method)(path.format(item=catalogue[0]["items"][0]["id"]), query_string={flag: "maybe"},
+                                       json={"image_url": image_server.url("/img/7.jpg")} if method == "post" else None)
+    assert (response.status_code, response.json["code"]) == (400, "invalid_request")
+    assert response.json["detail"] == f"{flag} must be a boolean"
+    assert len(image_server.httpd.hits) == hits_before
 
 
 @pytest.mark.parametrize("query, code, status", [
