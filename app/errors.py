@@ -7,8 +7,8 @@ from werkzeug.exceptions import HTTPException
 # code -> (HTTP status, title). Clients switch on `code`; it never changes meaning.
 CODES = {
     "invalid_request": (400, "The request is malformed"),
-    "invalid_url": (400, "The image URL is not a valid http(s) URL"),
-    "blocked_address": (422, "The image URL points to an address that may not be fetched"),
+    "invalid_url": (400, "The URL is not a valid http(s) URL"),
+    "blocked_address": (422, "The URL points to an address that may not be fetched"),
     "fetch_failed": (502, "The image could not be downloaded"),
     "fetch_timeout": (504, "The image server did not answer in time"),
     "too_large": (413, "The image file is larger than allowed"),
@@ -68,7 +68,9 @@ def register(app: Flask) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(error.code or 500, "invalid_request")
         if (error.code or 500) >= 500:
             code = "internal_error"
-        return ApiError(code, error.description or "").response()
+        methods = getattr(error, "valid_methods", None)  # a 405 says which methods the resource takes (RFC 9110)
+        allow = {"Allow": ", ".join(methods)} if methods else None
+        return ApiError(code, error.description or "", headers=allow).response()
 
     app.register_error_handler(HTTPException, http_error)
 

@@ -159,7 +159,9 @@ def test_not_found_and_method_not_allowed(client):
     assert client.get("/v1/analyses/999").json["code"] == "not_found"
     assert client.get("/v1/images?url=http://nowhere/x.jpg").status_code == 404
     assert client.get("/v1/images").json["code"] == "invalid_request"
-    assert client.delete("/v1/analyses/1").json["code"] == "method_not_allowed"
+    not_allowed = client.delete("/v1/analyses/1")
+    assert not_allowed.json["code"] == "method_not_allowed"
+    assert set(not_allowed.headers["Allow"].split(", ")) == {"GET", "HEAD", "OPTIONS"}
 
 
 def test_items_catalogue_query_filters_and_pages(client, image_server):
