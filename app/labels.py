@@ -14,6 +14,7 @@ overlaps it most, IoU >= 0.5). And every worker adds the labelled items to its n
 """
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import secrets
 from collections import Counter
@@ -129,7 +130,9 @@ def _record(session: Session, item: Item) -> None:
                    item_id=item.id)
 
 
-def _apply(item: Item, labels: Mapping[str, str], api_key_id: int | None) -> None:
+def _apply(item: Item, labels: Mapping[str, str], api_key_id: int | None,
+           labelled_at: dt.datetime | None = None) -> None:
+    """Put a person's labels on the item; `labelled_at`: when they were given (now unless carried over)."""
     _restore(item)  # the model's tags first: a new set of labels replaces the old one entirely
     model_tags = {}
     for task, label in labels.items():
@@ -137,11 +140,11 @@ def _apply(item: Item, labels: Mapping[str, str], api_key_id: int | None) -> Non
         model_tags[task] = {"label": getattr(item, value_column), "confidence": getattr(item, confidence_column)}
         setattr(item, value_column, label)
         setattr(item, confidence_column, 1.0)
-    now = utcnow()
+    labelled_at = labelled_at or utcnow()
     if item.person_labels is None:
-        item.person_labels = ItemLabels(labels={}, model_tags={}, revision=0, updated_at=now)
+        item.person_labels = ItemLabels(labels={}, model_tags={}, revision=0, updated_at=labelled_at)
     row = item.person_labels
-    row.labels, row.model_tags, row.api_key_id, row.updated_at = dict(labels), model_tags, api_key_id, now
+    row.labels, row.model_tags, row.api_key_id, row.updated_at = dict(labels), model_tags, api_key_id, labelled_at
     # A new random revision at every write (not a timestamp: clocks and transaction start times do
     # not order commits), so the count and sum each worker compares change with any write.
     row.revision = secrets.randbits(31)
@@ -176,12 +179,12 @@ def labelled_items_of_image(session: Session, image_id: int) -> list[tuple[Item,
 
 def carry_labels(labelled: Iterable[tuple[Item, ItemLabels]], new_items: list[Item]) -> None:
     """Give the new items of an analysis the labels of the matching labelled items (the newest first)."""
-    sources = [(item.kind, list(item.box) if item.box else None, dict(labels.labels), labels.api_key_id)
-               for item, labels in labelled]  # copied: a refresh deletes these rows next
+    sources = [(item.kind, list(item.box) if item.box else None, dict(labels.labels), labels.api_key_id,
+                labels.updated_at) for item, labels in labelled]  # copied: a refresh deletes these rows next
     for item in new_items:
-        for kind, box, labels, api_key_id in sources:
+        for kind, box, labels, api_key_id, labelled_at in sources:
             if kind == item.kind and (kind == "product" or _iou(box, item.box) >= CARRY_MIN_IOU):
-                _apply(item, labels, api_key_id)
+                _apply(item, labels, api_key_id, labelled_at)  # still when the person labelled it
                 break
 
 

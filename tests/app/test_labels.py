@@ -2,6 +2,7 @@
 the item's tags everywhere, withdrawn back to the model's, carried to new analyses of the image, kept
 through migrations, and added to each worker's neighbour vote."""
 import io
+import time
 
 import numpy as np
 import pytest
@@ -89,13 +90,16 @@ def test_a_label_becomes_the_tag_everywhere_and_withdrawing_restores_the_model(c
 def test_labels_follow_the_image_into_a_refreshed_analysis(client):
     photo = garment_photo((30, 120, 60), seed=3)
     first = upload(client, photo)
-    client.put(f"/v1/items/{first['items'][0]['id']}/labels", json={"articleType": "Jackets", "season": "Winter"})
+    labelled = client.put(f"/v1/items/{first['items'][0]['id']}/labels",
+                          json={"articleType": "Jackets", "season": "Winter"}).json
+    time.sleep(1.1)  # the stamps are to the second: a carried label must keep its own, not the refresh's
     refreshed = upload(client, photo, refresh="true")
     assert refreshed["id"] != first["id"]
     product = refreshed["items"][0]
     assert product["labels"]["tags"]["articleType"] == "Jackets" and product["style"]["season"]["label"] == "Winter"
     assert product["labels"]["model"]["season"]["label"] == first["items"][0]["style"]["season"]["label"]
     assert client.get(f"/v1/analyses/{first['id']}").status_code == 404  # replaced, and its labels with it
+    assert product["labels"]["updated_at"] == labelled["labels"]["updated_at"]  # when the person labelled it
 
 
 def test_garment_labels_carry_to_the_new_garment_whose_box_overlaps_most():
