@@ -15,7 +15,8 @@ from .fetch import FetchedImage, fetch
 from .filters import ItemFilters
 from .labels import complete_labels, set_labels, training_path_counts, withdraw_labels
 from .metrics import FETCH_FAILURES
-from .store import analysis_json, get_analysis, image_json, latest_for_url, listed_item_json, query_items
+from .store import (analysis_json, get_analysis, image_json, latest_for_url, listed_item_json, query_items,
+                    stored_item_json)
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
@@ -117,6 +118,15 @@ def list_items():
         raise ApiError("invalid_request", "limit must be between 1 and 500")
     items, next_cursor = query_items(db.session(), query, request.args.get("cursor"), limit)
     return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.get("/items/<int:item_id>")
+def read_item(item_id: int):
+    """One stored item: its tags, colours, box and mask, labels, analysis and image."""
+    body = stored_item_json(db.session(), item_id)
+    if body is None:
+        raise ApiError("not_found", f"no item {item_id}")
+    return body
 
 
 @bp.put("/items/<int:item_id>/labels")

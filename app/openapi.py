@@ -85,6 +85,13 @@ def spec() -> dict:
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
+            "/v1/items/{id}": {"get": {
+                "summary": "One stored item as /v1/items lists it, with `current`: whether its analysis is its "
+                           "image's current one (listings and searches read only those)",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+                "responses": {"200": {"description": "the item",
+                                      "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Item"}}}},
+                              "404": PROBLEM}}},
             "/v1/items/{id}/labels": {
                 "put": {
                     "summary": "A person's labels for an item (replacing any it had): the item's tags from now on "

@@ -173,3 +173,18 @@ def test_prune_superseded_deletes_old_analyses_after_their_grace_period(app, cli
     assert labels["tags"] == {"season": "Winter"}  # carried to the current analysis, kept there
     again = runner.invoke(args=["images", "prune-superseded", "--older-than-days", "7"])
     assert "deleted 0 superseded analyses (0 items) of 0 images" in again.output
+
+
+def test_one_item_reads_as_listed_and_says_whether_it_is_current(app, client):
+    photo = garment_photo((90, 160, 40), seed=13)
+    first = upload(client, photo)
+    item_id = first["items"][0]["id"]
+    as_listed = next(item for item in client.get("/v1/items", query_string={"limit": 500}).json["items"]
+                     if item["id"] == item_id)
+    assert client.get(f"/v1/items/{item_id}").json == as_listed | {"current": True}
+    as_if_older_bundles_made(app, first)
+    upload(client, photo)  # a newer analysis supersedes the first: its item stays readable, not current
+    superseded = client.get(f"/v1/items/{item_id}")
+    assert superseded.status_code == 200 and superseded.json["current"] is False
+    missing = client.get("/v1/items/999999")
+    assert (missing.status_code, missing.json["code"]) == (404, "not_found")
