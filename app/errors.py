@@ -20,6 +20,8 @@ CODES = {
     "queue_unavailable": (503, "The job queue cannot be reached; retry later"),
     "unauthorized": (401, "A valid API key is required"),
     "rate_limited": (429, "Too many requests for this API key; retry later"),
+    "job_exceeds_quota": (413, "The job has more URLs than the API key's job-URL quota allows in a whole window; "
+                                "split it into smaller jobs"),
     "embedding_unavailable": (409, "The item has no embedding from the serving classifier; run `flask embeddings backfill`"),
     "unknown_label": (422, "The label is not one the serving classifier knows"),
     "inconsistent_labels": (422, "The category labels name no path of the serving classifier's taxonomy"),

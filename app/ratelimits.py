@@ -1,7 +1,8 @@
 """Per-key limits with Flask-Limiter: a request rate over every /v1 route together, and a quota of job
 URLs (a 10,000-URL job costs 10,000). Counted in Redis when there is one (all workers share the count),
 else in this process's memory. Keyless requests (API_KEYS_REQUIRED off) are not limited.
-A breach is 429 `rate_limited` with Retry-After."""
+A breach is 429 `rate_limited` with Retry-After; a job larger than the whole job-URL quota, which no wait
+would let through, is 413 `job_exceeds_quota` without one."""
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,23 @@ def _retry_after(reset_at: float) -> str:
     return str(max(1, math.ceil(reset_at - time.time())))
 
 
+# Answers a wait can change: only these keep a Retry-After.
+RETRYABLE_STATUSES = (429, 503)
+
+
 def init_app(app: Flask) -> None:
     settings = app.config["SETTINGS"]
+
+    # Flask-Limiter puts Retry-After (the request-rate window's end) on every keyed answer. On any other
+    # answer than 429 or 503 it would tell a client to send the same request again, e.g. a 413
+    # job_exceeds_quota that no wait lets through. Registered before the Limiter, so that it runs after it
+    # (Flask runs after_request functions in reverse order of registration).
+    @app.after_request
+    def retry_after_only_where_a_wait_helps(response):
+        if response.status_code not in RETRYABLE_STATUSES:
+            response.headers.pop("Retry-After", None)
+        return response
+
     limiter = Limiter(
         _client_key, app=app, key_prefix="fashion-tagger",
         # One budget per key across all routes (evaluated before the exemption, so never None).
@@ -63,14 +79,21 @@ def init_app(app: Flask) -> None:
 
 
 def check_job_urls(count: int) -> None:
-    """429 unless the key's job-URL quota has room for `count` more URLs. Counts nothing: call
-    charge_job_urls once the job is stored and enqueued, so a job refused for any reason costs nothing.
+    """Refuse a job the key's job-URL quota has no room for: 413 `job_exceeds_quota` when it is larger than
+    the whole quota (it can never fit, so there is nothing to wait for), else 429 with Retry-After when it
+    would fit once the window frees. Counts nothing: call charge_job_urls once the job is stored and
+    enqueued, so a job refused for any reason costs nothing.
     (Two submissions racing between check and charge can overshoot by one job; that is accepted.)"""
     client = current_client()
     if client is None:
         return
-    strategy = current_app.extensions["rate_limiter"].limiter
     quota = parse(client.job_url_quota)
+    if count > quota.amount:  # decided without the quota store: it is the same answer in every window
+        raise ApiError("job_exceeds_quota", f"{count} URLs in one job, but this API key's job-URL quota is "
+                       f"{client.job_url_quota}: no wait lets this job through; split it into jobs of at most "
+                       f"{quota.amount} URLs, each submitted when the quota has room for it",
+                       quota=client.job_url_quota, max_urls=quota.amount)
+    strategy = current_app.extensions["rate_limiter"].limiter
     try:
         if strategy.test(quota, "job-urls", _client_key(), cost=count):
             return

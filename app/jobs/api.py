@@ -85,11 +85,12 @@ def submit(urls: list, callback_url: str | None, refresh: bool, api_key_id: int 
         service.delete_job(session, job.id)
         raise ApiError("queue_unavailable", f"the job queue cannot be reached ({error}); nothing was stored",
                        headers={"Retry-After": str(settings.retry_after)})
-    if not queued:  # nothing to do: every URL was malformed
-        job.state = "running"
+    if not queued:  # nothing to do: every URL was malformed. Started (and finished) now, as any job is.
+        service.start(session, job.id)
         session.commit()
         service.finish_if_complete(current_app._get_current_object(), session, job.id)
-    return service.summary(session, session.get(Job, job.id)), 202, {"Location": f"/v1/jobs/{job.id}"}
+        session.refresh(job)  # the updates above were SQL statements: read what they stored
+    return service.summary(session, job), 202, {"Location": f"/v1/jobs/{job.id}"}
 
 
 @bp.get("")

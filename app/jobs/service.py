@@ -11,7 +11,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -118,7 +118,7 @@ def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None
         job = session.get(Job, job_id)
         if job is None or job.state in ("cancelled", "done"):
             return []
-        session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(state="running", started_at=utcnow()))
+        start(session, job_id)
         rows = session.scalars(select(JobUrl).where(JobUrl.id.in_(url_ids), JobUrl.state.in_(("queued", "running")))
                                .order_by(JobUrl.position)).all()
         for row in rows:
@@ -129,6 +129,11 @@ def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None
             _process_rows(app, session, job, rows, settings, retries)
         finish_if_complete(app, session, job_id)
     return [(ids, delay) for delay, ids in retries.items()]
+
+
+def start(session: Session, job_id: str) -> None:
+    """A queued job is running from now on (started_at is set once, by whichever worker starts it)."""
+    session.execute(update(Job).where(Job.id == job_id, Job.state == "queued").values(state="running", started_at=utcnow()))
 
 
 def _download(url: str, settings):
@@ -153,6 +158,7 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
             results.update({row.id: (o, o.error) for (row, _), o in zip(fetched, outcomes)})
         except ApiError as error:  # models unavailable: every fetched URL of the batch is retried
             results.update({row.id: (None, error) for row, _ in fetched})
+    to_retry: list[JobUrl] = []
     for row in rows:
         outcome, error = results[row.id]
         row.updated_at = utcnow()
@@ -164,12 +170,31 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
             row.state = "skipped" if skipped else "done"
             row.analysis_id, row.error_code, row.error_detail = outcome.analysis["id"], None, None
         elif is_transient(error) and row.attempts < settings.job_max_attempts:
-            row.state, row.error_code, row.error_detail = "queued", error.code, error.detail
-            delay = settings.job_retry_backoff * 2 ** (row.attempts - 1)
-            retries.setdefault(delay, []).append(row.id)
+            row.error_code, row.error_detail = error.code, error.detail  # queued again, or cancelled: below
+            to_retry.append(row)
         else:
             row.state, row.error_code, row.error_detail = "failed", error.code, error.detail
+    if to_retry and requeue_unless_cancelled(session, job.id, [row.id for row in to_retry]):
+        for row in to_retry:
+            delay = settings.job_retry_backoff * 2 ** (row.attempts - 1)
+            retries.setdefault(delay, []).append(row.id)
     session.commit()
+
+
+def requeue_unless_cancelled(session: Session, job_id: str, url_ids: list[int]) -> bool:
+    """Put URLs that failed transiently back in the queue; but if their job was cancelled while they were
+    in flight, cancel them instead (cancel() sweeps only queued URLs, so one requeued after it would stay
+    queued for good). Returns whether they were requeued. Commits nothing: the caller does."""
+    # cancel() must not slip in between reading the job's state and writing these URLs'. PostgreSQL: lock
+    # the job's row, so a cancel() has committed already (and is seen) or waits for this transaction (and
+    # then sweeps these URLs as queued). SQLite ignores FOR UPDATE, but its UPDATE below holds the database's
+    # write lock until commit, so the state it reads in its subquery is the latest.
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+    job_cancelled = select(Job.id).where(Job.id == job_id, Job.state == "cancelled").exists()
+    session.execute(update(JobUrl).where(JobUrl.id.in_(url_ids))
+                    .values(state=case((job_cancelled, "cancelled"), else_="queued"))
+                    .execution_options(synchronize_session="fetch"))
+    return session.scalar(select(Job.state).where(Job.id == job_id)) != "cancelled"
 
 
 def finish_if_complete(app: Flask, session: Session, job_id: str) -> None:

@@ -2,11 +2,13 @@
 import hashlib
 import hmac
 import json
+import threading
 import time
 
 import pytest
 from sqlalchemy import select
 
+from app import create_app
 from app.jobs.cli import read_urls
 
 from ..test_auth import bearer, new_key
@@ -97,6 +99,115 @@ def test_cancel(client, image_server):
     assert client.delete("/v1/jobs/nope").status_code == 404
 
 
+def test_cancelling_a_job_with_urls_in_flight_leaves_none_queued(settings, pipeline, image_server):
+    # A 3 s read timeout: the cancel surely lands while the two /slow downloads are in flight, and their
+    # timeouts (transient failures, retried as a rule) come after it.
+    application = create_app(settings.replace(fetch_read_timeout=3.0, fetch_deadline=6.0))
+    application.extensions["pipeline"].set(pipeline)
+    client = application.test_client()
+    try:
+        urls = [image_server.url("/img/130.jpg"), image_server.url("/slow?n=1"), image_server.url("/slow?n=2")]
+        job_id = client.post("/v1/jobs", json={"image_urls": urls}).json["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{job_id}").json["counts"]["running"] < 3:  # one batch: all three in flight
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert client.delete(f"/v1/jobs/{job_id}").json["state"] == "cancelled"
+        wait_for(client, job_id)
+        time.sleep(0.5)  # past the retry backoff: a retry that was scheduled anyway changes nothing
+        job = client.get(f"/v1/jobs/{job_id}").json
+        # the URL that finished in flight keeps its outcome; those that would have been retried are cancelled
+        assert [outcome["state"] for outcome in job["outcomes"]] == ["done", "cancelled", "cancelled"]
+        assert job["counts"] == {"queued": 0, "running": 0, "done": 1, "skipped": 0, "failed": 0, "cancelled": 2}
+        assert (job["state"], job["progress"]) == ("cancelled", 1.0)
+        assert [outcome["attempts"] for outcome in job["outcomes"]] == [1, 1, 1]  # none was tried again
+    finally:
+        application.extensions["engine"].dispose()
+
+
+def in_flight_job(app) -> tuple[str, int]:
+    """A job of one URL that a worker has taken (running), as process_urls leaves it."""
+    from app.jobs import service
+    from app.models import JobUrl
+
+    with app.extensions["sessionmaker"]() as session:
+        job, (url_id,) = service.create_job(session, ["http://127.0.0.1:9/a.jpg"], None, False, app.config["SETTINGS"])
+        service.start(session, job.id)
+        session.get(JobUrl, url_id).state = "running"
+        session.commit()
+        return job.id, url_id
+
+
+def url_counts(app, job_id) -> dict:
+    from app.jobs import service
+
+    with app.extensions["sessionmaker"]() as session:
+        return {state: n for state, n in service.counts(session, job_id).items() if n}
+
+
+def test_a_cancel_while_a_worker_requeues_waits_for_it_and_cancels_the_url(app):
+    from app.jobs import service
+
+    job_id, url_id = in_flight_job(app)
+    with app.extensions["sessionmaker"]() as worker:
+        assert service.requeue_unless_cancelled(worker, job_id, [url_id])  # not committed yet
+        cancelling = threading.Thread(target=lambda: service.cancel(app.extensions["sessionmaker"](), job_id))
+        cancelling.start()
+        cancelling.join(1.0)
+        assert cancelling.is_alive()  # held back until the worker's transaction ends...
+        worker.commit()
+    cancelling.join(30)
+    assert url_counts(app, job_id) == {"cancelled": 1}  # ...so it finds the URL queued, and cancels it
+
+
+def test_a_worker_requeueing_while_a_cancel_commits_waits_for_it_and_cancels_the_url(app):
+    from sqlalchemy import update
+
+    from app.jobs import service
+    from app.models import Job
+
+    job_id, url_id = in_flight_job(app)
+    with app.extensions["sessionmaker"]() as cancelling:  # cancel()'s first step, not committed yet
+        cancelling.execute(update(Job).where(Job.id == job_id).values(state="cancelled"))
+        requeued = []
+
+        def work():
+            with app.extensions["sessionmaker"]() as worker:
+                requeued.append(service.requeue_unless_cancelled(worker, job_id, [url_id]))
+                worker.commit()
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive()  # held back until the cancel commits...
+        cancelling.commit()
+    worker.join(30)
+    assert requeued == [False] and url_counts(app, job_id) == {"cancelled": 1}  # ...so it sees it: no retry
+
+
+def test_a_job_larger_than_the_whole_job_url_quota_is_refused_for_good(keyed_app):
+    client = keyed_app.test_client()
+    _, key = new_key(keyed_app, "--job-url-quota", "3/day")
+    four = {"image_urls": [f"not a url {n}" for n in range(4)]}
+
+    def refused_for_good(response):
+        # not 429: no wait lets it through, so nothing tells a client to retry it as it is
+        assert (response.status_code, response.json["code"]) == (413, "job_exceeds_quota"), response.json
+        assert "Retry-After" not in response.headers
+        assert (response.json["quota"], response.json["max_urls"]) == ("3/day", 3)
+        assert "3/day" in response.json["detail"] and "split it into jobs of at most 3 URLs" in response.json["detail"]
+
+    refused_for_good(client.post("/v1/jobs", json=four, headers=bearer(key)))  # with the whole quota unused
+    # it used no quota: a job of three fits; then one more URL would fit only in the next window (429)
+    accepted = client.post("/v1/jobs", json={"image_urls": ["not a url"] * 3}, headers=bearer(key))
+    assert accepted.status_code == 202 and "Retry-After" not in accepted.headers  # only where a wait helps
+    wait = client.post("/v1/jobs", json={"image_urls": ["not a url"]}, headers=bearer(key))
+    assert (wait.status_code, wait.json["code"]) == (429, "rate_limited")
+    assert 60 < int(wait.headers["Retry-After"]) <= 86400  # the end of the quota's day, not of the request rate's minute
+    refused_for_good(client.post("/v1/jobs", json=four, headers=bearer(key)))  # the same answer whatever is used
+    assert "job_exceeds_quota" in client.get("/openapi.json").json["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+
+
 @pytest.mark.parametrize("body", [{}, {"image_urls": []}, {"image_urls": "http://x"}, {"image_urls": ["x"], "refresh": "y"},
                                   {"image_urls": ["x"], "extra": 1}, {"image_urls": ["x"] * 10_001}])
 def test_bad_job_requests(client, body):
@@ -122,6 +233,10 @@ def test_a_job_of_only_malformed_urls_finishes_at_once(client):
     created = client.post("/v1/jobs", json={"image_urls": ["ftp://x/y.jpg", "not a url"]})
     assert created.status_code == 202 and created.json["state"] == "done"
     assert created.json["counts"]["failed"] == 2 and created.json["errors"] == {"invalid_url": 2}
+    # finished, so started too, as every finished job
+    job = client.get(f"/v1/jobs/{created.json['id']}").json
+    assert job["created_at"] <= job["started_at"] <= job["finished_at"], job
+    assert created.json["started_at"] == job["started_at"] and created.json["finished_at"] == job["finished_at"]
 
 
 def test_jobs_are_listed_newest_first_by_state_and_key(keyed_app):
