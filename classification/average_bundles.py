@@ -42,7 +42,7 @@ def average_bundles(folders: Sequence[Path], out: Path, weights: Sequence[float]
     sources = [ingredient(folders[0], manifest, weights[0])]
     for folder, weight in zip(folders[1:], weights[1:]):
         other, other_taxonomy, other_manifest = load_bundle(folder)
-        if other_taxonomy.to_dict() != taxonomy.to_dict() or other_manifest["model"].get("trunk") != manifest["model"].get("trunk"):
+        if not other_taxonomy.same_classes(taxonomy) or other_manifest["model"].get("trunk") != manifest["model"].get("trunk"):
             raise BundleError(f"{folder}: another trunk or label set than {folders[0]}; only one model's weights average")
         for sum_, value in zip(total, weight_values(other)):
             sum_ += weight * value

@@ -6,6 +6,7 @@ manifest's labels and refuses a mismatch: labels drifting from the model silentl
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Mapping
@@ -135,6 +136,16 @@ def served_version(manifest: Mapping, flip_average: bool | float | None = None) 
 def vote_suffix(vote_version: str | None) -> str:
     """What a version gains from a neighbour vote (classification.neighbour_vote): "+vote-<version>", or nothing."""
     return f"+vote-{vote_version}" if vote_version else ""
+
+
+def slips_suffix(taxonomy: Taxonomy) -> str:
+    """What a tag version gains when slip paths are shown as their articleType's commonest path
+    (Taxonomy.slips): "+paths-<digest of that map>", or nothing. Tags only: embeddings never read the path."""
+    if not taxonomy.slips:
+        return ""
+    shown = sorted((list(taxonomy.paths[slip]), list(taxonomy.paths[commonest]))
+                   for slip, commonest in taxonomy.slips.items())
+    return "+paths-" + hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:8]
 
 
 def heads_suffix(heads_version: str | None) -> str:

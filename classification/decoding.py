@@ -8,6 +8,11 @@ An image may come with a set of allowed paths (the garment detector's class, see
 the chosen path is then the best allowed one (hard), or the best after the probability of every other
 path is multiplied by `outside_weight` (soft). Only the choice changes: confidences, path shares and
 top paths stay the model's own.
+
+A path the taxonomy calls a labelling slip (Taxonomy.slips: Apparel / Topwear / Dresses, 2 catalogue
+rows) is still chosen as the scores say, which keeps every measured figure, but shown as its articleType's
+commonest path (Apparel / Dress / Dresses): the same articleType, under the parents the catalogue means.
+A shown path's share is that of every path shown as it.
 """
 from __future__ import annotations
 
@@ -32,6 +37,10 @@ class HierarchyDecoder:
         self.paths = np.asarray(taxonomy.path_indices(), dtype=np.int64).reshape(-1, len(HIERARCHY_LEVELS))
         if len(self.paths) == 0:
             raise ValueError("taxonomy has no category paths to decode")
+        # shown[p]: the path shown when path p is chosen (itself, or its articleType's commonest for a slip)
+        self.shown = np.arange(len(self.paths))
+        for slip, commonest in taxonomy.slips.items():
+            self.shown[slip] = commonest
         self._masks: dict[frozenset, np.ndarray] = {}
         self._level_masks: dict[tuple[frozenset, int], np.ndarray] = {}
 
@@ -69,15 +78,22 @@ class HierarchyDecoder:
         scores = self.path_scores(probs)
         shares = np.exp(scores - scores.max(axis=1, keepdims=True))
         shares /= shares.sum(axis=1, keepdims=True)
-        order = np.argsort(-scores, axis=1)[:, :top_k]
+        shown_shares = np.zeros_like(shares)  # each shown path's share: its own and its slips'
+        np.add.at(shown_shares, (slice(None), self.shown), shares)
+        visible = self.shown == np.arange(len(self.paths))  # a slip is never listed itself
+        # by share (ties by score, then by index: the order np.argmax chooses in) so the top path is the chosen one
+        order = np.lexsort((-scores, -np.where(visible, shown_shares, -1.0)), axis=1)[:, :top_k]
         outside = np.log(outside_weight) if outside_weight > 0 else -np.inf
         results = []
         for row in range(scores.shape[0]):
-            chosen, constrained = order[row, 0], False
+            chosen, constrained = int(np.argmax(scores[row])), False  # chosen by the scores; shown as below
+            mask = None
             if allowed is not None and allowed[row] is not None:
                 mask = self.allowed_mask(allowed[row])
                 if mask.any():
                     chosen, constrained = int(np.argmax(np.where(mask, scores[row], scores[row] + outside))), True
+            if not constrained or outside_weight > 0 or mask[self.shown[chosen]]:  # a hard choice stays allowed
+                chosen = int(self.shown[chosen])
             best = self.paths[chosen]
             levels = {}
             for i, level in enumerate(HIERARCHY_LEVELS):
@@ -85,11 +101,11 @@ class HierarchyDecoder:
                                  "confidence": float(probs[level][row, best[i]])}
             results.append({
                 "levels": levels,
-                "path_confidence": float(shares[row, chosen]),  # the model's own share of the chosen path
+                "path_confidence": float(shown_shares[row, chosen]),  # the model's own share of the shown path
                 "constrained": constrained,
                 "top_paths": [
-                    {"path": list(self.taxonomy.paths[p]), "confidence": float(shares[row, p])}
-                    for p in order[row]
+                    {"path": list(self.taxonomy.paths[p]), "confidence": float(shown_shares[row, p])}
+                    for p in order[row] if visible[p]
                 ],
             })
         return results

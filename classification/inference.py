@@ -10,7 +10,8 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import flip_average_of, heads_suffix, load_bundle, mirror_policy, served_version, vote_suffix
+from .bundle import (flip_average_of, heads_suffix, load_bundle, mirror_policy, served_version, slips_suffix,
+                     vote_suffix)
 from .decoding import AllowedPaths, HierarchyDecoder
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .feature_heads import load_heads
@@ -67,7 +68,9 @@ class Classifier:
         # what the served probabilities gain over the model's: the vote and heads this classifier loaded
         extras = (vote_suffix(self.neighbour_vote.version if self.neighbour_vote else None)
                   + heads_suffix(self.feature_heads.version if self.feature_heads else None))
-        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}{extras}/{group}"
+        # the category's tags also name the slip paths shown as their articleType's commonest (Taxonomy.slips)
+        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}{extras}"
+                                f"{slips_suffix(self.taxonomy) if group == 'category' else ''}/{group}"
                          for group in MODEL_GROUPS}
         # Where the vote comes from at each call: the bundle's, unless a server adds rows to it (the items
         # people labelled, app/label_votes.py) by setting a callable that returns the vote to use.

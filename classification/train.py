@@ -141,7 +141,7 @@ def compile_model(model: keras.Model, lr: float, total_steps: int, constant: boo
 def initialise_from_bundle(model: keras.Model, folder: Path, taxonomy: Taxonomy, trunk: str) -> dict:
     """Copy a finished bundle's weights into `model` and say what they were (name, version, training)."""
     manifest = read_manifest(folder)
-    if manifest["model"].get("trunk", "vgg19") != trunk or Taxonomy.from_dict(manifest["taxonomy"]).to_dict() != taxonomy.to_dict():
+    if manifest["model"].get("trunk", "vgg19") != trunk or not Taxonomy.from_dict(manifest["taxonomy"]).same_classes(taxonomy):
         raise SystemExit(f"--init-from {folder}: its trunk ({manifest['model'].get('trunk', 'vgg19')}) or labels differ "
                          f"from this run's ({trunk}, the catalogue's labels)")
     load_weights(model, folder / manifest["weights"]["file"], taxonomy)

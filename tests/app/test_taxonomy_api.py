@@ -26,6 +26,10 @@ def test_the_taxonomy_is_the_serving_classifiers(client, pipeline):
     assert sum(path["training_images"] for path in body["paths"]) == int((levels != NO_LABEL).all(axis=1).sum())
     tshirts = max((p for p in body["paths"] if p["articleType"] == "Tshirts"), key=lambda p: p["training_images"])
     assert (tshirts["masterCategory"], tshirts["subCategory"]) == ("Apparel", "Topwear")
+    shown_as = {tuple(path[level] for level in HIERARCHY_LEVELS): tuple(path["shown_as"][level] for level in HIERARCHY_LEVELS)
+                for path in body["paths"] if "shown_as" in path}
+    assert shown_as == {taxonomy.paths[slip]: taxonomy.paths[shown] for slip, shown in taxonomy.slips.items()}
+    assert shown_as[("Apparel", "Topwear", "Dresses")] == ("Apparel", "Dress", "Dresses")  # the served bundle's
 
 
 def test_garment_classes_allow_listed_article_types_only_while_the_prior_is_on(client, pipeline):

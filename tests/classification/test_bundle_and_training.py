@@ -1,3 +1,4 @@
+import csv
 import json
 import os
 import shutil
@@ -325,3 +326,38 @@ def test_averaged_bundles_hold_the_weighted_mean_of_their_weights(trained_bundle
     Classifier(soup).predict_proba([np.zeros((80, 60, 3), np.uint8)])
     with pytest.raises(ValueError, match="one non-negative weight per bundle"):
         average_bundles.main(["--bundle", str(other), "--bundle", str(soup), "--weight", "1", "--out", str(tmp_path / "x")])
+
+
+def test_the_category_version_names_the_slips_shown_and_count_paths_stores_them(trained_bundle, tiny_catalogue,
+                                                                              tmp_path):
+    from classification.bundle import slips_suffix
+    from classification.count_paths import count_paths
+    from classification.inference import Classifier
+    from classification.taxonomy import Taxonomy
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["taxonomy"]["path_images"]  # training counts the paths
+    del manifest["taxonomy"]["path_images"]  # as a bundle written before that
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    before = Classifier(bundle)
+    assert count_paths(bundle, tiny_catalogue).path_images
+    after = Classifier(bundle)
+    slips = slips_suffix(after.taxonomy)
+    assert after.versions["category"] == before.versions["category"].replace("/category", f"{slips}/category")
+    assert after.versions["style"] == before.versions["style"] and after.embedding_version == before.embedding_version
+    assert slips.startswith("+paths-") == bool(after.taxonomy.slips)
+    toy = Taxonomy(labels={"masterCategory": ("A",), "subCategory": ("B", "C"), "articleType": ("D",)},
+                   paths=(("A", "B", "D"), ("A", "C", "D")), path_images=(40, 2))
+    assert slips_suffix(toy).startswith("+paths-") and slips_suffix(toy) == slips_suffix(Taxonomy.from_dict(toy.to_dict()))
+    other = tmp_path / "other"  # another catalogue: one more articleType
+    shutil.copytree(tiny_catalogue, other)
+    with open(other / "styles.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    rows[1][rows[0].index("articleType")] = "Spaceships"
+    with open(other / "styles.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    with pytest.raises(SystemExit, match="differ"):
+        count_paths(bundle, other)
+    assert Classifier(bundle).versions == after.versions  # nothing written

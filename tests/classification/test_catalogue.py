@@ -51,3 +51,20 @@ def test_taxonomy_keeps_the_non_tree_hierarchy(tmp_path):
     assert ("Accessories", "Socks", "Socks") in taxonomy.paths and ("Apparel", "Socks", "Socks") in taxonomy.paths
     assert Taxonomy.from_dict(taxonomy.to_dict()) == taxonomy
     assert taxonomy.index("articleType", "Spaceship") == -1
+
+
+def test_paths_are_counted_and_a_path_outnumbered_tenfold_is_a_slip(tmp_path):
+    records = ([{"masterCategory": "Apparel", "subCategory": "Dress", "articleType": "Dresses"}] * 20
+               + [{"masterCategory": "Apparel", "subCategory": "Topwear", "articleType": "Dresses"}] * 2
+               + [{"masterCategory": "Accessories", "subCategory": "Socks", "articleType": "Socks"}] * 9
+               + [{"masterCategory": "Apparel", "subCategory": "Socks", "articleType": "Socks"}] * 1
+               + [{"masterCategory": "Apparel", "subCategory": "Topwear", "articleType": "Tshirts"}] * 3)
+    taxonomy = Taxonomy.from_records(records)
+    count = dict(zip(taxonomy.paths, taxonomy.path_images))
+    assert count[("Apparel", "Dress", "Dresses")] == 20 and count[("Apparel", "Topwear", "Dresses")] == 2
+    slips = {taxonomy.paths[slip]: taxonomy.paths[shown] for slip, shown in taxonomy.slips.items()}
+    # 20 >= 10 x 2: a slip; 9 < 10 x 1: Socks keeps both parents; a lone path is never one
+    assert slips == {("Apparel", "Topwear", "Dresses"): ("Apparel", "Dress", "Dresses")}
+    assert Taxonomy.from_dict(taxonomy.to_dict()) == taxonomy
+    uncounted = Taxonomy.from_dict({k: v for k, v in taxonomy.to_dict().items() if k != "path_images"})
+    assert uncounted.slips == {} and uncounted.same_classes(taxonomy) and uncounted != taxonomy

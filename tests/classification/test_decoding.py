@@ -136,3 +136,27 @@ def test_level_masks_are_the_classes_the_allowed_paths_go_through():
     assert decoder.level_mask(allowed, 1).tolist() == [True, True, False, False]  # Shoes, Socks
     assert decoder.level_mask(allowed, 2).tolist() == [True, True, False, False]  # Casual Shoes, Socks
     assert not decoder.level_mask({("Apparel", "Shorts", "Shorts")}, 2).any()  # no path of the taxonomy
+
+
+def test_a_slip_path_is_chosen_as_scored_and_shown_as_its_articletypes_commonest():
+    paths = (("Apparel", "Dress", "Dresses"), ("Apparel", "Topwear", "Dresses"), ("Apparel", "Topwear", "Tshirts"))
+    labels = {"masterCategory": ("Apparel",), "subCategory": ("Dress", "Topwear"), "articleType": ("Dresses", "Tshirts")}
+    counted = Taxonomy(labels=labels, paths=paths, path_images=(431, 2, 6000))
+    uncounted = Taxonomy(labels=labels, paths=paths)
+    # A dress the model files under Topwear: the joint score picks the slip path Apparel / Topwear / Dresses.
+    probs = {"masterCategory": np.array([[1.0]]), "subCategory": np.array([[0.2, 0.8]]),
+             "articleType": np.array([[0.7, 0.3]])}
+    as_scored, = HierarchyDecoder(uncounted).decode(probs)
+    shown, = HierarchyDecoder(counted).decode(probs)
+    assert [as_scored["levels"][level]["label"] for level in ("subCategory", "articleType")] == ["Topwear", "Dresses"]
+    assert [shown["levels"][level]["label"] for level in ("subCategory", "articleType")] == ["Dress", "Dresses"]
+    assert shown["levels"]["subCategory"]["confidence"] == 0.2  # the model's own probability of what is shown
+    shares = {tuple(p["path"]): p["confidence"] for p in as_scored["top_paths"]}
+    assert np.isclose(shown["path_confidence"], shares[paths[0]] + shares[paths[1]])  # both paths' shares
+    assert paths[1] not in {tuple(p["path"]) for p in shown["top_paths"]}
+    # A constrained choice is shown the same way when the shown path is allowed too (a detector class allows
+    # an articleType under every parent); a hard choice never leaves its allowed set.
+    dresses, only_the_slip = HierarchyDecoder(counted).decode({k: np.repeat(v, 2, axis=0) for k, v in probs.items()},
+                                                              allowed=[set(paths[:2]), {paths[1]}])
+    assert dresses["levels"]["subCategory"]["label"] == "Dress" and dresses["constrained"]
+    assert only_the_slip["levels"]["subCategory"]["label"] == "Topwear" and only_the_slip["constrained"]
