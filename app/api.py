@@ -9,12 +9,14 @@ from flask import Blueprint, current_app, request
 from . import db
 from .analysis import analyse_images
 from .auth import current_key_id
+from .db import get_or_not_found
 from .deletion import DeletedImage, delete_image, forget_url
 from .errors import ApiError
 from .fetch import FetchedImage, fetch
 from .filters import ItemFilters
 from .labels import complete_labels, set_labels, training_path_counts, withdraw_labels
 from .metrics import FETCH_FAILURES
+from .models import Item
 from .store import (analysis_json, get_analysis, image_json, latest_for_url, listed_item_json, query_items,
                     stored_item_json)
 
@@ -123,10 +125,8 @@ def list_items():
 @bp.get("/items/<int:item_id>")
 def read_item(item_id: int):
     """One stored item: its tags, colours, box and mask, labels, analysis and image."""
-    body = stored_item_json(db.session(), item_id)
-    if body is None:
-        raise ApiError("not_found", f"no item {item_id}")
-    return body
+    session = db.session()
+    return stored_item_json(session, get_or_not_found(session, Item, item_id, "item"))
 
 
 @bp.put("/items/<int:item_id>/labels")

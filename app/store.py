@@ -149,12 +149,9 @@ def analysis_json(analysis: Analysis) -> dict:
     }
 
 
-def stored_item_json(session: Session, item_id: int) -> dict | None:
+def stored_item_json(session: Session, item: Item) -> dict:
     """One item as `/v1/items` lists it, and whether its analysis is its image's current one (an item of
     a superseded analysis stays readable, as that analysis does, but listings and searches skip it)."""
-    item = session.get(Item, item_id)
-    if item is None:
-        return None
     newest = session.scalar(select(func.max(Analysis.id)).where(Analysis.image_id == item.analysis.image_id))
     return listed_item_json(item) | {"current": item.analysis_id == newest}
 

@@ -41,6 +41,7 @@ class HierarchyDecoder:
         self.shown = np.arange(len(self.paths))
         for slip, commonest in taxonomy.slips.items():
             self.shown[slip] = commonest
+        self.visible = self.shown == np.arange(len(self.paths))  # a slip is never listed itself
         self._masks: dict[frozenset, np.ndarray] = {}
         self._level_masks: dict[tuple[frozenset, int], np.ndarray] = {}
 
@@ -80,9 +81,8 @@ class HierarchyDecoder:
         shares /= shares.sum(axis=1, keepdims=True)
         shown_shares = np.zeros_like(shares)  # each shown path's share: its own and its slips'
         np.add.at(shown_shares, (slice(None), self.shown), shares)
-        visible = self.shown == np.arange(len(self.paths))  # a slip is never listed itself
         # by share (ties by score, then by index: the order np.argmax chooses in) so the top path is the chosen one
-        order = np.lexsort((-scores, -np.where(visible, shown_shares, -1.0)), axis=1)[:, :top_k]
+        order = np.lexsort((-scores, -np.where(self.visible, shown_shares, -1.0)), axis=1)[:, :top_k]
         outside = np.log(outside_weight) if outside_weight > 0 else -np.inf
         results = []
         for row in range(scores.shape[0]):
@@ -105,7 +105,7 @@ class HierarchyDecoder:
                 "constrained": constrained,
                 "top_paths": [
                     {"path": list(self.taxonomy.paths[p]), "confidence": float(shown_shares[row, p])}
-                    for p in order[row] if visible[p]
+                    for p in order[row] if self.visible[p]
                 ],
             })
         return results
