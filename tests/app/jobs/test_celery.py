@@ -12,6 +12,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, func, select, text
 
+from app.jobs.queue import redelivery_sweep
 from app.models import Analysis, JobUrl
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -115,14 +116,23 @@ def test_a_worker_killed_mid_job_loses_nothing(client, image_server, workers, da
     urls = [image_server.url(f"/img/{n}.jpg?delay=1.0") for n in range(300, 310)]
     job_id = client.post("/v1/jobs", json={"image_urls": urls}).json["id"]
     deadline = time.monotonic() + 120
-    while client.get(f"/v1/jobs/{job_id}").json["counts"]["done"] < 2:
+    while not (counts := client.get(f"/v1/jobs/{job_id}").json["counts"])["done"] >= 2 or not counts["running"]:
         assert time.monotonic() < deadline
         time.sleep(0.2)
-    workers.kill("doomed")  # SIGKILL: no chance to acknowledge or clean up
-    assert client.get(f"/v1/jobs/{job_id}").json["state"] == "running"
+    workers.kill("doomed")  # SIGKILL inside its second batch: no chance to acknowledge or clean up
+    # and as if it died in its sweep for dead workers' tasks, holding the sweep's lock for as long as it
+    # would have: a rescue that waits out kombu's default five minutes fails here.
+    lock_expiry = redelivery_sweep(int(workers.env["JOB_VISIBILITY_TIMEOUT"]))["unacked_mutex_expire"]
+    assert redis.Redis.from_url(REDIS_URL).lock("unacked_mutex", timeout=lock_expiry).acquire(blocking=False)
+    killed = client.get(f"/v1/jobs/{job_id}").json
+    assert killed["state"] == "running"
+    killed_mid_batch = {o["position"] for o in killed["outcomes"] if o["state"] == "running"}
+    assert killed_mid_batch
     workers.start("rescuer")
-    job = wait_for(client, job_id)
+    job = wait_for(client, job_id, timeout=90)
     assert job["counts"]["done"] == 10 and job["counts"]["failed"] == 0
+    # the killed batch was delivered again, and done on its second attempt
+    assert {o["position"] for o in job["outcomes"] if o["attempts"] == 2} == killed_mid_batch
     analyses, images, names = stored_once(database_url, job)
     assert analyses == images == 10  # nothing lost, nothing duplicated
     assert "rescuer" in {n.split("@")[0] for n in names}
