@@ -1,7 +1,8 @@
-"""`flask ingest FILE`, `flask retag`, `flask jobs status ID` and `flask jobs list` for operators."""
+"""`flask ingest FILE`, `flask retag`, `flask jobs status ID`, `flask jobs list` and `flask jobs resume` for operators."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -44,6 +45,7 @@ def init_app(app: Flask) -> None:
     from ..models import JOB_STATES, Job
     from . import service
     from .api import submit
+    from .queue import QueueUnavailable
 
     def submit_and_follow(urls: list[str], callback_url, refresh: bool, wait: bool) -> None:
         """Submit URLs as jobs of at most JOB_MAX_URLS each; with `wait` (always with no broker: the jobs
@@ -57,20 +59,23 @@ def init_app(app: Flask) -> None:
             except ApiError as error:  # e.g. queue_unavailable: say so, no traceback
                 raise click.ClickException(f"{error.code}: {error.detail}")
             click.echo(f"submitted {len(urls)} URLs as job(s) {', '.join(ids)}")
-            if not (wait or embedded):
-                return
-            session = db.session()
-            with tqdm(total=len(urls), desc="ingesting", unit="url") as bar:
-                while True:
-                    session.expire_all()
-                    summaries = [service.summary(session, session.get(Job, i)) for i in ids]
-                    finished = sum(finished_urls(s) for s in summaries)
-                    bar.update(finished - bar.n)
-                    if all(s["state"] in ("done", "cancelled") for s in summaries):
-                        break
-                    time.sleep(0.5)
-            for summary in summaries:
-                print_summary(summary)
+            if wait or embedded:
+                follow(ids, "ingesting")
+
+    def follow(ids: list[str], description: str) -> None:
+        """A progress bar over these jobs' URLs until every job is done or cancelled; then their summaries."""
+        session = db.session()
+        summaries = [service.summary(session, session.get(Job, i)) for i in ids]
+        with tqdm(total=sum(s["total"] for s in summaries), desc=description, unit="url") as bar:
+            while True:
+                session.expire_all()
+                summaries = [service.summary(session, session.get(Job, i)) for i in ids]
+                bar.update(sum(finished_urls(s) for s in summaries) - bar.n)
+                if all(s["state"] in ("done", "cancelled") for s in summaries):
+                    break
+                time.sleep(0.5)
+        for summary in summaries:
+            print_summary(summary)
 
     @app.cli.command("ingest")
     @click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -122,6 +127,40 @@ def init_app(app: Flask) -> None:
                 raise click.ClickException(f"no job {job_id}")
             print_summary(service.summary(session, job))
             click.echo(json.dumps(service.summary(session, job)["callback"]))
+
+    @jobs_group.command("resume")
+    @click.argument("job_ids", nargs=-1)
+    @click.option("--quiet-for", type=click.FloatRange(0), default=600, show_default=True,
+                  help="seconds a job must have gone without any URL changing to count as stalled")
+    @click.option("--wait/--no-wait", default=True, help="follow the jobs with a progress bar (always with no broker)")
+    def resume(job_ids, quiet_for, wait):
+        """Enqueue again the open URLs of stalled jobs (all of them, or the JOB_IDS given): jobs whose
+        batches were lost, e.g. with an embedded queue whose process died or was recycled, or a Redis
+        that lost its queue. URLs still being worked on are not stalled: --quiet-for guards them."""
+        settings = app.config["SETTINGS"]
+        embedded = not settings.broker_url
+        with app.app_context():
+            session = db.session()
+            missing = [i for i in job_ids if session.get(Job, i) is None]
+            if missing:
+                raise click.ClickException(f"no job {', '.join(missing)}")
+            stalled = service.stalled_jobs(session, dt.timedelta(seconds=quiet_for), list(job_ids) or None)
+            if not stalled:
+                click.echo(f"no stalled job (unfinished, nothing changed for {quiet_for:g} s)")
+                return
+            queue, resumed = app.extensions["job_queue"], []
+            for job in stalled:
+                url_ids = service.resume(session, job.id)
+                try:
+                    for batch in service.batches(url_ids, settings.job_batch_size):
+                        queue.submit(job.id, batch)
+                except QueueUnavailable as error:  # its URLs stay queued, stamped now: resume again later
+                    raise click.ClickException(f"queue_unavailable: {error}")
+                if url_ids:
+                    click.echo(f"job {job.id}: {len(url_ids)} URL{'s' if len(url_ids) != 1 else ''} enqueued again")
+                    resumed.append(job.id)
+            if resumed and (wait or embedded):
+                follow(resumed, "resuming")
 
     @jobs_group.command("list")
     @click.option("--state", type=click.Choice(JOB_STATES))

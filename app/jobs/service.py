@@ -266,6 +266,34 @@ def outcomes(session: Session, job_id: str, after: int, limit: int) -> tuple[lis
     return page, (rows[limit - 1].position if len(rows) > limit else None)
 
 
+def stalled_jobs(session: Session, quiet_for: dt.timedelta, job_ids: list[str] | None = None) -> list[Job]:
+    """Unfinished jobs with URLs still open and nothing changed for `quiet_for`: no URL of theirs
+    started, finished or was requeued in that time. A job is left like that when the batches meant
+    for its open URLs are gone: an embedded queue's process died or was recycled, or Redis lost its
+    queue. Oldest first; only among `job_ids` when given."""
+    cutoff = utcnow() - quiet_for
+    open_urls = select(JobUrl.id).where(JobUrl.job_id == Job.id, JobUrl.state.in_(("queued", "running"))).exists()
+    recent_change = select(JobUrl.id).where(JobUrl.job_id == Job.id, JobUrl.updated_at >= cutoff).exists()
+    query = (select(Job).where(Job.state.in_(("queued", "running")), Job.created_at < cutoff, open_urls,
+                               ~recent_change).order_by(Job.created_at, Job.id))
+    if job_ids is not None:
+        query = query.where(Job.id.in_(job_ids))
+    return session.scalars(query).all()
+
+
+def resume(session: Session, job_id: str) -> list[int]:
+    """Put a stalled job's open URLs (queued, or running on a worker that died) back in the queue, stamped
+    now so that a second resume within the quiet time leaves them alone. Returns the ids to enqueue, none
+    if the job was cancelled meanwhile. Enqueueing a URL whose batch was not lost after all costs little:
+    whichever batch comes second finds it final and does nothing."""
+    ids = session.scalars(select(JobUrl.id).where(JobUrl.job_id == job_id, JobUrl.state.in_(("queued", "running")))
+                          .order_by(JobUrl.position)).all()
+    session.execute(update(JobUrl).where(JobUrl.id.in_(ids)).values(updated_at=utcnow()))
+    requeued = requeue_unless_cancelled(session, job_id, ids)
+    session.commit()
+    return ids if requeued else []
+
+
 def cancel(session: Session, job_id: str) -> bool:
     changed = session.execute(update(Job).where(Job.id == job_id, Job.state.in_(("queued", "running")))
                               .values(state="cancelled", finished_at=utcnow())).rowcount

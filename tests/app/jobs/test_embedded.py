@@ -1,4 +1,5 @@
 """Jobs on the embedded queue (no broker): outcomes, retries, webhook, cancel, limits, CLI."""
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -6,7 +7,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app import create_app
 from app.jobs.cli import read_urls
@@ -161,8 +162,6 @@ def test_a_cancel_while_a_worker_requeues_waits_for_it_and_cancels_the_url(app):
 
 
 def test_a_worker_requeueing_while_a_cancel_commits_waits_for_it_and_cancels_the_url(app):
-    from sqlalchemy import update
-
     from app.jobs import service
     from app.models import Job
 
@@ -227,6 +226,56 @@ def test_ingest_cli_runs_a_job_and_prints_a_summary(app, image_server, tmp_path)
     assert f"job {job_id}: done" in status.output
     listed = app.test_cli_runner().invoke(args=["jobs", "list", "--state", "done"])
     assert listed.exit_code == 0 and job_id in listed.output.splitlines()[1]
+
+
+def lost_job(app, urls: list[str], running: int = 0, age_s: float = 0) -> str:
+    """A job whose batches were never enqueued (as if its queue died with them): its first `running` URLs
+    taken by a worker that died, the job made `age_s` ago."""
+    from app.jobs import service
+    from app.models import Job, JobUrl
+
+    with app.extensions["sessionmaker"]() as session:
+        job, url_ids = service.create_job(session, urls, None, False, app.config["SETTINGS"])
+        service.start(session, job.id)
+        for url_id in url_ids[:running]:
+            row = session.get(JobUrl, url_id)
+            row.state, row.attempts, row.updated_at = "running", 1, job.created_at
+        if age_s:
+            session.get(Job, job.id).created_at -= dt.timedelta(seconds=age_s)
+            session.execute(update(JobUrl).where(JobUrl.job_id == job.id, JobUrl.updated_at.is_not(None))
+                            .values(updated_at=JobUrl.updated_at - dt.timedelta(seconds=age_s)))
+        session.commit()
+        return job.id
+
+
+def test_the_cli_resumes_a_stalled_job_and_leaves_busy_and_finished_ones_alone(app, image_server):
+    stalled = lost_job(app, [image_server.url(f"/img/{n}.jpg") for n in (61, 62, 63)], running=1, age_s=1200)
+    busy = lost_job(app, [image_server.url("/img/64.jpg")])  # made just now: its batch may well be on its way
+    runner = app.test_cli_runner()
+    resumed = runner.invoke(args=["jobs", "resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"job {stalled}: 3 URLs enqueued again" in resumed.output and busy not in resumed.output
+    assert f"job {stalled}: done" in resumed.output  # no broker: run in this process, followed to the end
+    with app.test_client() as client:
+        outcomes = client.get(f"/v1/jobs/{stalled}").json["outcomes"]
+        assert [(o["state"], o["attempts"]) for o in outcomes] == [("done", 2), ("done", 1), ("done", 1)]
+        assert client.get(f"/v1/jobs/{busy}").json["counts"]["queued"] == 1
+    assert "no stalled job" in runner.invoke(args=["jobs", "resume"]).output  # nothing open is left that old
+    assert "no stalled job" in runner.invoke(args=["jobs", "resume", stalled, "--quiet-for", "0"]).output  # done
+    forced = runner.invoke(args=["jobs", "resume", busy, "--quiet-for", "0"])
+    assert f"job {busy}: 1 URL enqueued again" in forced.output and f"job {busy}: done" in forced.output
+
+
+def test_the_cli_does_not_resume_a_cancelled_or_unknown_job(app):
+    from app.jobs import service
+
+    cancelled = lost_job(app, ["http://127.0.0.1:9/a.jpg"], age_s=1200)
+    with app.extensions["sessionmaker"]() as session:
+        service.cancel(session, cancelled)
+    runner = app.test_cli_runner()
+    assert "no stalled job" in runner.invoke(args=["jobs", "resume", cancelled]).output
+    unknown = runner.invoke(args=["jobs", "resume", "nope"])
+    assert unknown.exit_code != 0 and "no job nope" in unknown.output
 
 
 def test_a_job_of_only_malformed_urls_finishes_at_once(client):
