@@ -13,7 +13,7 @@ from .db import get_or_not_found
 from .deletion import DeletedImage, delete_image, forget_url
 from .errors import ApiError
 from .fetch import FetchedImage, fetch
-from .filters import ItemFilters
+from .filters import ItemFilters, known_labels
 from .labels import complete_labels, set_labels, training_path_counts, withdraw_labels
 from .metrics import FETCH_FAILURES
 from .models import Item
@@ -111,7 +111,7 @@ def read_image_by_url():
 
 @bp.get("/items")
 def list_items():
-    query = ItemFilters.parse(request.args)
+    query = ItemFilters.parse(request.args, known_labels(_settings().classifier_bundle))
     try:
         limit = int(request.args.get("limit", _settings().items_page_size))
     except ValueError:

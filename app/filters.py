@@ -3,6 +3,9 @@ listing, similarity searches and the catalogue page."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
+from pathlib import Path
 from typing import Mapping
 
 from .errors import ApiError
@@ -12,6 +15,40 @@ KINDS = ("product", "garment")
 # Which of an image's analyses items come from: its current one (the newest: what the service now says
 # about the image) or every analysis kept (earlier model bundles' too, for comparing them).
 ANALYSES = ("current", "all")
+
+
+@functools.lru_cache(maxsize=4)
+def serving_labels(bundle: Path) -> dict[str, list[str]]:
+    """The labels of each task of the classifier bundle, read from its manifest (no model load)."""
+    from classification.bundle import read_manifest
+
+    return read_manifest(bundle)["taxonomy"]["labels"]
+
+
+def known_labels(bundle: Path) -> dict[str, list[str]] | None:
+    """serving_labels, or None while the bundle cannot be read (stored items stay listable, unchecked)."""
+    try:
+        return serving_labels(bundle)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def canonical_labels(filters: dict[str, str], labels: Mapping[str, list[str]]) -> dict[str, str]:
+    """Each task filter spelt as the classifier spells the label (any case is taken: `tshirts` is
+    Tshirts). A label it does not know would match nothing and read as "no such items": unknown_label
+    instead, with the nearest labels it does know."""
+    canonical = {}
+    for task, value in filters.items():
+        known = labels.get(task, [])
+        by_case = {label.casefold(): label for label in known}
+        if value.casefold() in by_case:
+            canonical[task] = by_case[value.casefold()]
+            continue
+        nearest = [by_case[m] for m in difflib.get_close_matches(value.casefold(), list(by_case), n=3, cutoff=0.6)]
+        hint = f"; did you mean {' or '.join(repr(n) for n in nearest)}?" if nearest else ""
+        raise ApiError("unknown_label", f"{task} {value!r} is not a label of the serving classifier{hint} "
+                       "(GET /v1/taxonomy lists them)", task=task, label=value, did_you_mean=nearest)
+    return canonical
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +61,11 @@ class ItemFilters:
     analyses: str = "current"  # "all": items of every analysis an image keeps, not only its current one
 
     @classmethod
-    def parse(cls, args: Mapping[str, str]) -> "ItemFilters":
+    def parse(cls, args: Mapping[str, str], labels: Mapping[str, list[str]] | None = None) -> "ItemFilters":
+        """The query's filters; task filters checked against `labels` (the serving classifier's) when given."""
         filters = {name: args[name] for name in TASK_FILTERS if args.get(name)}
+        if labels is not None:
+            filters = canonical_labels(filters, labels)
         try:
             min_confidence = float(args["min_confidence"]) if args.get("min_confidence") else None
         except ValueError:

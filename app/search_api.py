@@ -17,7 +17,7 @@ from .api import parse_flag, read_input
 from .auth import current_key_id
 from .errors import ApiError
 from .fetch import decode
-from .filters import ItemFilters
+from .filters import ItemFilters, known_labels
 from .store import find_analysis, get_analysis, item_json, listed_item_json
 
 bp = Blueprint("similarity", __name__, url_prefix="/v1")
@@ -72,7 +72,7 @@ def similar_to_item(item_id: int, k: int, filters: ItemFilters, same_image: bool
 
 @bp.get("/items/<int:item_id>/similar")
 def similar(item_id: int):
-    return similar_to_item(item_id, _k(), ItemFilters.parse(request.args),
+    return similar_to_item(item_id, _k(), ItemFilters.parse(request.args, known_labels(_settings().classifier_bundle)),
                            parse_flag(request.args.get("same_image"), "same_image"))
 
 
@@ -120,7 +120,7 @@ def search_by_image(fetched, k: int, filters: ItemFilters, store: bool, garments
 
 @bp.post("/search")
 def search():
-    k, filters = _k(), ItemFilters.parse(request.args)
+    k, filters = _k(), ItemFilters.parse(request.args, known_labels(_settings().classifier_bundle))
     garments = parse_flag(request.args.get("garments", "true"), "garments")  # before any download
     fetched, store, timings = read_input(flag="store")
     body = search_by_image(fetched, k, filters, store, garments, timings)

@@ -10,7 +10,6 @@ uploads are recorded as made by it. Forms carry a CSRF token tied to the session
 """
 from __future__ import annotations
 
-import functools
 import hmac
 import os
 import secrets
@@ -24,7 +23,7 @@ from .. import db, thumbnails
 from ..auth import SESSION_KEY_ID, current_client, find_key
 from ..errors import ApiError
 from ..fetch import FetchedImage
-from ..filters import TASK_FILTERS, ItemFilters
+from ..filters import TASK_FILTERS, ItemFilters, known_labels, serving_labels
 from ..models import Analysis, Item, Thumbnail
 from ..models_api import tag_precision
 from ..store import get_analysis, image_json, item_json, query_item_rows
@@ -39,14 +38,6 @@ TASK_ORDER = ("gender", "masterCategory", "subCategory", "articleType", "baseCol
 
 def _settings():
     return current_app.config["SETTINGS"]
-
-
-@functools.lru_cache(maxsize=4)
-def _labels(bundle: Path) -> dict[str, list[str]]:
-    """Filter choices: the serving classifier's labels (read from its manifest; no model load)."""
-    from classification.bundle import read_manifest
-
-    return read_manifest(bundle)["taxonomy"]["labels"]
 
 
 def csrf_token() -> str:
@@ -107,11 +98,11 @@ def _with_thumbnail(image_ids) -> set[int]:
 
 @bp.get("")
 def index():
-    filters = ItemFilters.parse(request.args)
+    filters = ItemFilters.parse(request.args, known_labels(_settings().classifier_bundle))
     rows, next_cursor = query_item_rows(db.session(), filters, request.args.get("cursor"), _settings().catalogue_page_size)
     return render_template("catalogue/grid.html", items=rows, filters=filters, next_cursor=next_cursor,
                            with_thumbnail=_with_thumbnail(i.analysis.image_id for i in rows),
-                           labels=_labels(_settings().classifier_bundle), task_filters=TASK_FILTERS)
+                           labels=serving_labels(_settings().classifier_bundle), task_filters=TASK_FILTERS)
 
 
 @bp.get("/analyses/<int:analysis_id>")

@@ -190,7 +190,17 @@ def test_items_catalogue_query_filters_and_pages(client, image_server):
     assert all(i["category"]["gender"]["confidence"] >= threshold for i in confident)
     colour = sample["colours"][0]["name"]
     assert sample["id"] in [i["id"] for i in client.get("/v1/items", query_string={"colour": colour}).json["items"]]
-    assert client.get("/v1/items?gender=Martian").json["items"] == []
+    same_any_case = client.get("/v1/items", query_string={"articleType": article.upper(), "kind": "product"})
+    assert [i["id"] for i in same_any_case.json["items"]] == [i["id"] for i in filtered]
+
+
+@pytest.mark.parametrize("path", ["/v1/items", "/v1/items/1/similar"])
+def test_a_filter_label_the_classifier_does_not_know_is_refused_with_the_nearest(client, path):
+    typo = client.get(path, query_string={"articleType": "Tshrits"})
+    assert (typo.status_code, typo.json["code"], typo.json["task"]) == (422, "unknown_label", "articleType")
+    assert "Tshirts" in typo.json["did_you_mean"] and "did you mean 'Tshirts'" in typo.json["detail"]
+    nothing_near = client.get(path, query_string={"gender": "Martian"}).json
+    assert (nothing_near["code"], nothing_near["did_you_mean"]) == ("unknown_label", [])
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=x", "min_confidence=2", "cursor=garbage", "kind=shoe"])

@@ -52,6 +52,10 @@ def test_grid_filters_are_the_item_filters(client, analysed):
     assert [int(i) for i in re.findall(r'class="card" data-item-id="(\d+)"', html)] == expected
     assert f'<option value="{query["articleType"]}" selected>' in html
     assert client.get("/catalogue?kind=shoe").status_code == 400  # the same validation, as a page
+    typo = client.get("/catalogue?articleType=Tshrits")
+    assert typo.status_code == 422 and "did you mean &#39;Tshirts&#39;" in typo.get_data(as_text=True)
+    lower = client.get("/catalogue", query_string={**query, "articleType": query["articleType"].lower()})
+    assert f'<option value="{query["articleType"]}" selected>' in lower.get_data(as_text=True)  # spelt as listed
 
 
 def test_pages_of_the_grid(settings, pipeline, analysed):
