@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from .jobs import api as jobs_api
     from .jobs import cli as jobs_cli
     from .jobs.queue import make_queue
+    from .jobs.stall_watch import StallWatch
     from .label_votes import LabelVotes
     from .pipeline import PipelineHolder
     from .similarity import SimilarityIndex
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     # Every process that loads the models (API and job workers) delivers the feed's webhooks.
     app.extensions["change_delivery"] = ChangeDelivery(app.extensions["sessionmaker"], settings)
     app.extensions["pipeline"].on_loaded.append(lambda _pipeline: app.extensions["change_delivery"].start())
+    # Every process that loads the models also resumes stalled jobs (app/jobs/stall_watch.py).
+    app.extensions["stall_watch"] = StallWatch(app)
+    app.extensions["pipeline"].on_loaded.append(lambda _pipeline: app.extensions["stall_watch"].start())
     if settings.gc_freeze:  # last: after the callbacks above have made what they keep
         app.extensions["pipeline"].on_loaded.append(lambda _pipeline: gc_freeze.freeze_long_lived())
     app.register_blueprint(api.bp)

@@ -107,6 +107,7 @@ class Settings:
     job_max_attempts: int = 3
     job_retry_backoff: float = 2.0  # seconds before the first retry; doubles each attempt
     job_visibility_timeout: int = 300  # seconds before a killed worker's task is delivered again
+    job_stall_timeout: int = 600  # seconds without progress before a job's open URLs are enqueued again (0: never)
     embedded_job_threads: int = 1
     webhook_secret: str = "change-me"
     webhook_max_attempts: int = 4
@@ -194,6 +195,7 @@ class Settings:
             job_max_attempts=int(env.get("JOB_MAX_ATTEMPTS", defaults.job_max_attempts)),
             job_retry_backoff=float(env.get("JOB_RETRY_BACKOFF", defaults.job_retry_backoff)),
             job_visibility_timeout=int(env.get("JOB_VISIBILITY_TIMEOUT", defaults.job_visibility_timeout)),
+            job_stall_timeout=int(env.get("JOB_STALL_TIMEOUT", defaults.job_stall_timeout)),
             embedded_job_threads=int(env.get("EMBEDDED_JOB_THREADS", defaults.embedded_job_threads)),
             webhook_secret=env.get("WEBHOOK_SECRET", defaults.webhook_secret),
             webhook_max_attempts=int(env.get("WEBHOOK_MAX_ATTEMPTS", defaults.webhook_max_attempts)),

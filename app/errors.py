@@ -27,6 +27,7 @@ CODES = {
     "inconsistent_labels": (422, "The category labels name no path of the serving classifier's taxonomy"),
     "idempotency_key_reused": (422, "The Idempotency-Key was sent before with another request"),
     "cursor_expired": (410, "The changes feed no longer holds the entries after this cursor (pruned)"),
+    "worker_lost": (500, "The worker analysing the image stopped on its last attempt (a job URL's error)"),
     "not_found": (404, "No such resource"),
     "method_not_allowed": (405, "Method not allowed"),
     "internal_error": (500, "Internal error"),

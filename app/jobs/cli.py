@@ -144,13 +144,14 @@ def init_app(app: Flask) -> None:
             missing = [i for i in job_ids if session.get(Job, i) is None]
             if missing:
                 raise click.ClickException(f"no job {', '.join(missing)}")
-            stalled = service.stalled_jobs(session, dt.timedelta(seconds=quiet_for), list(job_ids) or None)
+            quiet = dt.timedelta(seconds=quiet_for)
+            stalled = service.stalled_jobs(session, quiet, list(job_ids) or None)
             if not stalled:
                 click.echo(f"no stalled job (unfinished, nothing changed for {quiet_for:g} s)")
                 return
             queue, resumed = app.extensions["job_queue"], []
             for job in stalled:
-                url_ids = service.resume(session, job.id)
+                url_ids = service.resume(session, job.id, quiet)
                 try:
                     for batch in service.batches(url_ids, settings.job_batch_size):
                         queue.submit(job.id, batch)

@@ -121,6 +121,7 @@ def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None
         start(session, job_id)
         rows = session.scalars(select(JobUrl).where(JobUrl.id.in_(url_ids), JobUrl.state.in_(("queued", "running")))
                                .order_by(JobUrl.position)).all()
+        rows = [row for row in rows if not _failed_if_worker_lost(row, settings)]
         for row in rows:
             row.state, row.worker, row.attempts, row.updated_at = "running", worker, row.attempts + 1, utcnow()
         session.commit()
@@ -129,6 +130,20 @@ def process_urls(app: Flask, job_id: str, url_ids: list[int], worker: str | None
             _process_rows(app, session, job, rows, settings, retries)
         finish_if_complete(app, session, job_id)
     return [(ids, delay) for delay, ids in retries.items()]
+
+
+def _failed_if_worker_lost(row: JobUrl, settings) -> bool:
+    """An open URL that has used all its attempts: a failed attempt is requeued only while attempts are
+    left, so its last attempt never finished, the worker running it died (or its batch was lost). The
+    image may well be what kills workers (a decoder crash, memory): failed, not tried for ever. Returns
+    whether it was failed."""
+    if row.attempts < settings.job_max_attempts:
+        return False
+    row.state, row.updated_at = "failed", utcnow()
+    row.error_code = "worker_lost"
+    row.error_detail = (f"attempt {row.attempts} of {settings.job_max_attempts} never finished: the worker "
+                        "analysing the image stopped, or lost the database, before recording an outcome")
+    return True
 
 
 def start(session: Session, job_id: str) -> None:
@@ -281,11 +296,18 @@ def stalled_jobs(session: Session, quiet_for: dt.timedelta, job_ids: list[str] |
     return session.scalars(query).all()
 
 
-def resume(session: Session, job_id: str) -> list[int]:
+def resume(session: Session, job_id: str, quiet_for: dt.timedelta) -> list[int]:
     """Put a stalled job's open URLs (queued, or running on a worker that died) back in the queue, stamped
-    now so that a second resume within the quiet time leaves them alone. Returns the ids to enqueue, none
-    if the job was cancelled meanwhile. Enqueueing a URL whose batch was not lost after all costs little:
-    whichever batch comes second finds it final and does nothing."""
+    now so that another resume within `quiet_for` leaves them alone. Returns the ids to enqueue: none if the
+    job is no longer stalled (another process resumed it first, or it moved) or was cancelled meanwhile.
+    Enqueueing a URL whose batch was not lost after all costs little: whichever batch comes second finds
+    it final and does nothing."""
+    # Two processes resuming at once: on PostgreSQL the second waits on the job's row and then finds it
+    # stamped, no longer stalled. (SQLite ignores FOR UPDATE: both may enqueue, which costs only a lookup.)
+    session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+    if not stalled_jobs(session, quiet_for, [job_id]):
+        session.commit()
+        return []
     ids = session.scalars(select(JobUrl.id).where(JobUrl.job_id == job_id, JobUrl.state.in_(("queued", "running")))
                           .order_by(JobUrl.position)).all()
     session.execute(update(JobUrl).where(JobUrl.id.in_(ids)).values(updated_at=utcnow()))

@@ -107,7 +107,7 @@ def settings(database_url):
     # shared database, racing the subscription tests' own deliveries.
     return Settings.from_env().replace(database_url=database_url, fetch_allow_private="127.0.0.0/8",
                                        fetch_read_timeout=1.0, fetch_connect_timeout=1.0, fetch_deadline=4.0,
-                                       change_delivery_interval=0)
+                                       change_delivery_interval=0, job_stall_timeout=0)
 
 
 @pytest.fixture

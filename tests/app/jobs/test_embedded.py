@@ -237,13 +237,11 @@ def lost_job(app, urls: list[str], running: int = 0, age_s: float = 0) -> str:
     with app.extensions["sessionmaker"]() as session:
         job, url_ids = service.create_job(session, urls, None, False, app.config["SETTINGS"])
         service.start(session, job.id)
+        job = session.get(Job, job.id)
+        job.created_at -= dt.timedelta(seconds=age_s)
         for url_id in url_ids[:running]:
             row = session.get(JobUrl, url_id)
             row.state, row.attempts, row.updated_at = "running", 1, job.created_at
-        if age_s:
-            session.get(Job, job.id).created_at -= dt.timedelta(seconds=age_s)
-            session.execute(update(JobUrl).where(JobUrl.job_id == job.id, JobUrl.updated_at.is_not(None))
-                            .values(updated_at=JobUrl.updated_at - dt.timedelta(seconds=age_s)))
         session.commit()
         return job.id
 
@@ -276,6 +274,65 @@ def test_the_cli_does_not_resume_a_cancelled_or_unknown_job(app):
     assert "no stalled job" in runner.invoke(args=["jobs", "resume", cancelled]).output
     unknown = runner.invoke(args=["jobs", "resume", "nope"])
     assert unknown.exit_code != 0 and "no job nope" in unknown.output
+
+
+def test_serving_processes_resume_stalled_jobs_on_their_own(settings, pipeline, image_server):
+    application = create_app(settings.replace(job_stall_timeout=4))  # looks every second
+    application.extensions["pipeline"].set(pipeline)
+    watch = application.extensions["stall_watch"]
+    assert watch.run_once() == 0  # nothing stalled
+    stalled = lost_job(application, [image_server.url("/img/71.jpg"), image_server.url("/img/72.jpg")],
+                       running=1, age_s=60)
+    watch.start()
+    try:
+        with application.test_client() as client:
+            job = wait_for(client, stalled)
+        assert job["counts"]["done"] == 2 and [o["attempts"] for o in job["outcomes"]] == [2, 1]
+        assert watch.run_once() == 0  # done: nothing left to resume
+    finally:
+        watch.stop()
+        application.extensions["engine"].dispose()
+
+
+def test_two_processes_resuming_one_job_enqueue_its_urls_once(app, database_url):
+    from app.jobs import service
+    from app.models import Job, JobUrl, utcnow
+
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent resumes are tested on PostgreSQL (set TEST_DATABASE_URL); SQLite takes no row lock")
+    job_id = lost_job(app, ["http://127.0.0.1:9/a.jpg", "http://127.0.0.1:9/b.jpg"], age_s=60)
+    quiet = dt.timedelta(seconds=30)
+    results = []
+    with app.extensions["sessionmaker"]() as first:  # the first process: job locked, URLs stamped, not committed
+        first.execute(select(Job.id).where(Job.id == job_id).with_for_update())
+        first.execute(update(JobUrl).where(JobUrl.job_id == job_id).values(updated_at=utcnow()))
+        second = threading.Thread(target=lambda: results.append(
+            service.resume(app.extensions["sessionmaker"](), job_id, quiet)))
+        second.start()
+        second.join(1.0)
+        assert second.is_alive()  # waits on the job's row...
+        first.commit()
+    second.join(30)
+    assert results == [[]]  # ...then finds it no longer stalled, and enqueues nothing
+
+
+def test_a_url_whose_last_attempt_never_finished_fails_as_worker_lost(app, image_server):
+    from app.jobs import service
+    from app.models import JobUrl
+
+    job_id = lost_job(app, [image_server.url("/img/73.jpg"), image_server.url("/img/74.jpg")], running=1, age_s=60)
+    with app.extensions["sessionmaker"]() as session:  # the first URL's worker died on its last attempt
+        session.execute(update(JobUrl).where(JobUrl.job_id == job_id, JobUrl.state == "running")
+                        .values(attempts=app.config["SETTINGS"].job_max_attempts))
+        session.commit()
+        url_ids = service.resume(session, job_id, dt.timedelta(seconds=30))
+    with app.app_context():
+        assert service.process_urls(app, job_id, url_ids) == []
+    with app.test_client() as client:
+        job = client.get(f"/v1/jobs/{job_id}").json
+    assert job["state"] == "done" and job["errors"] == {"worker_lost": 1}
+    assert [(o["state"], o["error"] and o["error"]["code"]) for o in job["outcomes"]] == [("failed", "worker_lost"),
+                                                                                          ("done", None)]
 
 
 def test_a_job_of_only_malformed_urls_finishes_at_once(client):

@@ -1,0 +1,66 @@
+"""Stalled jobs resumed without an operator: each serving process looks for them now and then.
+
+A job stalls when the batches meant for its open URLs are gone: an embedded queue's process died or was
+recycled by gunicorn with batches in hand, Redis lost its queue, or a Celery worker died in the instant
+between taking a task and recording it as unacknowledged. Every process that loads the models (API
+workers, job workers) runs a daemon thread that every JOB_STALL_TIMEOUT / 4 seconds enqueues again the
+open URLs of the jobs none of whose URLs has changed for JOB_STALL_TIMEOUT (what `flask jobs resume`
+does by hand). Processes racing for one job resume it once on PostgreSQL (service.resume re-checks under
+the job's row lock); a URL enqueued twice is analysed once. A URL whose worker died on each of its
+JOB_MAX_ATTEMPTS attempts fails as `worker_lost` instead of being retried for ever (service.process_urls).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from flask import Flask
+
+from . import service
+
+log = logging.getLogger(__name__)
+
+
+class StallWatch:
+    def __init__(self, app: Flask):
+        self.app = app
+        self.timeout = app.config["SETTINGS"].job_stall_timeout
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        return max(1.0, self.timeout / 4)
+
+    def start(self) -> None:
+        if self._thread is None and self.timeout > 0:
+            self._thread = threading.Thread(target=self._loop, name="job-stall-watch", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # noqa: BLE001 - a database or broker outage: look again next time
+                log.warning("looking for stalled jobs failed; again in %s s", self.interval, exc_info=True)
+
+    def run_once(self) -> int:
+        """Resume every stalled job; returns how many URLs were enqueued again."""
+        settings, queue = self.app.config["SETTINGS"], self.app.extensions["job_queue"]
+        quiet = dt.timedelta(seconds=self.timeout)
+        enqueued = 0
+        with self.app.extensions["sessionmaker"]() as session:
+            for job_id in [job.id for job in service.stalled_jobs(session, quiet)]:
+                url_ids = service.resume(session, job_id, quiet)
+                for batch in service.batches(url_ids, settings.job_batch_size):
+                    queue.submit(job_id, batch)
+                if url_ids:
+                    log.warning("job %s stalled for %s s: %d URLs enqueued again", job_id, self.timeout, len(url_ids))
+                enqueued += len(url_ids)
+        return enqueued
