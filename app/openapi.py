@@ -13,8 +13,13 @@ PROBLEM = {"description": "application/problem+json with a stable `code`",
 TASK_FILTERS = ["gender", "masterCategory", "subCategory", "articleType", "usage", "season", "colour"]
 LABELLED = {"name": "labelled", "in": "query", "schema": {"type": "boolean"},
             "description": "true: items a person labelled (PUT /v1/items/{id}/labels); false: items nobody has"}
+TASK_FILTER_PARAMETERS = [
+    {"name": name, "in": "query", "schema": {"type": "string"},
+     "description": "a label as /v1/taxonomy lists it, any case; an unknown one is 422 unknown_label"
+                    if name != "colour" else "baseColour or the dominant colour's name, any case"}
+    for name in TASK_FILTERS]
 SEARCH_FILTERS = [
-    *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
+    *TASK_FILTER_PARAMETERS,
     {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
     {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}},
     LABELLED]
@@ -76,7 +81,7 @@ def spec() -> dict:
                                 "description": "the image id (`image.id` of an analysis or a listed item)"}],
                 "responses": {"200": deleted, "404": PROBLEM, "503": PROBLEM}}},
             "/v1/items": {"get": {"summary": "Catalogue query over tagged items (keyset pagination)", "parameters": [
-                *({"name": name, "in": "query", "schema": {"type": "string"}} for name in TASK_FILTERS),
+                *TASK_FILTER_PARAMETERS,
                 {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
                 {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}}, LABELLED,
                 {"name": "analyses", "in": "query", "schema": {"enum": ["current", "all"], "default": "current"},
@@ -84,7 +89,8 @@ def spec() -> dict:
                                 "all: also those of the analyses earlier model bundles made"},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM}}},
+                "responses": {"200": {"description": "a page of items and next_cursor"}, "400": PROBLEM,
+                              "422": PROBLEM}}},
             "/v1/items/{id}": {"get": {
                 "summary": "One stored item as /v1/items lists it, with `current`: whether its analysis is its "
                            "image's current one (listings and searches read only those)",
@@ -119,7 +125,7 @@ def spec() -> dict:
                     *SEARCH_FILTERS],
                 "responses": {"200": {"description": "the item and its neighbours, best first",
                                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Similar"}}}},
-                              "400": PROBLEM, "404": PROBLEM, "409": PROBLEM}}},
+                              "400": PROBLEM, "404": PROBLEM, "409": PROBLEM, "422": PROBLEM}}},
             "/v1/search": {"post": {
                 "summary": "Search by photo (URL or upload): the stored items most similar to the whole image and to each "
                            "garment found in it. Stores nothing unless store=true",
