@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import socket
-import threading
 import uuid
 
 import urllib3
@@ -36,6 +35,7 @@ from .errors import ApiError
 from .jobs import webhook
 from .metrics import CHANGE_ENTRIES, CHANGE_POSTS
 from .models import ChangeSubscription, utcnow
+from .periodic import PeriodicThread
 
 log = logging.getLogger(__name__)
 
@@ -49,28 +49,13 @@ class ChangeDelivery:
         self.sessions = sessions
         self.settings = settings
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    # ---- the thread ---------------------------------------------------------------------------------
+        self._thread = PeriodicThread("change-delivery", settings.change_delivery_interval, self.run_once)
 
     def start(self) -> None:
-        if self._thread is None and self.settings.change_delivery_interval > 0:
-            self._thread = threading.Thread(target=self._loop, name="change-delivery", daemon=True)
-            self._thread.start()
+        self._thread.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stopped.wait(self.settings.change_delivery_interval):
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - a database outage: try again next time
-                log.warning("change delivery failed; retrying in %s s", self.settings.change_delivery_interval,
-                            exc_info=True)
+        self._thread.stop()
 
     # ---- one pass -----------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 
 from flask import Flask
 
+from ..periodic import PeriodicThread
 from . import service
 
 log = logging.getLogger(__name__)
@@ -26,29 +26,14 @@ class StallWatch:
     def __init__(self, app: Flask):
         self.app = app
         self.timeout = app.config["SETTINGS"].job_stall_timeout
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def interval(self) -> float:
-        return max(1.0, self.timeout / 4)
+        self._thread = PeriodicThread("job-stall-watch", max(1.0, self.timeout / 4) if self.timeout > 0 else 0,
+                                      self.run_once)
 
     def start(self) -> None:
-        if self._thread is None and self.timeout > 0:
-            self._thread = threading.Thread(target=self._loop, name="job-stall-watch", daemon=True)
-            self._thread.start()
+        self._thread.start()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _loop(self) -> None:
-        while not self._stopped.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # noqa: BLE001 - a database or broker outage: look again next time
-                log.warning("looking for stalled jobs failed; again in %s s", self.interval, exc_info=True)
+        self._thread.stop()
 
     def run_once(self) -> int:
         """Resume every stalled job; returns how many URLs were enqueued again."""
