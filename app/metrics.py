@@ -14,6 +14,7 @@ MODEL_SECONDS = Histogram("pipeline_stage_seconds", "Time per pipeline stage", [
 FETCH_FAILURES = Counter("fetch_failures_total", "Image downloads refused or failed", ["code"])
 CHANGE_POSTS = Counter("change_webhook_posts_total", "Changes-feed webhook POSTs by outcome", ["outcome"])
 CHANGE_ENTRIES = Counter("change_webhook_entries_total", "Changes-feed entries receivers acknowledged")
+JOB_URLS_RESUMED = Counter("job_urls_resumed_total", "Open URLs of stalled jobs enqueued again by the stall watch")
 
 
 def render() -> tuple[bytes, str]:

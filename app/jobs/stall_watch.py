@@ -16,6 +16,7 @@ import logging
 
 from flask import Flask
 
+from ..metrics import JOB_URLS_RESUMED
 from ..periodic import PeriodicThread
 from . import service
 
@@ -46,6 +47,7 @@ class StallWatch:
                 for batch in service.batches(url_ids, settings.job_batch_size):
                     queue.submit(job_id, batch)
                 if url_ids:
+                    JOB_URLS_RESUMED.inc(len(url_ids))
                     log.warning("job %s stalled for %s s: %d URLs enqueued again", job_id, self.timeout, len(url_ids))
                 enqueued += len(url_ids)
         return enqueued

@@ -3,6 +3,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 import threading
 import time
 
@@ -276,6 +277,11 @@ def test_the_cli_does_not_resume_a_cancelled_or_unknown_job(app):
     assert unknown.exit_code != 0 and "no job nope" in unknown.output
 
 
+def resumed_urls(app) -> float:
+    metrics = app.test_client().get("/metrics").get_data(as_text=True)
+    return float(re.search(r"^job_urls_resumed_total (\S+)$", metrics, re.M).group(1))
+
+
 def test_serving_processes_resume_stalled_jobs_on_their_own(settings, pipeline, image_server):
     application = create_app(settings.replace(job_stall_timeout=4))  # looks every second
     application.extensions["pipeline"].set(pipeline)
@@ -283,11 +289,13 @@ def test_serving_processes_resume_stalled_jobs_on_their_own(settings, pipeline, 
     assert watch.run_once() == 0  # nothing stalled
     stalled = lost_job(application, [image_server.url("/img/71.jpg"), image_server.url("/img/72.jpg")],
                        running=1, age_s=60)
+    resumed_before = resumed_urls(application)
     watch.start()
     try:
         with application.test_client() as client:
             job = wait_for(client, stalled)
         assert job["counts"]["done"] == 2 and [o["attempts"] for o in job["outcomes"]] == [2, 1]
+        assert resumed_urls(application) == resumed_before + 2  # what /metrics tells an operator
         assert watch.run_once() == 0  # done: nothing left to resume
     finally:
         watch.stop()
