@@ -63,6 +63,7 @@ class CeleryQueue:
     def __init__(self, settings: Settings):
         self.celery = make_celery(settings)
         self.timeout = settings.broker_timeout
+        self.name = settings.job_queue
 
     def submit(self, job_id: str, url_ids: list[int], delay: float = 0) -> None:
         try:
@@ -78,6 +79,15 @@ class CeleryQueue:
         except BROKER_ERRORS as error:
             raise QueueUnavailable(f"{type(error).__name__}: {error}") from error
 
+    def backlog(self) -> int:
+        """Batches waiting in the broker's queue for a worker (not those workers hold already)."""
+        try:
+            with self.celery.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1, timeout=self.timeout)
+                return connection.default_channel.queue_declare(queue=self.name).message_count
+        except BROKER_ERRORS as error:
+            raise QueueUnavailable(f"{type(error).__name__}: {error}") from error
+
 
 class EmbeddedQueue:
     """Runs batches on threads of this process."""
@@ -85,6 +95,8 @@ class EmbeddedQueue:
     def __init__(self, app: Flask, threads: int):
         self.app = app
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="job")
+        self._pending = 0  # batches submitted here and not yet finished
+        self._pending_lock = threading.Lock()
 
     def submit(self, job_id: str, url_ids: list[int], delay: float = 0) -> None:
         if delay:
@@ -92,10 +104,24 @@ class EmbeddedQueue:
             timer.daemon = True
             timer.start()
             return
-        self.executor.submit(self._run, job_id, url_ids)
+        with self._pending_lock:
+            self._pending += 1
+        self.executor.submit(self._run_counted, job_id, url_ids)
 
     def check(self) -> None:
         """In process: available whenever the process is."""
+
+    def backlog(self) -> int:
+        """Batches this process has waiting or running."""
+        with self._pending_lock:
+            return self._pending
+
+    def _run_counted(self, job_id: str, url_ids: list[int], outages: int = 0) -> None:
+        try:
+            self._run(job_id, url_ids, outages)
+        finally:
+            with self._pending_lock:
+                self._pending -= 1
 
     def _run(self, job_id: str, url_ids: list[int], outages: int = 0) -> None:
         from ..errors import is_outage
@@ -108,8 +134,10 @@ class EmbeddedQueue:
         except Exception as error:  # noqa: BLE001 - a failed batch must not kill the pool thread
             if is_outage(error) and outages < OUTAGE_RETRIES:  # the database is away: try the batch later
                 log.warning("job %s: database unavailable, batch retried: %s", job_id, error)
+                with self._pending_lock:
+                    self._pending += 1
                 timer = threading.Timer(min(2.0 * 2 ** outages, 30.0), self.executor.submit,
-                                        args=(self._run, job_id, url_ids, outages + 1))
+                                        args=(self._run_counted, job_id, url_ids, outages + 1))
                 timer.daemon = True
                 timer.start()
                 return

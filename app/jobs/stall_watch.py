@@ -5,9 +5,11 @@ recycled by gunicorn with batches in hand, Redis lost its queue, or a Celery wor
 between taking a task and recording it as unacknowledged. Every process that loads the models (API
 workers, job workers) runs a daemon thread that every JOB_STALL_TIMEOUT / 4 seconds enqueues again the
 open URLs of the jobs none of whose URLs has changed for JOB_STALL_TIMEOUT (what `flask jobs resume`
-does by hand). Processes racing for one job resume it once on PostgreSQL (service.resume re-checks under
-the job's row lock); a URL enqueued twice is analysed once. A URL whose worker died on each of its
-JOB_MAX_ATTEMPTS attempts fails as `worker_lost` instead of being retried for ever (service.process_urls).
+does by hand), once its queue has nothing waiting: the broker's queue for Celery, this process's own
+batches for the embedded queue (a busy process leaves a dead one's jobs to an idle one). Processes
+racing for one job resume it once on PostgreSQL (service.resume re-checks under the job's row lock); a
+URL enqueued twice is analysed once. An open URL that has used all its JOB_MAX_ATTEMPTS attempts fails
+as `worker_lost` instead of being tried for ever (service.process_urls).
 """
 from __future__ import annotations
 
@@ -37,8 +39,12 @@ class StallWatch:
         self._thread.stop()
 
     def run_once(self) -> int:
-        """Resume every stalled job; returns how many URLs were enqueued again."""
+        """Resume every stalled job; returns how many URLs were enqueued again. Not while the queue has
+        batches waiting: a job that looks stalled then is most likely waiting behind them, and enqueueing
+        it again every JOB_STALL_TIMEOUT would pile copies of a long backlog onto the queue."""
         settings, queue = self.app.config["SETTINGS"], self.app.extensions["job_queue"]
+        if queue.backlog():
+            return 0
         quiet = dt.timedelta(seconds=self.timeout)
         enqueued = 0
         with self.app.extensions["sessionmaker"]() as session:

@@ -12,7 +12,7 @@ import pytest
 import redis
 from sqlalchemy import create_engine, func, select, text
 
-from app.jobs.queue import redelivery_sweep
+from app.jobs.queue import CeleryQueue, redelivery_sweep
 from app.models import Analysis, JobUrl
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -98,6 +98,17 @@ def stored_once(database_url, job):
         workers = connection.execute(select(JobUrl.worker).where(JobUrl.job_id == job["id"]).distinct()).scalars().all()
     engine.dispose()
     return analyses, images, workers
+
+
+def test_the_backlog_is_what_waits_in_the_broker(settings, queue_name):
+    queue = CeleryQueue(settings)
+    try:
+        assert queue.backlog() == 0
+        queue.submit("job", [1, 2])
+        queue.submit("job", [3])
+        assert queue.backlog() == 2  # no worker yet: both batches wait
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete(queue_name)
 
 
 def test_two_workers_share_one_queue(client, image_server, workers, database_url):

@@ -324,6 +324,22 @@ def test_two_processes_resuming_one_job_enqueue_its_urls_once(app, database_url)
     assert results == [[]]  # ...then finds it no longer stalled, and enqueues nothing
 
 
+def test_a_process_with_batches_waiting_leaves_stalled_jobs_alone_until_it_is_idle(settings, pipeline, image_server):
+    application = create_app(settings.replace(job_stall_timeout=30))
+    application.extensions["pipeline"].set(pipeline)
+    watch, queue = application.extensions["stall_watch"], application.extensions["job_queue"]
+    stalled = lost_job(application, [image_server.url("/img/75.jpg")], age_s=60)
+    with application.test_client() as client:
+        busy = client.post("/v1/jobs", json={"image_urls": [image_server.url("/img/76.jpg?delay=0.5")]}).json["id"]
+        assert queue.backlog() == 1
+        assert watch.run_once() == 0  # the stalled job may be waiting behind this process's own batch
+        wait_for(client, busy)
+        assert queue.backlog() == 0
+        assert watch.run_once() == 1  # idle now: it takes the stalled job
+        assert wait_for(client, stalled)["counts"]["done"] == 1
+    application.extensions["engine"].dispose()
+
+
 def test_a_url_whose_last_attempt_never_finished_fails_as_worker_lost(app, image_server):
     from app.jobs import service
     from app.models import JobUrl
