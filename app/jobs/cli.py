@@ -46,6 +46,7 @@ def init_app(app: Flask) -> None:
     from . import service
     from .api import submit
     from .queue import QueueUnavailable
+    from .stall_watch import resume_stalled
 
     def submit_and_follow(urls: list[str], callback_url, refresh: bool, wait: bool) -> None:
         """Submit URLs as jobs of at most JOB_MAX_URLS each; with `wait` (always with no broker: the jobs
@@ -137,31 +138,23 @@ def init_app(app: Flask) -> None:
         """Enqueue again the open URLs of stalled jobs (all of them, or the JOB_IDS given): jobs whose
         batches were lost, e.g. with an embedded queue whose process died or was recycled, or a Redis
         that lost its queue. URLs still being worked on are not stalled: --quiet-for guards them."""
-        settings = app.config["SETTINGS"]
-        embedded = not settings.broker_url
+        embedded = not app.config["SETTINGS"].broker_url
         with app.app_context():
             session = db.session()
             missing = [i for i in job_ids if session.get(Job, i) is None]
             if missing:
                 raise click.ClickException(f"no job {', '.join(missing)}")
-            quiet = dt.timedelta(seconds=quiet_for)
-            stalled = service.stalled_jobs(session, quiet, list(job_ids) or None)
-            if not stalled:
+            try:
+                resumed = resume_stalled(app, session, dt.timedelta(seconds=quiet_for), list(job_ids) or None)
+            except QueueUnavailable as error:  # the URLs stay open: run it again later
+                raise click.ClickException(f"queue_unavailable: {error}")
+            if not resumed:
                 click.echo(f"no stalled job (unfinished, nothing changed for {quiet_for:g} s)")
                 return
-            queue, resumed = app.extensions["job_queue"], []
-            for job in stalled:
-                url_ids = service.resume(session, job.id, quiet)
-                try:
-                    for batch in service.batches(url_ids, settings.job_batch_size):
-                        queue.submit(job.id, batch)
-                except QueueUnavailable as error:  # its URLs stay queued, stamped now: resume again later
-                    raise click.ClickException(f"queue_unavailable: {error}")
-                if url_ids:
-                    click.echo(f"job {job.id}: {len(url_ids)} URL{'s' if len(url_ids) != 1 else ''} enqueued again")
-                    resumed.append(job.id)
-            if resumed and (wait or embedded):
-                follow(resumed, "resuming")
+            for job_id, count in resumed.items():
+                click.echo(f"job {job_id}: {count} URL{'s' if count != 1 else ''} enqueued again")
+            if wait or embedded:
+                follow(list(resumed), "resuming")
 
     @jobs_group.command("list")
     @click.option("--state", type=click.Choice(JOB_STATES))

@@ -17,12 +17,29 @@ import datetime as dt
 import logging
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from ..metrics import JOB_URLS_RESUMED
 from ..periodic import PeriodicThread
 from . import service
 
 log = logging.getLogger(__name__)
+
+
+def resume_stalled(app: Flask, session: Session, quiet: dt.timedelta, job_ids: list[str] | None = None) -> dict[str, int]:
+    """Enqueue again the open URLs of every stalled job (only among `job_ids` when given), in batches.
+    Returns job id -> URLs enqueued, for the jobs this call resumed. Raises QueueUnavailable (the URLs
+    stay open and stamped: the next look, after `quiet`, tries again)."""
+    settings, queue = app.config["SETTINGS"], app.extensions["job_queue"]
+    resumed = {}
+    for job_id in [job.id for job in service.stalled_jobs(session, quiet, job_ids)]:
+        url_ids = service.resume(session, job_id, quiet)
+        for batch in service.batches(url_ids, settings.job_batch_size):
+            queue.submit(job_id, batch)
+        if url_ids:
+            JOB_URLS_RESUMED.inc(len(url_ids))
+            resumed[job_id] = len(url_ids)
+    return resumed
 
 
 class StallWatch:
@@ -42,18 +59,10 @@ class StallWatch:
         """Resume every stalled job; returns how many URLs were enqueued again. Not while the queue has
         batches waiting: a job that looks stalled then is most likely waiting behind them, and enqueueing
         it again every JOB_STALL_TIMEOUT would pile copies of a long backlog onto the queue."""
-        settings, queue = self.app.config["SETTINGS"], self.app.extensions["job_queue"]
-        if queue.backlog():
+        if self.app.extensions["job_queue"].backlog():
             return 0
-        quiet = dt.timedelta(seconds=self.timeout)
-        enqueued = 0
         with self.app.extensions["sessionmaker"]() as session:
-            for job_id in [job.id for job in service.stalled_jobs(session, quiet)]:
-                url_ids = service.resume(session, job_id, quiet)
-                for batch in service.batches(url_ids, settings.job_batch_size):
-                    queue.submit(job_id, batch)
-                if url_ids:
-                    JOB_URLS_RESUMED.inc(len(url_ids))
-                    log.warning("job %s stalled for %s s: %d URLs enqueued again", job_id, self.timeout, len(url_ids))
-                enqueued += len(url_ids)
-        return enqueued
+            resumed = resume_stalled(self.app, session, dt.timedelta(seconds=self.timeout))
+        for job_id, count in resumed.items():
+            log.warning("job %s stalled for %s s: %d URLs enqueued again", job_id, self.timeout, count)
+        return sum(resumed.values())
