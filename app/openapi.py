@@ -288,6 +288,18 @@ def spec() -> dict:
                            "responses": {"200": {"description": "the job's summary",
                                                  "content": {"application/json": {"schema": job}}},
                                          "404": PROBLEM}}},
+            "/v1/jobs/{id}/results": {"get": {
+                "summary": "Every URL's outcome with the analysis it produced, in submission order, streamed (also "
+                           "while the job runs: open URLs have no analysis yet). NDJSON: the outcome as the job "
+                           "lists it plus `analysis` as GET /v1/analyses/{id} gives it; CSV: the whole image's "
+                           "tags and confidences, and the garments' articleTypes",
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "format", "in": "query", "schema": {"enum": ["ndjson", "csv"],
+                                                                            "default": "ndjson"}}],
+                "responses": {"200": {"description": "one line (row) per URL",
+                                      "content": {"application/x-ndjson": {"schema": {"type": "string"}},
+                                                  "text/csv": {"schema": {"type": "string"}}}},
+                              "400": PROBLEM, "404": PROBLEM}}},
             "/healthz": {"get": {"summary": "Process alive", "security": [],
                                  "responses": {"200": {"description": "ok"}}}},
             "/readyz": {"get": {"summary": "Database (and broker) reachable, models loaded", "security": [],

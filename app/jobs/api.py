@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from .. import db
 from ..api import parse_flag
@@ -12,11 +12,14 @@ from ..errors import ApiError
 from ..models import JOB_STATES, Job
 from ..ratelimits import charge_job_urls, check_job_urls
 from ..store import decode_cursor, encode_cursor
+from . import results as job_results
 from . import service
 from .queue import QueueUnavailable
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+RESULT_FORMATS = {"ndjson": (job_results.ndjson_lines, "application/x-ndjson"),
+                  "csv": (job_results.csv_lines, "text/csv")}
 
 
 @bp.post("")
@@ -139,6 +142,25 @@ def status(job_id: str):
         raise ApiError("invalid_request", "limit must be between 1 and 1000")
     page, next_after = service.outcomes(session, job_id, after, limit)
     return service.summary(session, job) | {"outcomes": page, "next_after": next_after}
+
+
+@bp.get("/<job_id>/results")
+def results(job_id: str):
+    """Every URL's outcome with its analysis, streamed: NDJSON, or ?format=csv (app/jobs/results.py)."""
+    _job(job_id)
+    result_format = request.args.get("format", "ndjson")
+    if result_format not in RESULT_FORMATS:
+        raise ApiError("invalid_request", "format must be ndjson or csv")
+    lines, mimetype = RESULT_FORMATS[result_format]
+    db.session().close()  # the stream reads in a session of its own, closed when it ends, however it ends
+    sessions = current_app.extensions["sessionmaker"]
+
+    def stream():
+        with sessions() as session:
+            yield from lines(session, job_id)
+
+    return Response(stream(), mimetype=mimetype,
+                    headers={"Content-Disposition": f'attachment; filename="job-{job_id}.{result_format}"'})
 
 
 @bp.delete("/<job_id>")

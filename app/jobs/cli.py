@@ -1,4 +1,4 @@
-"""`flask ingest FILE`, `flask retag`, `flask jobs status ID`, `flask jobs list` and `flask jobs resume` for operators."""
+"""`flask ingest FILE`, `flask retag` and `flask jobs status|results|list|resume` for operators."""
 from __future__ import annotations
 
 import csv
@@ -155,6 +155,23 @@ def init_app(app: Flask) -> None:
                 click.echo(f"job {job_id}: {count} URL{'s' if count != 1 else ''} enqueued again")
             if wait or embedded:
                 follow(list(resumed), "resuming")
+
+    @jobs_group.command("results")
+    @click.argument("job_id")
+    @click.option("--format", "result_format", type=click.Choice(["ndjson", "csv"]), default="ndjson",
+                  show_default=True)
+    @click.option("--out", type=click.File("w", encoding="utf-8"), default="-", help="a file (default: stdout)")
+    def results(job_id, result_format, out):
+        """Every URL's outcome with the analysis it produced (what GET /v1/jobs/<id>/results streams)."""
+        from . import results as job_results
+
+        with app.app_context():
+            session = db.session()
+            if session.get(Job, job_id) is None:
+                raise click.ClickException(f"no job {job_id}")
+            lines = job_results.csv_lines if result_format == "csv" else job_results.ndjson_lines
+            for text in lines(session, job_id):
+                out.write(text)
 
     @jobs_group.command("list")
     @click.option("--state", type=click.Choice(JOB_STATES))

@@ -275,10 +275,14 @@ def list_jobs(session: Session, state: str | None, api_key_id: int | None, befor
 def outcomes(session: Session, job_id: str, after: int, limit: int) -> tuple[list[dict], int | None]:
     rows = session.scalars(select(JobUrl).where(JobUrl.job_id == job_id, JobUrl.position > after)
                            .order_by(JobUrl.position).limit(limit + 1)).all()
-    page = [{"position": r.position, "url": r.url, "state": r.state, "analysis_id": r.analysis_id,
-             "error": {"code": r.error_code, "detail": r.error_detail} if r.error_code and r.state == "failed" else None,
-             "attempts": r.attempts} for r in rows[:limit]]
-    return page, (rows[limit - 1].position if len(rows) > limit else None)
+    return [outcome_json(r) for r in rows[:limit]], (rows[limit - 1].position if len(rows) > limit else None)
+
+
+def outcome_json(row: JobUrl) -> dict:
+    """One URL of a job as its status and its results list it."""
+    return {"position": row.position, "url": row.url, "state": row.state, "analysis_id": row.analysis_id,
+            "error": {"code": row.error_code, "detail": row.error_detail} if row.error_code and row.state == "failed"
+            else None, "attempts": row.attempts}
 
 
 def stalled_jobs(session: Session, quiet_for: dt.timedelta, job_ids: list[str] | None = None) -> list[Job]:
