@@ -368,6 +368,7 @@ def spec() -> dict:
                 "created_at": {"type": "string"}, "started_at": {"type": ["string", "null"]},
                 "finished_at": {"type": ["string", "null"]}, "elapsed_s": {"type": "number"},
                 "callback": {"type": ["object", "null"], "description": "url, state (delivered, failed), attempts"},
+                "results_url": {"type": "string", "description": "every URL's outcome and analysis in one download"},
                 "outcomes": {"type": "array", "description": "GET only: per URL its position, url, state, analysis_id "
                                                              "(null once the image is deleted), error {code, detail}, attempts"},
                 "next_after": {"type": ["integer", "null"], "description": "GET only"}}},

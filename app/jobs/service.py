@@ -252,6 +252,7 @@ def summary(session: Session, job: Job) -> dict:
         "elapsed_s": round((end - (job.started_at or job.created_at)).total_seconds(), 3),
         "callback": {"url": job.callback_url, "state": job.callback_state, "attempts": job.callback_attempts}
         if job.callback_url else None,
+        "results_url": f"/v1/jobs/{job.id}/results",  # every URL's analysis in one download (app/jobs/results.py)
     }
 
 

@@ -75,6 +75,9 @@ def test_webhook_is_signed_retried_and_delivered_once(client, image_server):
     assert headers["X-FashionTagger-Signature"] == f"sha256={expected}"
     summary = json.loads(body)
     assert summary["id"] == job_id and summary["state"] == "done" and summary["counts"]["done"] == 1
+    results = client.get(summary["results_url"])  # the receiver reads every URL's tags from there
+    assert [json.loads(line)["analysis"]["id"] for line in results.get_data(as_text=True).splitlines()] == \
+        [summary_outcome["analysis_id"] for summary_outcome in client.get(f"/v1/jobs/{job_id}").json["outcomes"]]
     assert client.get(f"/v1/jobs/{job_id}").json["callback"] == {"url": image_server.url("/hook"),
                                                                  "state": "delivered", "attempts": 2}
     assert job["state"] == "done"
