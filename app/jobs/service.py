@@ -199,7 +199,8 @@ def _process_rows(app, session, job, rows, settings, retries) -> None:
 def requeue_unless_cancelled(session: Session, job_id: str, url_ids: list[int]) -> bool:
     """Put URLs that failed transiently back in the queue; but if their job was cancelled while they were
     in flight, cancel them instead (cancel() sweeps only queued URLs, so one requeued after it would stay
-    queued for good). Returns whether they were requeued. Commits nothing: the caller does."""
+    queued for good). Either way they are stamped as changed now. Returns whether they were requeued.
+    Commits nothing: the caller does."""
     # cancel() must not slip in between reading the job's state and writing these URLs'. PostgreSQL: lock
     # the job's row, so a cancel() has committed already (and is seen) or waits for this transaction (and
     # then sweeps these URLs as queued). SQLite ignores FOR UPDATE, but its UPDATE below holds the database's
@@ -207,7 +208,7 @@ def requeue_unless_cancelled(session: Session, job_id: str, url_ids: list[int]) 
     session.execute(select(Job.id).where(Job.id == job_id).with_for_update())
     job_cancelled = select(Job.id).where(Job.id == job_id, Job.state == "cancelled").exists()
     session.execute(update(JobUrl).where(JobUrl.id.in_(url_ids))
-                    .values(state=case((job_cancelled, "cancelled"), else_="queued"))
+                    .values(state=case((job_cancelled, "cancelled"), else_="queued"), updated_at=utcnow())
                     .execution_options(synchronize_session="fetch"))
     return session.scalar(select(Job.state).where(Job.id == job_id)) != "cancelled"
 
@@ -315,8 +316,7 @@ def resume(session: Session, job_id: str, quiet_for: dt.timedelta) -> list[int]:
         return []
     ids = session.scalars(select(JobUrl.id).where(JobUrl.job_id == job_id, JobUrl.state.in_(("queued", "running")))
                           .order_by(JobUrl.position)).all()
-    session.execute(update(JobUrl).where(JobUrl.id.in_(ids)).values(updated_at=utcnow()))
-    requeued = requeue_unless_cancelled(session, job_id, ids)
+    requeued = requeue_unless_cancelled(session, job_id, ids)  # stamps them now
     session.commit()
     return ids if requeued else []
 
