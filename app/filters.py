@@ -59,6 +59,8 @@ class ItemFilters:
     kind: str | None = None
     labelled: bool | None = None  # True: items a person labelled; False: those nobody has (a review queue)
     analyses: str = "current"  # "all": items of every analysis an image keeps, not only its current one
+    # Items whose tag is less sure than this: with labelled=false, what a person should look at first.
+    max_confidence: float | None = None
 
     @classmethod
     def parse(cls, args: Mapping[str, str], labels: Mapping[str, list[str]] | None = None) -> "ItemFilters":
@@ -66,12 +68,9 @@ class ItemFilters:
         filters = {name: args[name] for name in TASK_FILTERS if args.get(name)}
         if labels is not None:
             filters = canonical_labels(filters, labels)
-        try:
-            min_confidence = float(args["min_confidence"]) if args.get("min_confidence") else None
-        except ValueError:
-            raise ApiError("invalid_request", "min_confidence must be a number")
-        if min_confidence is not None and not 0 <= min_confidence <= 1:
-            raise ApiError("invalid_request", "min_confidence must be between 0 and 1")
+        min_confidence, max_confidence = (_confidence(args, name) for name in ("min_confidence", "max_confidence"))
+        if None not in (min_confidence, max_confidence) and max_confidence <= min_confidence:
+            raise ApiError("invalid_request", "max_confidence must be above min_confidence")
         kind = args.get("kind") or None
         if kind not in (None, *KINDS):
             raise ApiError("invalid_request", "kind must be product or garment")
@@ -82,18 +81,18 @@ class ItemFilters:
         if analyses not in ANALYSES:
             raise ApiError("invalid_request", "analyses must be current or all")
         return cls(filters, args.get("colour") or None, min_confidence, kind,
-                   None if labelled is None else labelled == "true", analyses)
+                   None if labelled is None else labelled == "true", analyses, max_confidence)
 
     @property
     def active(self) -> bool:
         return bool(self.filters or self.colour or self.min_confidence is not None or self.kind
-                    or self.labelled is not None or self.analyses != "current")
+                    or self.labelled is not None or self.analyses != "current" or self.max_confidence is not None)
 
     def conditions(self) -> list:
         from .store import item_conditions
 
         return item_conditions(self.filters, self.colour, self.min_confidence, self.kind, self.labelled,
-                               self.analyses)
+                               self.analyses, self.max_confidence)
 
     def as_query(self) -> dict:
         """Back to query parameters (links that keep the filters)."""
@@ -102,6 +101,8 @@ class ItemFilters:
             out["colour"] = self.colour
         if self.min_confidence is not None:
             out["min_confidence"] = f"{self.min_confidence:g}"
+        if self.max_confidence is not None:
+            out["max_confidence"] = f"{self.max_confidence:g}"
         if self.kind:
             out["kind"] = self.kind
         if self.labelled is not None:
@@ -109,3 +110,16 @@ class ItemFilters:
         if self.analyses != "current":
             out["analyses"] = self.analyses
         return out
+
+
+def _confidence(args: Mapping[str, str], name: str) -> float | None:
+    """A confidence bound of the query (min_confidence: at least; max_confidence: under), or None."""
+    if not args.get(name):
+        return None
+    try:
+        value = float(args[name])
+    except ValueError:
+        raise ApiError("invalid_request", f"{name} must be a number")
+    if not 0 <= value <= 1:
+        raise ApiError("invalid_request", f"{name} must be between 0 and 1")
+    return value

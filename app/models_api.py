@@ -7,7 +7,9 @@ held-out figures with their 95% intervals as its manifest records them. The clas
 measured with one way of serving (mirror view, neighbour vote); `as_served` says whether that is how it
 serves now (settings such as CLASSIFIER_FLIP_AVERAGE=0 change it). `?per_label=true` adds each label's
 figures from the same evaluation (the precision of every tag the classifier gives: how often a catalogue
-thumbnail tagged Flats is Flats), so a caller can distrust the few tags it rarely gets right.
+thumbnail tagged Flats is Flats), so a caller can distrust the few tags it rarely gets right. The held-out
+figures also say how far each tag's confidence can be trusted (`confidence`: per kind and task, how often a
+tag at least that sure is right, and how many images get one): the `min_confidence` to filter at.
 """
 from __future__ import annotations
 

@@ -18,9 +18,16 @@ TASK_FILTER_PARAMETERS = [
      "description": "a label as /v1/taxonomy lists it, any case; an unknown one is 422 unknown_label"
                     if name != "colour" else "baseColour or the dominant colour's name, any case"}
     for name in TASK_FILTERS]
+CONFIDENCE_FILTERS = [
+    {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1},
+     "description": "items whose tag (of each task filtered, else articleType) is at least this sure; "
+                    "GET /v1/models says how often such tags are right (held_out.confidence)"},
+    {"name": "max_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1},
+     "description": "items whose tag is less sure than this (above min_confidence): with labelled=false, "
+                    "the tags a person should check"}]
 SEARCH_FILTERS = [
     *TASK_FILTER_PARAMETERS,
-    {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+    *CONFIDENCE_FILTERS,
     {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}},
     LABELLED]
 
@@ -81,8 +88,7 @@ def spec() -> dict:
                                 "description": "the image id (`image.id` of an analysis or a listed item)"}],
                 "responses": {"200": deleted, "404": PROBLEM, "503": PROBLEM}}},
             "/v1/items": {"get": {"summary": "Catalogue query over tagged items (keyset pagination)", "parameters": [
-                *TASK_FILTER_PARAMETERS,
-                {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                *TASK_FILTER_PARAMETERS, *CONFIDENCE_FILTERS,
                 {"name": "kind", "in": "query", "schema": {"enum": ["product", "garment"]}}, LABELLED,
                 {"name": "analyses", "in": "query", "schema": {"enum": ["current", "all"], "default": "current"},
                  "description": "current: items of each image's newest analysis (what the service says about it now); "

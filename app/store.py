@@ -200,25 +200,31 @@ def decode_cursor(cursor: str, read=None):
 
 
 def item_conditions(filters: dict[str, str], colour: str | None, min_confidence: float | None,
-                    kind: str | None, labelled: bool | None = None, analyses: str = "current") -> list:
+                    kind: str | None, labelled: bool | None = None, analyses: str = "current",
+                    max_confidence: float | None = None) -> list:
     """The WHERE clauses of the catalogue filters (GET /v1/items, similarity searches, the catalogue page),
-    for a statement that joins Item to its Analysis."""
+    for a statement that joins Item to its Analysis. The confidence bounds (at least min_confidence, under
+    max_confidence) apply to each task filtered, or to articleType when none is."""
     conditions = [is_current_analysis()] if analyses == "current" else []
     if labelled is not None:
         by_person = exists().where(ItemLabels.item_id == Item.id)
         conditions.append(by_person if labelled else ~by_person)
     for name, value in filters.items():
         conditions.append(ITEM_FILTERS[name] == value)
-        if min_confidence is not None:
-            conditions.append(getattr(Item, TASK_COLUMNS[name][1]) >= min_confidence)
+        conditions += _confidence_bounds(getattr(Item, TASK_COLUMNS[name][1]), min_confidence, max_confidence)
     if colour:
         colour = colour.strip()
         conditions.append((func.lower(Item.base_colour) == colour.lower()) | (Item.dominant_colour == colour.lower()))
-    if min_confidence is not None and not filters:
-        conditions.append(Item.article_type_confidence >= min_confidence)
+    if not filters:
+        conditions += _confidence_bounds(Item.article_type_confidence, min_confidence, max_confidence)
     if kind:
         conditions.append(Item.kind == kind)
     return conditions
+
+
+def _confidence_bounds(column, min_confidence: float | None, max_confidence: float | None) -> list:
+    return ([column >= min_confidence] if min_confidence is not None else []) + \
+           ([column < max_confidence] if max_confidence is not None else [])
 
 
 def listed_item_json(item: Item) -> dict:

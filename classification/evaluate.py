@@ -11,9 +11,11 @@
 - garment crops of street photos, scored the same way; the bundle's validation photos likewise.
 
 Hierarchy levels are scored on the jointly decoded path, as served. Every headline figure comes with
-its 95% bootstrap interval (classification.intervals). Writes metrics.json, report.md
-(per-label tables), confusion matrices and a PNG grid of each kind's most confident mistakes into
---out; --update-manifest stores the summary in the bundle's manifest.
+its 95% bootstrap interval (classification.intervals), and every tag's confidence is checked
+against how often it is right (classification.confidence: per minimum confidence, the share of images
+that reach it and their accuracy). Writes metrics.json, report.md (per-label tables), confusion
+matrices, a reliability diagram and a PNG grid of each kind's most confident mistakes into --out;
+--update-manifest stores the summary in the bundle's manifest.
 """
 from __future__ import annotations
 
@@ -27,13 +29,14 @@ import numpy as np
 
 from . import runtime  # noqa: F401  (must precede keras)
 from .catalogue import read_catalogue
+from .confidence import confidence_report, confidence_summary
 from .data import load_images
 from .inference import Classifier
 from .intervals import accuracy_interval, interval_name, mean_over_labels_interval
 from .label_map import LabelMap
 from .metrics import PHOTO_KIND_FIGURES, confusion, task_metrics
 from .photo_datasets import read_labelled_photos, read_street_crops
-from .plots import confusion_matrix_png, image_grid
+from .plots import confusion_matrix_png, image_grid, reliability_png
 from .records import LabelledImage, from_catalogue
 from .taxonomy import TASKS, Taxonomy
 
@@ -79,7 +82,10 @@ def evaluate_catalogue(classifier: Classifier, records: Sequence[LabelledImage],
         true = true_indices(records, classifier, task)
         report["tasks"][task] = task_metrics(true, pred, probs[task], labels)
         if (true != -1).any():
-            report["tasks"][task][interval_name("accuracy")] = accuracy_interval((true == pred)[true != -1])
+            known = true != -1
+            report["tasks"][task][interval_name("accuracy")] = accuracy_interval((true == pred)[known])
+            confidence = np.asarray([d[task]["confidence"] for d in described])
+            report["tasks"][task]["confidence"] = confidence_report(confidence[known], (true == pred)[known])
         if task == "articleType":
             wrong = (true != -1) & (true != pred)
         if out_dir is not None and task in CONFUSION_TASKS:
@@ -93,8 +99,11 @@ def evaluate_allowed_sets(classifier: Classifier, records: Sequence[LabelledImag
                           out_dir: Path | None = None) -> dict:
     """Articletype-group and masterCategory accuracy against each record's allowed labels."""
     images, _, described = predict(classifier, records, images)
-    report, group_ok, _ = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records], described,
-                                             intervals=True)
+    report, group_ok, master_ok = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records],
+                                                     described, intervals=True)
+    # A photo's label allows a set of articleTypes: its articleType counts as right inside that set.
+    report["confidence"] = {task: confidence_report(np.asarray([d[task]["confidence"] for d in described]), hits)
+                            for task, hits in (("articleType", group_ok), ("masterCategory", master_ok))}
     if out_dir is not None:
         _mistakes_png(records, images, described, ~group_ok, kind, out_dir)
     return {"kind": kind, **report}
@@ -157,7 +166,26 @@ def evaluate_kinds(classifier: Classifier, records: Mapping[str, Sequence[Labell
     if out_dir is not None:
         (out_dir / "metrics.json").write_text(json.dumps(reports, indent=1) + "\n")
         (out_dir / "report.md").write_text(markdown_report(reports, classifier))
+        reliability_png(confidence_reports(reports), out_dir / "reliability.png")
     return reports
+
+
+def confidence_reports(reports: Mapping[str, dict]) -> dict:
+    """kind -> task -> confidence report (classification.confidence), from the kinds' reports."""
+    out = {}
+    for kind, report in reports.items():
+        by_task = ({t: m["confidence"] for t, m in report["tasks"].items() if "confidence" in m}
+                   if kind == "catalogue" else report.get("confidence", {}))
+        if by_task:
+            out[kind] = by_task
+    return out
+
+
+def confidence_summaries(reports: Mapping[str, dict]) -> dict:
+    """The manifest's `metrics.confidence`: kind -> task -> calibration error and, per minimum
+    confidence, [share of images, accuracy among them]."""
+    return {kind: {task: confidence_summary(r) for task, r in by_task.items()}
+            for kind, by_task in confidence_reports(reports).items()}
 
 
 def summary(reports: Mapping[str, dict]) -> dict:
@@ -252,6 +280,7 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
         for label, m in sorted(report["per_label"].items(), key=lambda kv: -kv[1]["support"]):
             out.append(f"| {label} | {m['support']} | {m['group_accuracy']:.3f} | {m['masterCategory_accuracy']:.3f}"
                        f" | {', '.join(m['predicted'])} |")
+    out += confidence_markdown(confidence_reports(reports))
     if catalogue:
         for task, metrics in catalogue["tasks"].items():
             out += ["", f"## Catalogue: {task} per class", "", "| class | precision | recall | F1 | support |",
@@ -259,6 +288,27 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
             for name, c in sorted(metrics.get("per_class", {}).items(), key=lambda kv: -kv[1]["support"]):
                 out.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
     return "\n".join(out) + "\n"
+
+
+def confidence_markdown(by_kind: Mapping[str, Mapping[str, dict]]) -> list[str]:
+    """The report's table of how often a tag is right at each minimum confidence, per kind and task."""
+    if not by_kind:
+        return []
+    minimums = [row["min_confidence"] for row in next(iter(next(iter(by_kind.values())).values()))["thresholds"]]
+    out = ["", "## Confidence: how often a tag is right when it is at least that sure", "",
+           "Each cell: accuracy of the tags given with at least that confidence (share of the images that get one). "
+           "A filter such as `/v1/items?min_confidence=0.9` keeps those. On the photo kinds an articleType counts "
+           "as right inside its label's allowed set. `reliability.png` draws the bins.", "",
+           "| kind | task | accuracy | mean confidence | calibration error | "
+           + " | ".join(f">= {m:g}" for m in minimums) + " |",
+           "|---|---|---:|---:|---:|" + "---:|" * len(minimums)]
+    for kind, by_task in by_kind.items():
+        for task, report in by_task.items():
+            cells = [f"{row['accuracy']:.3f} ({row['share']:.2f})" if row["accuracy"] is not None else "- (0)"
+                     for row in report["thresholds"]]
+            out.append(f"| {KIND_TITLES[kind]} | {task} | {report['accuracy']:.4f} | {report['mean_confidence']:.4f} | "
+                       f"{report['expected_calibration_error']:.4f} | " + " | ".join(cells) + " |")
+    return out
 
 
 def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledImage]], out_dir: Path | None = None,
@@ -280,7 +330,7 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
                                  classifier.neighbour_vote.version if classifier.neighbour_vote else None,
                                  "feature_heads": classifier.feature_heads.version if classifier.feature_heads else None}
         manifest["metrics"] = {**summary(reports), "intervals_95": intervals_summary(reports),
-                               "report": "evaluation/report.md",
+                               "confidence": confidence_summaries(reports), "report": "evaluation/report.md",
                                "definitions": {
                                    "catalogue": "accuracy per task on the catalogue test split (all classes); "
                                                 "hierarchy levels from the jointly decoded path",
@@ -289,7 +339,11 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
                                                    "masterCategory_accuracy over images",
                                    "intervals_95": "95% percentile bootstrap of each figure (2,000 resamples): "
                                                    "images drawn with replacement; for a mean over labels, each "
-                                                   "label's images from its own (classification.intervals)"}}
+                                                   "label's images from its own (classification.intervals)",
+                                   "confidence": "per kind and task, the expected calibration error (10 bins) and "
+                                                 "per minimum confidence [share of images whose tag is at least "
+                                                 "that sure, accuracy among them]; on photo kinds an articleType "
+                                                 "is right inside its label's allowed set"}}
         (Path(bundle_dir) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return reports
 

@@ -1,4 +1,4 @@
-"""Figures a person would rather look at than read: training curves and confusion matrices."""
+"""Figures a person would rather look at than read: training curves, confusion matrices, reliability."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,4 +54,26 @@ def image_grid(images: list[np.ndarray], captions: list[str], title: str, path: 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # room for the title above the top captions
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def reliability_png(by_kind: dict[str, dict[str, dict]], path: Path) -> None:
+    """A reliability diagram per kind of image: each task's accuracy against its mean confidence per
+    confidence bin (classification.confidence), on the diagonal where confidence can be taken at its word;
+    each dot sized by its bin's share of the images."""
+    if not by_kind:
+        return
+    fig, axes = plt.subplots(1, len(by_kind), figsize=(4.6 * len(by_kind), 4.4), squeeze=False)
+    for ax, (kind, by_task) in zip(axes[0], by_kind.items()):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+        for task, report in by_task.items():
+            bins = report["bins"]
+            x, y = [b["mean_confidence"] for b in bins], [b["accuracy"] for b in bins]
+            line, = ax.plot(x, y, linewidth=1, alpha=0.7, label=f"{task} (error {report['expected_calibration_error']:.3f})")
+            # A dot's area is its bin's share of the images: a bin of three images says little.
+            ax.scatter(x, y, s=[4 + 160 * b["images"] / report["images"] for b in bins], color=line.get_color())
+        ax.set(title=kind, xlabel="mean confidence in the bin", ylabel="accuracy in the bin", xlim=(0, 1), ylim=(0, 1))
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -188,6 +188,16 @@ def test_items_catalogue_query_filters_and_pages(client, image_server):
     confident = client.get("/v1/items", query_string={"gender": gender, "min_confidence": threshold}).json["items"]
     assert sample["id"] in [i["id"] for i in confident]
     assert all(i["category"]["gender"]["confidence"] >= threshold for i in confident)
+    # max_confidence keeps the rest (strictly under): the two bounds split the items between them.
+    unsure = client.get("/v1/items", query_string={"gender": gender, "max_confidence": threshold}).json["items"]
+    assert sample["id"] not in [i["id"] for i in unsure]
+    assert all(i["category"]["gender"]["confidence"] < threshold for i in unsure)
+    same_gender = client.get("/v1/items", query_string={"gender": gender, "limit": 500}).json["items"]
+    assert sorted(i["id"] for i in confident + unsure) == [i["id"] for i in same_gender]
+    # With no task filtered, the bounds read articleType's confidence, as min_confidence does.
+    under_all = client.get("/v1/items", query_string={"max_confidence": 1, "limit": 500}).json["items"]
+    assert [i["id"] for i in under_all] == [i["id"] for i in everything
+                                            if i["category"]["articleType"]["confidence"] < 1]
     colour = sample["colours"][0]["name"]
     assert sample["id"] in [i["id"] for i in client.get("/v1/items", query_string={"colour": colour}).json["items"]]
     same_any_case = client.get("/v1/items", query_string={"articleType": article.upper(), "kind": "product"})
@@ -203,7 +213,8 @@ def test_a_filter_label_the_classifier_does_not_know_is_refused_with_the_nearest
     assert (nothing_near["code"], nothing_near["did_you_mean"]) == ("unknown_label", [])
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=x", "min_confidence=2", "cursor=garbage", "kind=shoe"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=x", "min_confidence=2", "cursor=garbage", "kind=shoe",
+                                   "max_confidence=-1", "max_confidence=x", "min_confidence=0.8&max_confidence=0.5"])
 def test_items_bad_queries(client, query):
     response = client.get(f"/v1/items?{query}")
     assert (response.status_code, response.json["code"]) == (400, "invalid_request")

@@ -27,6 +27,10 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
     low, high = held_out["intervals_95"]["catalogue"]["articleType"]
     assert low <= held_out["catalogue"]["articleType"] <= high
     assert "report" not in held_out  # a path inside the bundle, of no use to a caller
+    # which min_confidence to filter at: how often a catalogue articleType at least 0.9 sure is right
+    share, accuracy = held_out["confidence"]["catalogue"]["articleType"]["min_confidence"]["0.9"]
+    assert 0 < share < 1 and held_out["catalogue"]["articleType"] < accuracy <= 1
+    assert set(held_out["confidence"]["street"]) == {"articleType", "masterCategory"}
     # the committed bundle serves as it was measured (its mirror view and its neighbour vote)
     assert held_out["as_served"] is True and classifier["neighbour_vote"] == manifest["neighbour_vote"]["version"]
     # which tasks the feature heads mix into, as the fit chose them; the category levels only for thumbnails

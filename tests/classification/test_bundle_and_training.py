@@ -33,6 +33,10 @@ def test_training_writes_a_complete_bundle(trained_bundle):
     assert set(TASKS) <= set(manifest["metrics"]["catalogue"])
     assert set(manifest["metrics"]["intervals_95"]) == {"catalogue", "photo", "street"}
     assert set(manifest["metrics"]["intervals_95"]["catalogue"]) <= set(TASKS)
+    confidence = manifest["metrics"]["confidence"]
+    assert set(confidence) == {"catalogue", "photo", "street"} and set(confidence["photo"]) == {"articleType", "masterCategory"}
+    share, accuracy = confidence["catalogue"]["gender"]["min_confidence"]["0.5"]
+    assert 0 <= share <= 1 and (accuracy is None or 0 <= accuracy <= 1)
     for kind in ("photo", "street"):
         assert 0 <= manifest["metrics"][kind]["articleType_group_accuracy"] <= 1
         assert manifest["metrics"][kind]["images"] > 0
@@ -125,6 +129,17 @@ def test_evaluation_on_folders_never_seen(trained_bundle, tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["catalogue"]["tasks"]["usage"]["support"] == 11
     assert list(out.glob("mistakes_*.png"))
     assert "phone photos of garments (6 images)" in capsys.readouterr().out
+    # How far each tag's confidence can be trusted, per kind: the bins add up to the images scored, and the
+    # table's loosest minimum keeps every tag at least that sure.
+    usage = catalogue["tasks"]["usage"]["confidence"]
+    assert sum(b["images"] for b in usage["bins"]) == usage["images"] == 11
+    assert usage["accuracy"] == pytest.approx(catalogue["tasks"]["usage"]["accuracy"])
+    street = reports["street"]["confidence"]
+    assert set(street) == {"articleType", "masterCategory"}
+    assert street["articleType"]["accuracy"] == pytest.approx(reports["street"]["articleType_group_accuracy_micro"])
+    assert street["masterCategory"]["accuracy"] == pytest.approx(reports["street"]["masterCategory_accuracy"])
+    assert "## Confidence: how often a tag is right" in report and "| phone photos of garments | masterCategory |" in report
+    assert (out / "reliability.png").stat().st_size > 1000
 
 
 def test_bundle_saved_under_one_backend_loads_under_the_other(trained_bundle, tiny_catalogue):
