@@ -1,0 +1,172 @@
+"""What a user sees for a phone photo of one garment: the whole image's tags and the garments found.
+
+    nice -n 15 .venv/bin/python bench/photo_garments.py [--limit N]
+
+The photos are the clothing dataset's validation senders of the classifier bundle (`split.json`,
+`photo.val`: senders neither model trained on; the detector never saw a phone photo). Each goes through
+the serving pipeline as an upload would (`app.fetch.decode`, `Pipeline.analyse`: detector, garment
+crops, the detector prior, the classifier). A photo's label (the clothing dataset's, through its label
+map) allows a set of articleTypes; reported:
+
+- the whole image's item (`kind: product`): articleType group accuracy, mean over labels and over photos
+  (the evaluate CLI's phone-photo figure, here through the pipeline);
+- how many garments the detector reports per photo, and how many of them carry an articleType the
+  photo's label does not allow ("off-label": a second garment in the picture, or a wrong one);
+- on photos with garments, the largest garment's articleType group accuracy beside the whole image's
+  on the same photos;
+
+and a PNG of the photos with the most off-label garments, boxes drawn. Writes
+bench/results/photo-garments-<time>.json and prints Markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402  (before TensorFlow)
+import torchvision  # noqa: E402,F401
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from app.config import Settings  # noqa: E402
+from app.fetch import decode  # noqa: E402
+from app.pipeline import Pipeline  # noqa: E402
+from bench.results import RESULTS, write_report  # noqa: E402
+from classification.evaluate import LABEL_MAPS  # noqa: E402
+from classification.label_map import LabelMap  # noqa: E402
+from classification.photo_datasets import read_labelled_photos  # noqa: E402
+from classification.plots import image_grid  # noqa: E402
+
+PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-dataset"
+SHOWN = 12
+
+
+def box_area(box) -> float:
+    x1, y1, x2, y2 = box
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def drawn(image: np.ndarray, garments: list[dict], allowed: set[str]) -> np.ndarray:
+    """The photo with each garment's box, green when its articleType is one the label allows, red if not."""
+    canvas = Image.fromarray(image).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(max(canvas.size) / 150))
+    for garment in garments:
+        colour = (30, 170, 60) if garment["articleType"] in allowed else (220, 40, 40)
+        draw.rectangle(garment["box"], outline=colour, width=width)
+        draw.text((garment["box"][0] + 3, garment["box"][1] + 2), garment["articleType"], fill=colour)
+    return np.asarray(canvas)
+
+
+def main(argv=None) -> dict:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--classifier", type=Path, default=defaults.classifier_bundle)
+    parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
+    parser.add_argument("--data", type=Path, default=PHOTOS, help="the clothing dataset (images.csv + images/)")
+    parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+
+    settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu")
+    pipeline = Pipeline.load(settings)
+    taxonomy = pipeline.classifier.taxonomy
+    val = set(json.loads((args.classifier / "split.json").read_text())["photo"]["val"])
+    records = [r for r in read_labelled_photos(args.data, LabelMap.load(LABEL_MAPS / "clothing-dataset.json"), taxonomy)
+               if r.id in val]
+    records = records[:args.limit] if args.limit else records
+
+    started = time.perf_counter()
+    photos = []
+    for record in tqdm(records, desc="photos through the pipeline"):
+        image = decode(record.image_path.read_bytes(), settings)
+        items = pipeline.analyse(image, {})
+        allowed = set(record.allowed["articleType"])
+        garments = [{"articleType": i["category"]["articleType"]["label"], "detector": i["detector"]["label"],
+                     "score": i["detector"]["score"], "box": i["box"],
+                     "area_share": box_area(i["box"]) / (image.shape[0] * image.shape[1])} for i in items[1:]]
+        photos.append({"id": record.id, "label": record.source_label, "allowed": sorted(allowed),
+                       "product": items[0]["category"]["articleType"]["label"], "garments": garments})
+    seconds = time.perf_counter() - started
+
+    def ok(photo, article):
+        return article in photo["allowed"]
+
+    by_label = defaultdict(list)
+    for photo in photos:
+        by_label[photo["label"]].append(photo)
+    with_garments = [p for p in photos if p["garments"]]
+    largest = {p["id"]: max(p["garments"], key=lambda g: g["area_share"]) for p in with_garments}
+    garments = [(p, g) for p in photos for g in p["garments"]]
+    off_label = [(p, g) for p, g in garments if not ok(p, g["articleType"])]
+    report = {
+        "classifier": str(args.classifier), "detector": str(args.detector), "photos": len(photos),
+        "labels": len(by_label), "seconds": round(seconds, 1),
+        "product_group_accuracy_mean_over_labels": float(np.mean(
+            [np.mean([ok(p, p["product"]) for p in rows]) for rows in by_label.values()])),
+        "product_group_accuracy": float(np.mean([ok(p, p["product"]) for p in photos])),
+        "garments_per_photo": dict(sorted(Counter(min(len(p["garments"]), 3) for p in photos).items())),
+        "garments": len(garments),
+        "off_label_garments": len(off_label),
+        "photos_with_an_off_label_garment": sum(any(not ok(p, g["articleType"]) for g in p["garments"]) for p in photos),
+        "off_label_by_detector_class": dict(Counter(g["detector"] for _, g in off_label).most_common()),
+        "off_label_articleTypes": dict(Counter(g["articleType"] for _, g in off_label).most_common(15)),
+        "photos_with_garments": len(with_garments),
+        "on_photos_with_garments": {
+            "product_group_accuracy": float(np.mean([ok(p, p["product"]) for p in with_garments])) if with_garments else None,
+            "largest_garment_group_accuracy":
+                float(np.mean([ok(p, largest[p["id"]]["articleType"]) for p in with_garments])) if with_garments else None,
+            "largest_garment_area_share_median":
+                float(np.median([largest[p["id"]]["area_share"] for p in with_garments])) if with_garments else None},
+        "per_label": {label: {"photos": len(rows),
+                              "product_group_accuracy": float(np.mean([ok(p, p["product"]) for p in rows])),
+                              "garments": sum(len(p["garments"]) for p in rows),
+                              "off_label_garments": sum(not ok(p, g["articleType"]) for p in rows for g in p["garments"])}
+                      for label, rows in sorted(by_label.items(), key=lambda kv: -len(kv[1]))},
+    }
+    path = write_report("photo-garments", report | {"per_photo": photos})
+    worst = sorted(photos, key=lambda p: -sum(not ok(p, g["articleType"]) for g in p["garments"]))[:SHOWN]
+    worst = [p for p in worst if any(not ok(p, g["articleType"]) for g in p["garments"])]
+    if worst:
+        by_id = {r.id: r for r in records}
+        image_grid([drawn(decode(by_id[p["id"]].image_path.read_bytes(), settings), p["garments"], set(p["allowed"]))
+                    for p in worst],
+                   [f"{p['label']}: whole image {p['product']}" for p in worst],
+                   "Phone photos with the most off-label garments (red: an articleType the label does not allow)",
+                   RESULTS / (path.stem + ".png"))
+    print(markdown(report))
+    return report
+
+
+def markdown(report: dict) -> str:
+    with_garments = report["on_photos_with_garments"]
+    lines = [f"{report['photos']} phone photos of unseen senders through the pipeline ({report['seconds']} s)", "",
+             "| figure | value |", "|---|---:|",
+             f"| whole image: articleType group, mean over {report['labels']} labels / over photos | "
+             f"{report['product_group_accuracy_mean_over_labels']:.4f} / {report['product_group_accuracy']:.4f} |",
+             "| photos with 0 / 1 / 2 / 3+ garments | "
+             + " / ".join(str(report["garments_per_photo"].get(n, 0)) for n in range(4)) + " |",
+             f"| garments / off-label (an articleType the label does not allow) | {report['garments']} / "
+             f"{report['off_label_garments']} |",
+             f"| photos with an off-label garment | {report['photos_with_an_off_label_garment']} |"]
+    if report["photos_with_garments"]:
+        lines.append(f"| on the {report['photos_with_garments']} photos with garments: whole image / largest garment "
+                     f"group accuracy | {with_garments['product_group_accuracy']:.4f} / "
+                     f"{with_garments['largest_garment_group_accuracy']:.4f} |")
+    lines += ["", "off-label garments by detector class: " + ", ".join(
+        f"{k} {v}" for k, v in report["off_label_by_detector_class"].items()),
+        "their articleTypes: " + ", ".join(f"{k} {v}" for k, v in report["off_label_articleTypes"].items())]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
