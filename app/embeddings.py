@@ -128,7 +128,7 @@ def backfill(session: Session, pipeline, settings, refetch: bool = True, analyse
         if not analyses:
             return report
         after = analyses[-1].id
-        items, crops, allowed = [], [], []
+        items, crops, allowed, whole_image_rows = [], [], [], []
         for analysis in analyses:
             image, source = _image_of(session, analysis, settings, refetch)
             if image is None:
@@ -139,19 +139,25 @@ def backfill(session: Session, pipeline, settings, refetch: bool = True, analyse
                 report.analyses_from_thumbnail += 1
             else:
                 report.analyses_refetched += 1
+            whole_row = len(crops)
             for item, crop in zip(analysis.items, _scaled_crops(image, analysis, pipeline.garment_crop)):
-                if not any(e.model == model for e in item.embeddings):
-                    items.append(item)
+                # The whole image (item 0) always joins the batch: the kind gate reads it for its garments.
+                if item.kind == "product" or not any(e.model == model for e in item.embeddings):
+                    items.append(None if any(e.model == model for e in item.embeddings) else item)
                     crops.append(crop)
+                    whole_image_rows.append(whole_row)
                     # a garment's category as the pipeline reads it: its detector class as the prior
                     allowed.append(pipeline.prior.for_detection(item.detector_label, item.detector_score))
-        vectors = classifier.embed(crops, allowed, pipeline.prior.weight) if crops else []
+        vectors = classifier.embed(crops, allowed, pipeline.prior.weight, pipeline.prior.kinds,
+                                   whole_image_rows) if crops else []
         for item, vector in zip(items, vectors):
-            session.add(ItemEmbedding(item_id=item.id, model=model, vector=to_bytes(vector)))
+            if item is not None:
+                session.add(ItemEmbedding(item_id=item.id, model=model, vector=to_bytes(vector)))
         session.commit()
-        report.items_embedded += len(items)
+        embedded = sum(item is not None for item in items)
+        report.items_embedded += embedded
         if progress is not None:
-            progress(len(items))
+            progress(embedded)
 
 
 def init_app(app: Flask) -> None:

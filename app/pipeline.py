@@ -74,7 +74,7 @@ class Pipeline:
                                 feature_heads=settings.classifier_feature_heads,
                                 serving_graph=settings.classifier_serving_graph)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
-                                    settings.garment_detector_prior_min_score)
+                                    settings.garment_detector_prior_min_score, settings.garment_detector_prior_kinds)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,
                    settings.garment_min_side, prior, settings.garment_crop)
 
@@ -97,12 +97,14 @@ class Pipeline:
         with timed(timings, "detect"):
             detections = [[d for d in found if self._big_enough(d)] for found in self.detector.detect(images)]
         with timed(timings, "crop"):
-            crops, allowed = [], []
+            crops, allowed, whole_image_rows = [], [], []
             for image, found in zip(images, detections):
+                whole_image_rows += [len(crops)] * (1 + len(found))  # the kind gate reads the whole image
                 crops += [image] + [self.crop(image, d) for d in found]
                 allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
-            tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight)
+            tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight,
+                                                                       self.prior.kinds, whole_image_rows)
         tags, embeddings = iter(tags), iter(embeddings)
         results = []
         with timed(timings, "colours"):

@@ -16,7 +16,8 @@ map) allows a set of articleTypes; reported:
   on the same photos;
 
 and a PNG of the photos with the most off-label garments, boxes drawn. Writes
-bench/results/photo-garments-<time>.json and prints Markdown.
+bench/results/photo-garments-<time>.json and prints Markdown. `--prior-kinds all` measures the prior on
+every garment (as served before the kind gate decided which).
 """
 from __future__ import annotations
 
@@ -74,10 +75,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
     parser.add_argument("--data", type=Path, default=PHOTOS, help="the clothing dataset (images.csv + images/)")
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    parser.add_argument("--prior-kinds", default=defaults.garment_detector_prior_kinds,
+                        help="GARMENT_DETECTOR_PRIOR_KINDS: the garments the detector's class constrains (all: every one)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
-    settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu")
+    settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
+                                garment_detector_prior_kinds=args.prior_kinds)
     pipeline = Pipeline.load(settings)
     taxonomy = pipeline.classifier.taxonomy
     val = set(json.loads((args.classifier / "split.json").read_text())["photo"]["val"])
@@ -93,6 +97,7 @@ def main(argv=None) -> dict:
         allowed = set(record.allowed["articleType"])
         garments = [{"articleType": i["category"]["articleType"]["label"], "detector": i["detector"]["label"],
                      "score": i["detector"]["score"], "box": i["box"],
+                     "constrained": i["category"]["constrained_by"] is not None,
                      "area_share": box_area(i["box"]) / (image.shape[0] * image.shape[1])} for i in items[1:]]
         photos.append({"id": record.id, "label": record.source_label, "allowed": sorted(allowed),
                        "product": items[0]["category"]["articleType"]["label"], "garments": garments})
@@ -110,13 +115,16 @@ def main(argv=None) -> dict:
     off_label = [(p, g) for p, g in garments if not ok(p, g["articleType"])]
     report = {
         "classifier": str(args.classifier), "detector": str(args.detector), "photos": len(photos),
+        "detector_prior": pipeline.prior.name,
         "labels": len(by_label), "seconds": round(seconds, 1),
         "product_group_accuracy_mean_over_labels": float(np.mean(
             [np.mean([ok(p, p["product"]) for p in rows]) for rows in by_label.values()])),
         "product_group_accuracy": float(np.mean([ok(p, p["product"]) for p in photos])),
         "garments_per_photo": dict(sorted(Counter(min(len(p["garments"]), 3) for p in photos).items())),
         "garments": len(garments),
+        "constrained_by_the_detector_class": sum(g["constrained"] for _, g in garments),
         "off_label_garments": len(off_label),
+        "off_label_constrained": sum(g["constrained"] for _, g in off_label),
         "photos_with_an_off_label_garment": sum(any(not ok(p, g["articleType"]) for g in p["garments"]) for p in photos),
         "off_label_by_detector_class": dict(Counter(g["detector"] for _, g in off_label).most_common()),
         "off_label_articleTypes": dict(Counter(g["articleType"] for _, g in off_label).most_common(15)),
@@ -149,14 +157,17 @@ def main(argv=None) -> dict:
 
 def markdown(report: dict) -> str:
     with_garments = report["on_photos_with_garments"]
-    lines = [f"{report['photos']} phone photos of unseen senders through the pipeline ({report['seconds']} s)", "",
+    lines = [f"{report['photos']} phone photos of unseen senders through the pipeline ({report['seconds']} s), "
+             f"detector prior {report['detector_prior']}", "",
              "| figure | value |", "|---|---:|",
              f"| whole image: articleType group, mean over {report['labels']} labels / over photos | "
              f"{report['product_group_accuracy_mean_over_labels']:.4f} / {report['product_group_accuracy']:.4f} |",
              "| photos with 0 / 1 / 2 / 3+ garments | "
              + " / ".join(str(report["garments_per_photo"].get(n, 0)) for n in range(4)) + " |",
-             f"| garments / off-label (an articleType the label does not allow) | {report['garments']} / "
-             f"{report['off_label_garments']} |",
+             f"| garments / constrained by the detector's class | {report['garments']} / "
+             f"{report['constrained_by_the_detector_class']} |",
+             f"| off-label garments (an articleType the label does not allow) / of them constrained | "
+             f"{report['off_label_garments']} / {report['off_label_constrained']} |",
              f"| photos with an off-label garment | {report['photos_with_an_off_label_garment']} |"]
     if report["photos_with_garments"]:
         lines.append(f"| on the {report['photos_with_garments']} photos with garments: whole image / largest garment "

@@ -11,7 +11,10 @@ taxonomy): constraining it would force those garments into their neighbours' typ
 
 `DetectorPrior` is the serving policy (GARMENT_DETECTOR_PRIOR): off, hard (only allowed paths can
 win) or soft:<weight> (paths outside the allowed set have their probability multiplied by <weight>
-before the best path is chosen), applied to detections scoring at least `min_score`.
+before the best path is chosen), applied to detections scoring at least `min_score`, and only to the
+garments the classifier's kind gate reads as one of `kinds` (GARMENT_DETECTOR_PRIOR_KINDS; default
+street: the detector learnt its classes on street photos of people, and on a phone photo of a T-shirt
+lying on a bed it calls the shirt a dress; bench/photo_garments.py).
 """
 from __future__ import annotations
 
@@ -69,29 +72,51 @@ class DetectorPrior:
     weight: float = 0.0  # factor on the probability of paths outside the allowed set (hard: 0)
     min_score: float = 0.0  # detections scoring less are not used as evidence
     allowed: Mapping[str, frozenset[TaxonomyPath] | None] = dataclasses.field(default_factory=dict)  # per detector class
+    # The kinds of garment crop (the classifier's kind gate) the prior constrains; None: every garment.
+    kinds: frozenset[str] | None = None
 
     @classmethod
-    def parse(cls, spec: str, taxonomy: Taxonomy, min_score: float = 0.0) -> "DetectorPrior":
-        """`off`, `hard` or `soft:<weight>` with 0 < weight < 1."""
+    def parse(cls, spec: str, taxonomy: Taxonomy, min_score: float = 0.0,
+              kinds: str | frozenset[str] | None = None) -> "DetectorPrior":
+        """`off`, `hard` or `soft:<weight>` with 0 < weight < 1; `kinds` as parse_kinds reads it."""
         spec = spec.strip().lower()
+        kinds = parse_kinds(kinds) if isinstance(kinds, str) else kinds
         if spec == "off":
             return cls()
         if spec == "hard":
-            return cls("hard", 0.0, min_score, allowed_paths(taxonomy))
+            return cls("hard", 0.0, min_score, allowed_paths(taxonomy), kinds)
         if spec.startswith("soft:"):
             weight = float(spec.split(":", 1)[1])
             if not 0.0 < weight < 1.0:
                 raise ValueError(f"soft prior weight must be in (0, 1), got {weight}")
-            return cls("soft", weight, min_score, allowed_paths(taxonomy))
+            return cls("soft", weight, min_score, allowed_paths(taxonomy), kinds)
         raise ValueError(f"detector prior must be off, hard or soft:<weight>, got {spec!r}")
 
     @property
     def name(self) -> str:
-        base = "off" if self.mode == "off" else ("hard" if self.mode == "hard" else f"soft:{self.weight:g}")
-        return base if self.mode == "off" or not self.min_score else f"{base}@{self.min_score:g}"
+        if self.mode == "off":
+            return "off"
+        base = "hard" if self.mode == "hard" else f"soft:{self.weight:g}"
+        base = base if not self.min_score else f"{base}@{self.min_score:g}"
+        return base if self.kinds is None else f"{base}/{'+'.join(sorted(self.kinds))}"
 
     def for_detection(self, label: str | None, score: float | None) -> frozenset[TaxonomyPath] | None:
-        """The paths a detection allows under this policy; None: decode unconstrained."""
+        """The paths a detection allows under this policy; None: decode unconstrained (the kinds of crop
+        it holds for are the classifier's to read: Classifier.allowed_for_kinds)."""
         if self.mode == "off" or label is None or score is None or score < self.min_score:
             return None
         return self.allowed.get(label)
+
+
+KINDS = ("catalogue", "photo", "street")  # the kinds of image a classifier bundle trains on and its gate reads
+
+
+def parse_kinds(spec: str) -> frozenset[str] | None:
+    """GARMENT_DETECTOR_PRIOR_KINDS: comma-separated kinds (`street`, `street,photo`), or `all`: None."""
+    spec = spec.strip().lower()
+    if spec == "all":
+        return None
+    kinds = frozenset(k.strip() for k in spec.split(",") if k.strip())
+    if not kinds or kinds - set(KINDS):
+        raise ValueError(f"detector prior kinds must be `all` or some of {', '.join(KINDS)}, got {spec!r}")
+    return kinds

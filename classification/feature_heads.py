@@ -66,6 +66,10 @@ class KindGate:
     def probability(self, features: np.ndarray, kind: str) -> np.ndarray:
         return self.regression.probabilities(features)[:, self.kinds.index(kind)]
 
+    def most_probable(self, features: np.ndarray) -> list[str]:
+        """Each image's likeliest kind."""
+        return [self.kinds[i] for i in self.regression.probabilities(features).argmax(axis=1)]
+
 
 @dataclasses.dataclass(frozen=True)
 class SourceLabelHead:

@@ -34,9 +34,9 @@ def path_of(item):
     return tuple(item["category"][level]["label"] for level in ("masterCategory", "subCategory", "articleType"))
 
 
-def with_prior(pipeline, monkeypatch, spec, min_score=0.0, found=None):
+def with_prior(pipeline, monkeypatch, spec, min_score=0.0, found=None, kinds=None):
     """The committed models behind a pipeline with the prior `spec`; the detector answers `found`."""
-    prior = DetectorPrior.parse(spec, pipeline.classifier.taxonomy, min_score)
+    prior = DetectorPrior.parse(spec, pipeline.classifier.taxonomy, min_score, kinds)
     constrained = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0, prior=prior)
     if found is not None:
         monkeypatch.setattr(constrained.detector, "detect", lambda images: [list(found) for _ in images])
@@ -77,6 +77,25 @@ def test_weak_detections_are_not_used_as_evidence(pipeline, monkeypatch):
     assert [i["category"]["constrained_by"] for i in items] == [None, "detector:footwear", None, None]
 
 
+def test_the_prior_constrains_only_the_garments_of_images_the_kind_gate_reads_as_street_photos(pipeline, monkeypatch):
+    # On phone photos of one garment the street detector calls shirts dresses (bench/photo_garments.py): the
+    # garments of an image the classifier's kind gate reads as a phone photo keep the classifier's category.
+    off = with_prior(pipeline, monkeypatch, "off", found=FOUND).analyse(PHOTO, {})
+    everywhere = with_prior(pipeline, monkeypatch, "hard", found=FOUND, kinds="all").analyse(PHOTO, {})
+
+    def gate_reads(*kinds):  # the product (the whole image) first, then its three garments
+        monkeypatch.setattr(pipeline.classifier, "image_kinds", lambda features: list(kinds))
+        return with_prior(pipeline, monkeypatch, "hard", found=FOUND, kinds="street").analyse(PHOTO, {})
+
+    # A phone photo: no garment constrained, however street-like a crop of it looks.
+    photo = gate_reads("photo", "street", "street", "street")
+    assert [i["category"] for i in photo] == [i["category"] for i in off]
+    # A street photo: the detector's class constrains every garment, as with `all`.
+    street = gate_reads("street", "photo", "photo", "photo")
+    assert [i["category"] for i in street] == [i["category"] for i in everywhere]
+    assert [i["category"]["constrained_by"] for i in street] == [None, "detector:footwear", None, "detector:skirt"]
+
+
 def test_the_prior_is_part_of_the_bundle_key(pipeline, monkeypatch):
     models_only = f"{pipeline.detector.version}|{pipeline.classifier.versions['category']}|" \
                   f"{pipeline.classifier.versions['style']}"
@@ -85,17 +104,21 @@ def test_the_prior_is_part_of_the_bundle_key(pipeline, monkeypatch):
     assert off.bundle_key == f"{models_only}|crop:box" and "detector_prior" not in off.bundles
     assert soft.bundle_key == f"{models_only}|prior:soft:0.001@0.7|crop:box"
     assert soft.bundles["detector_prior"] == "soft:0.001@0.7"
+    street = with_prior(pipeline, monkeypatch, "hard", kinds="street")
+    assert street.bundle_key == f"{models_only}|prior:hard/street|crop:box"  # analyses made otherwise are stale
 
 
 def test_settings_choose_the_prior(pipeline, monkeypatch):
     assert Settings.from_env({}).garment_detector_prior == "hard"  # the measured best (bench/street_tags.py)
+    assert Settings.from_env({}).garment_detector_prior_kinds == "street"  # and bench/photo_garments.py
+    assert Settings.from_env({"GARMENT_DETECTOR_PRIOR_KINDS": "all"}).garment_detector_prior_kinds == "all"
     settings = Settings.from_env({"GARMENT_DETECTOR_PRIOR": "soft:0.01", "GARMENT_DETECTOR_PRIOR_MIN_SCORE": "0.8"})
     assert (settings.garment_detector_prior, settings.garment_detector_prior_min_score) == ("soft:0.01", 0.8)
     monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)
     monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
     monkeypatch.setattr("app.pipeline.Classifier", lambda *a, **k: pipeline.classifier)
     *_, prior, garment_crop = Pipeline.load(settings.replace(garment_crop="masked")).args
-    assert (prior.mode, prior.weight, prior.min_score) == ("soft", 0.01, 0.8)
+    assert (prior.mode, prior.weight, prior.min_score, prior.kinds) == ("soft", 0.01, 0.8, frozenset({"street"}))
     assert garment_crop == "masked"
 
 

@@ -181,6 +181,37 @@ def test_an_item_without_embedding_answers_409_until_backfilled(app, client, cat
     assert f"without an embedding from {pipeline.embedding_model}: 0 items" in status
 
 
+def test_backfill_reads_a_garment_in_the_context_of_its_whole_image(app, client, pipeline, monkeypatch):
+    # A garment's profile reads its category as the pipeline read it: constrained by the detector's class
+    # where the kind gate reads the WHOLE image as a street photo. So the whole image joins the batch even
+    # when only its garment lacks an embedding, and nothing but the garment is written.
+    from detection.inference import Detection
+
+    found = [Detection((60.0, 70.0, 240.0, 260.0), np.ones((400, 300), bool), "footwear", 0.9)]
+    monkeypatch.setattr(pipeline.detector, "detect", lambda images: [list(found) for _ in images])
+    monkeypatch.setattr(pipeline.classifier, "image_kinds", lambda features: ["street"] * len(features))
+    analysis = upload(client, RED).json
+    product, garment = analysis["items"]
+    assert garment["category"]["constrained_by"] == "detector:footwear"
+    with app.app_context():
+        session = db.session()
+        vector_of = lambda item: from_bytes(session.scalar(select(ItemEmbedding.vector).where(ItemEmbedding.item_id == item)))
+        original, product_vector = vector_of(garment["id"]), vector_of(product["id"])
+        session.execute(delete(ItemEmbedding).where(ItemEmbedding.item_id == garment["id"]))
+        session.commit()
+    batches = []
+    embed = pipeline.classifier.embed
+    monkeypatch.setattr(pipeline.classifier, "embed", lambda crops, *args: batches.append(args) or embed(crops, *args))
+    result = app.test_cli_runner().invoke(args=["embeddings", "backfill"])
+    assert f"{pipeline.embedding_model}: 1 items embedded" in result.output, result.output
+    (allowed, _, kinds, whole_image_rows), = batches
+    assert whole_image_rows == [0, 0] and allowed[0] is None and allowed[1] and kinds == frozenset({"street"})
+    with app.app_context():
+        session = db.session()
+        assert float(vector_of(garment["id"]) @ original) > 0.9  # from the thumbnail, as the pipeline made it
+        np.testing.assert_array_equal(vector_of(product["id"]), product_vector)  # untouched
+
+
 def test_backfill_refetches_an_image_without_thumbnail(app, client, image_server):
     analysis = client.post("/v1/analyses", json={"image_url": image_server.url("/blue.jpg")}).json
     with app.app_context():

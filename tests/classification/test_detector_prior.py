@@ -4,12 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from classification.detector_prior import DetectorPrior, allowed_article_types, allowed_paths, label_paths
+from classification.detector_prior import (DetectorPrior, allowed_article_types, allowed_paths, label_paths,
+                                           parse_kinds)
 from classification.label_map import LabelMap
 from classification.taxonomy import Taxonomy
 from detection.taxonomy import CCP_CLASSES, CCP_GROUPS
 
-SERVED = Path(__file__).resolve().parents[2] / "models" / "fashion-lite0" / "manifest.json"
+ROOT = Path(__file__).resolve().parents[2]
+SERVED = ROOT / "models" / "fashion-lite0" / "manifest.json"
 CCP_MAP = Path(__file__).resolve().parents[2] / "classification" / "label_maps" / "clothing-co-parsing.json"
 
 
@@ -74,3 +76,38 @@ def test_prior_settings_parse_and_apply_by_score(served_taxonomy):
     for bad in ("soft:0", "soft:1.5", "sometimes", "soft:x"):
         with pytest.raises(ValueError):
             DetectorPrior.parse(bad, served_taxonomy)
+
+
+def test_the_kinds_of_garment_the_prior_constrains_are_named(served_taxonomy):
+    street = DetectorPrior.parse("hard", served_taxonomy, kinds="street")
+    assert street.kinds == frozenset({"street"}) and street.name == "hard/street"
+    # the detection still allows its class's paths: which crops keep them is the classifier's kind gate
+    assert street.for_detection("footwear", 0.8) == allowed_paths(served_taxonomy)["footwear"]
+    both = DetectorPrior.parse("soft:0.01", served_taxonomy, 0.5, " Street, photo ")
+    assert both.name == "soft:0.01@0.5/photo+street"
+    assert DetectorPrior.parse("hard", served_taxonomy, kinds="all").kinds is None
+    assert DetectorPrior.parse("off", served_taxonomy, kinds="street").name == "off"
+    for bad in ("", "people", "street,people"):
+        with pytest.raises(ValueError, match="kinds"):
+            parse_kinds(bad)
+
+
+def test_the_served_kind_gate_tells_street_photos_from_phone_photos(shared_datasets):
+    # What GARMENT_DETECTOR_PRIOR_KINDS=street rests on: held-out street photos of people read as street,
+    # held-out phone photos of one garment as photos (all of them: 126 of 128 and 1,093 of 1,100).
+    import csv
+
+    from classification.inference import Classifier
+    from common.images import load_rgb
+
+    bundle = SERVED.parent
+    street_val = json.loads((ROOT / "models" / "ccp-maskrcnn-efflite0" / "split.json").read_text())["val"]
+    photo_val = set(json.loads((bundle / "split.json").read_text())["photo"]["val"])
+    with open(shared_datasets / "clothing-dataset" / "images.csv", newline="") as handle:
+        phone = [row["image"] for row in csv.DictReader(handle) if row["image"] in photo_val]
+    samples = {"street": [shared_datasets / "clothing-co-parsing" / "photos" / f"{int(i):04d}.jpg" for i in street_val[:16]],
+               "photo": [shared_datasets / "clothing-dataset" / "images" / f"{i}.jpg" for i in phone[:16]]}
+    classifier = Classifier(bundle)
+    for kind, paths in samples.items():
+        read = classifier.image_kinds(classifier.embedding_inputs([load_rgb(p) for p in paths])[0])
+        assert sum(k == kind for k in read) >= 14, (kind, read)

@@ -75,6 +75,8 @@ def test_a_gated_head_is_mixed_in_as_far_as_the_image_looks_like_a_catalogue_thu
     np.testing.assert_allclose(mixed["gender"], 0.5 / 3 + 0.5 * plain.probabilities(both), atol=1e-6)  # not gated
     np.testing.assert_allclose(mixed["articleType"][150:], flat[150:], atol=0.05)  # photos keep (nearly) their own
     assert lookalikes.min() > 0.9
+    # Each image's likeliest kind: what decides whether the detector's class constrains a garment.
+    assert gate.most_probable(np.concatenate([catalogue[:2], photos[:3]])) == ["catalogue"] * 2 + ["photo"] * 3
 
     heads.save(tmp_path)
     loaded = load_heads(tmp_path, heads.version)
