@@ -19,7 +19,7 @@ from detection.inference import Detector
 from detection.records import encode_mask
 
 from .batching import RequestBatcher
-from .colours import dominant_colours
+from .colours import WHOLE_IMAGE_COLOURS, dominant_colours, whole_image_colours
 from .crops import check_style, garment_crop, key_suffix
 from .config import Settings
 from .errors import ApiError
@@ -53,6 +53,9 @@ class Pipeline:
         if self.prior.mode != "off":  # the tags depend on it: a stored analysis made without it is not reused
             self.bundles["detector_prior"] = self.prior.name
             self.bundle_key += f"|prior:{self.prior.name}"
+        # The whole image's colours are read without its backdrop (app/colours.py): analyses stored when
+        # they were not are made again.
+        self.bundle_key += WHOLE_IMAGE_COLOURS
         self.embedding_model = classifier.embedding_version
         if suffix := key_suffix(self.garment_crop):
             self.bundles["garment_crop"] = self.garment_crop
@@ -133,7 +136,7 @@ class Pipeline:
             "category": {task: tag[task] for task in CATEGORY} | {"path_confidence": tag["category_path_confidence"],
                                                                    "constrained_by": constrained_by},
             "style": {task: tag[task] for task in STYLE},
-            "colours": dominant_colours(image, detection.mask if detection else None),
+            "colours": dominant_colours(image, detection.mask) if detection else whole_image_colours(image),
         }
 
 

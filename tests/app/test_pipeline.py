@@ -101,11 +101,11 @@ def test_the_prior_is_part_of_the_bundle_key(pipeline, monkeypatch):
                   f"{pipeline.classifier.versions['style']}"
     off = with_prior(pipeline, monkeypatch, "off")
     soft = with_prior(pipeline, monkeypatch, "soft:0.001", min_score=0.7)
-    assert off.bundle_key == f"{models_only}|crop:box" and "detector_prior" not in off.bundles
-    assert soft.bundle_key == f"{models_only}|prior:soft:0.001@0.7|crop:box"
+    assert off.bundle_key == f"{models_only}|colours:no-backdrop|crop:box" and "detector_prior" not in off.bundles
+    assert soft.bundle_key == f"{models_only}|prior:soft:0.001@0.7|colours:no-backdrop|crop:box"
     assert soft.bundles["detector_prior"] == "soft:0.001@0.7"
     street = with_prior(pipeline, monkeypatch, "hard", kinds="street")
-    assert street.bundle_key == f"{models_only}|prior:hard/street|crop:box"  # analyses made otherwise are stale
+    assert street.bundle_key == f"{models_only}|prior:hard/street|colours:no-backdrop|crop:box"  # analyses made otherwise are stale
 
 
 def test_settings_choose_the_prior(pipeline, monkeypatch):
