@@ -78,7 +78,7 @@ class Settings:
     # masterCategory (hard@0.7 gains 0.010 of the mean over labels for 0.006 over garments).
     garment_detector_prior: str = "hard"
     garment_detector_prior_min_score: float = 0.0
-    # Which garments it constrains, by the classifier's kind gate on the crop: street (garments cut from
+    # Which garments it constrains, by the classifier's kind gate on the whole image: street (garments of
     # photos of people, what the detector learnt), a comma-separated list of catalogue/photo/street, or all.
     # On phone photos of one garment the detector's dress class fires on shirts and shorts: with `all`,
     # 380 of 621 garments found on 1,100 held-out phone photos were tagged Dresses (bench/photo_garments.py).

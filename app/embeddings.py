@@ -142,8 +142,9 @@ def backfill(session: Session, pipeline, settings, refetch: bool = True, analyse
             whole_row = len(crops)
             for item, crop in zip(analysis.items, _scaled_crops(image, analysis, pipeline.garment_crop)):
                 # The whole image (item 0) always joins the batch: the kind gate reads it for its garments.
-                if item.kind == "product" or not any(e.model == model for e in item.embeddings):
-                    items.append(None if any(e.model == model for e in item.embeddings) else item)
+                has_one = any(e.model == model for e in item.embeddings)
+                if item.kind == "product" or not has_one:
+                    items.append(None if has_one else item)  # None: in the batch, not written
                     crops.append(crop)
                     whole_image_rows.append(whole_row)
                     # a garment's category as the pipeline reads it: its detector class as the prior

@@ -12,9 +12,9 @@ taxonomy): constraining it would force those garments into their neighbours' typ
 `DetectorPrior` is the serving policy (GARMENT_DETECTOR_PRIOR): off, hard (only allowed paths can
 win) or soft:<weight> (paths outside the allowed set have their probability multiplied by <weight>
 before the best path is chosen), applied to detections scoring at least `min_score`, and only to the
-garments the classifier's kind gate reads as one of `kinds` (GARMENT_DETECTOR_PRIOR_KINDS; default
-street: the detector learnt its classes on street photos of people, and on a phone photo of a T-shirt
-lying on a bed it calls the shirt a dress; bench/photo_garments.py).
+garments of images the classifier's kind gate reads as one of `kinds` (GARMENT_DETECTOR_PRIOR_KINDS;
+default street: the detector learnt its classes on street photos of people, and on a phone photo of a
+T-shirt lying on a bed it calls the shirt a dress; bench/photo_garments.py).
 """
 from __future__ import annotations
 
@@ -72,7 +72,8 @@ class DetectorPrior:
     weight: float = 0.0  # factor on the probability of paths outside the allowed set (hard: 0)
     min_score: float = 0.0  # detections scoring less are not used as evidence
     allowed: Mapping[str, frozenset[TaxonomyPath] | None] = dataclasses.field(default_factory=dict)  # per detector class
-    # The kinds of garment crop (the classifier's kind gate) the prior constrains; None: every garment.
+    # The kinds of image (the classifier's kind gate on the whole image) whose garments the prior
+    # constrains; None: every garment.
     kinds: frozenset[str] | None = None
 
     @classmethod
@@ -101,8 +102,8 @@ class DetectorPrior:
         return base if self.kinds is None else f"{base}/{'+'.join(sorted(self.kinds))}"
 
     def for_detection(self, label: str | None, score: float | None) -> frozenset[TaxonomyPath] | None:
-        """The paths a detection allows under this policy; None: decode unconstrained (the kinds of crop
-        it holds for are the classifier's to read: Classifier.allowed_for_kinds)."""
+        """The paths a detection allows under this policy; None: decode unconstrained (which images'
+        garments it holds for is the classifier's kind gate to read: Classifier.allowed_for_kinds)."""
         if self.mode == "off" or label is None or score is None or score < self.min_score:
             return None
         return self.allowed.get(label)

@@ -81,7 +81,7 @@ def test_prior_settings_parse_and_apply_by_score(served_taxonomy):
 def test_the_kinds_of_garment_the_prior_constrains_are_named(served_taxonomy):
     street = DetectorPrior.parse("hard", served_taxonomy, kinds="street")
     assert street.kinds == frozenset({"street"}) and street.name == "hard/street"
-    # the detection still allows its class's paths: which crops keep them is the classifier's kind gate
+    # the detection still allows its class's paths: which images' garments keep them, the kind gate reads
     assert street.for_detection("footwear", 0.8) == allowed_paths(served_taxonomy)["footwear"]
     both = DetectorPrior.parse("soft:0.01", served_taxonomy, 0.5, " Street, photo ")
     assert both.name == "soft:0.01@0.5/photo+street"
