@@ -24,7 +24,8 @@ from .service import outcome_json
 CHUNK = 200  # URLs read (with their analyses) per query
 TASKS = tuple(TASK_COLUMNS)
 CSV_COLUMNS = ("position", "url", "state", "error_code", "analysis_id", "image_sha256",
-               *TASKS, *(f"{task}_confidence" for task in TASKS), "garments", "garment_articleTypes")
+               *TASKS, *(f"{task}_confidence" for task in TASKS), "colours", "colour_hexes", "garments",
+               "garment_articleTypes")
 
 
 def _chunks(session: Session, job_id: str) -> Iterator[list[tuple[JobUrl, Analysis | None]]]:
@@ -60,8 +61,10 @@ def csv_row(row: JobUrl, analysis: Analysis | None) -> list:
     garments = [item for item in analysis.items if item.kind == "garment"] if analysis else []
     tags = [getattr(whole, TASK_COLUMNS[task][0]) if whole else "" for task in TASKS]
     confidences = [round(getattr(whole, TASK_COLUMNS[task][1]), 4) if whole else "" for task in TASKS]
+    colours = (whole.colours or []) if whole else []  # the whole image's measured colours, backdrop left out
     return [row.position, _cell(row.url), row.state, row.error_code or "", row.analysis_id or "",
-            analysis.image.sha256 if analysis else "", *tags, *confidences, len(garments),
+            analysis.image.sha256 if analysis else "", *tags, *confidences,
+            ";".join(c["name"] for c in colours), ";".join(c["hex"] for c in colours), len(garments),
             ";".join(item.article_type for item in garments)]
 
 

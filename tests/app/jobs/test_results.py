@@ -30,6 +30,8 @@ def test_results_list_every_url_in_order_with_its_analysis(client, image_server,
     assert rows[0]["articleType"] == whole["category"]["articleType"]["label"]
     assert float(rows[0]["usage_confidence"]) == round(whole["style"]["usage"]["confidence"], 4)
     assert rows[0]["image_sha256"] == lines[0]["analysis"]["image"]["sha256"]
+    assert rows[0]["colours"] == ";".join(c["name"] for c in whole["colours"]) and rows[0]["colours"]
+    assert rows[0]["colour_hexes"].split(";") == [c["hex"] for c in whole["colours"]]
     assert int(rows[0]["garments"]) == sum(item["kind"] == "garment" for item in lines[0]["analysis"]["items"])
     assert (rows[1]["state"], rows[1]["error_code"], rows[1]["articleType"]) == ("failed", "fetch_failed", "")
     assert rows[2]["url"] == "'" + urls[2]  # never a formula in a spreadsheet
