@@ -55,7 +55,7 @@ from bench.results import write_report  # noqa: E402
 from bench.retrieval_quality import embed_files, search_in_catalogue  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
 from classification.plots import image_grid  # noqa: E402
-from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior  # noqa: E402
+from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior, allowed_where  # noqa: E402
 from classification.evaluate import allowed_set_scores  # noqa: E402
 from classification.intervals import interval_name  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
@@ -226,11 +226,12 @@ def main(argv=None) -> dict:
 
 def constrained(prior: DetectorPrior, garments: list[dict], photo_kinds: list[str] | None) -> list:
     """Each garment's allowed paths under `prior`: the detector class's, where the kind gate reads its
-    whole photo as one of the prior's kinds (Classifier.allowed_for_kinds; pipeline_check compares)."""
+    whole photo as one of the prior's kinds (the rule Classifier.allowed_for_kinds applies; pipeline_check
+    compares)."""
     allowed = [prior.for_detection(g["detector"], g["score"]) for g in garments]
     if prior.kinds is None or photo_kinds is None:
         return allowed
-    return [paths if photo_kinds[g["photo_row"]] in prior.kinds else None for paths, g in zip(allowed, garments)]
+    return allowed_where(allowed, photo_kinds, prior.kinds, [g["photo_row"] for g in garments])
 
 
 def search_by_garment(classifier, crops, garments, photo_kinds, catalogue_folder: Path, bundle: Path, expansion: int,

@@ -112,6 +112,14 @@ class DetectorPrior:
 KINDS = ("catalogue", "photo", "street")  # the kinds of image a classifier bundle trains on and its gate reads
 
 
+def allowed_where(allowed: Sequence[frozenset[TaxonomyPath] | None], read: Sequence[str], kinds: frozenset[str],
+                  whole_image_rows: Sequence[int] | None = None) -> list[frozenset[TaxonomyPath] | None]:
+    """`allowed` kept where the whole image was read (`read[whole_image_rows[i]]`; without rows, each
+    row is its own image) as one of `kinds`, None (unconstrained) elsewhere."""
+    rows = range(len(allowed)) if whole_image_rows is None else whole_image_rows
+    return [paths if read[row] in kinds else None for paths, row in zip(allowed, rows)]
+
+
 def parse_kinds(spec: str) -> frozenset[str] | None:
     """GARMENT_DETECTOR_PRIOR_KINDS: comma-separated kinds (`street`, `street,photo`), or `all`: None."""
     spec = spec.strip().lower()

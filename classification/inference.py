@@ -13,6 +13,7 @@ from . import runtime
 from .bundle import (flip_average_of, heads_suffix, load_bundle, mirror_policy, served_version, slips_suffix,
                      vote_suffix)
 from .decoding import AllowedPaths, HierarchyDecoder
+from .detector_prior import allowed_where
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .feature_heads import load_heads
 from .neighbour_vote import NeighbourVote, load_vote, project
@@ -277,11 +278,10 @@ class Classifier:
         street photos of people: a garment lying on a bed, in a phone photo, is the classifier's to name.
         The whole image says which it is far better than a crop does (the served gate reads 126 of 128
         held-out street photos as street and 1,093 of 1,100 phone photos as photos)."""
+        if all(paths is None for paths in allowed):
+            return list(allowed)  # nothing to constrain (a product shot): no gate to read
         read = self.image_kinds(features)
-        if read is None:
-            return list(allowed)
-        rows = range(len(allowed)) if whole_image_rows is None else whole_image_rows
-        return [paths if read[row] in kinds else None for paths, row in zip(allowed, rows)]
+        return list(allowed) if read is None else allowed_where(allowed, read, kinds, whole_image_rows)
 
     def embedding_inputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities (the

@@ -18,8 +18,6 @@ from .queue import QueueUnavailable
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-RESULT_FORMATS = {"ndjson": (job_results.ndjson_lines, "application/x-ndjson"),
-                  "csv": (job_results.csv_lines, "text/csv")}
 
 
 @bp.post("")
@@ -149,9 +147,9 @@ def results(job_id: str):
     """Every URL's outcome with its analysis, streamed: NDJSON, or ?format=csv (app/jobs/results.py)."""
     _job(job_id)
     result_format = request.args.get("format", "ndjson")
-    if result_format not in RESULT_FORMATS:
-        raise ApiError("invalid_request", "format must be ndjson or csv")
-    lines, mimetype = RESULT_FORMATS[result_format]
+    if result_format not in job_results.FORMATS:
+        raise ApiError("invalid_request", f"format must be {' or '.join(job_results.FORMATS)}")
+    lines, mimetype = job_results.FORMATS[result_format]
     db.session().close()  # the stream reads in a session of its own, closed when it ends, however it ends
     sessions = current_app.extensions["sessionmaker"]
 

@@ -159,7 +159,7 @@ def init_app(app: Flask) -> None:
     @jobs_group.command("results")
     @click.argument("job_id")
     @click.option("--format", "result_format", type=click.Choice(["ndjson", "csv"]), default="ndjson",
-                  show_default=True)
+                  show_default=True)  # results.FORMATS
     @click.option("--out", type=click.File("w", encoding="utf-8"), default="-", help="a file (default: stdout)")
     def results(job_id, result_format, out):
         """Every URL's outcome with the analysis it produced (what GET /v1/jobs/<id>/results streams)."""
@@ -169,7 +169,7 @@ def init_app(app: Flask) -> None:
             session = db.session()
             if session.get(Job, job_id) is None:
                 raise click.ClickException(f"no job {job_id}")
-            lines = job_results.csv_lines if result_format == "csv" else job_results.ndjson_lines
+            lines, _ = job_results.FORMATS[result_format]
             for text in lines(session, job_id):
                 out.write(text)
 

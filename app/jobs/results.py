@@ -78,3 +78,6 @@ def csv_lines(session: Session, job_id: str) -> Iterator[str]:
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue()  # the header alone, for a job with no URLs
+
+
+FORMATS = {"ndjson": (ndjson_lines, "application/x-ndjson"), "csv": (csv_lines, "text/csv")}  # name: (lines, mimetype)
