@@ -83,6 +83,12 @@ class Settings:
     # On phone photos of one garment the detector's dress class fires on shirts and shorts: with `all`,
     # 380 of 621 garments found on 1,100 held-out phone photos were tagged Dresses (bench/photo_garments.py).
     garment_detector_prior_kinds: str = "street"
+    # A garment read together with its whole image (classification/garment_context.py): off, log:<w> or
+    # linear:<w>, on the garments of images the kind gate reads as one of the kinds (default: phone photos,
+    # where the detector often boxes part of a garment lying flat). log:0.35 was chosen cross-half on the
+    # held-out phone photos and side-by-side pairs of them (bench/garment_context_probe.py, docs/detector.md).
+    garment_context: str = "log:0.35"
+    garment_context_kinds: str = "photo"
     # How a garment is cut out for the classifier (app/crops.py): box (its box with 10% of context, as the
     # classifier's street crops are cut) or masked (outside its mask painted white). Measured best: box.
     garment_crop: str = "box"
@@ -181,6 +187,8 @@ class Settings:
                                                            defaults.garment_detector_prior_min_score)),
             garment_detector_prior_kinds=(env.get("GARMENT_DETECTOR_PRIOR_KINDS")
                                           or defaults.garment_detector_prior_kinds),
+            garment_context=env.get("GARMENT_CONTEXT") or defaults.garment_context,
+            garment_context_kinds=env.get("GARMENT_CONTEXT_KINDS") or defaults.garment_context_kinds,
             garment_crop=env.get("GARMENT_CROP") or defaults.garment_crop,
             device=env.get("DEVICE", defaults.device),
             batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),

@@ -163,12 +163,15 @@ def spec() -> dict:
                                                "figures per source label (null when the bundle's evaluation is not "
                                                "the one its manifest's figures came from)"}],
                 "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop, "
-                                                     "labelled_vote_rows",
+                                                     "garment_context, labelled_vote_rows",
                                       "content": {"application/json": {"schema": {"type": "object", "properties": {
                                           "bundles": {"type": "object"}, "classifier": {"type": "object"},
                                           "detector": {"type": "object"},
                                           "detector_prior": {"type": ["string", "null"]},
                                           "garment_crop": {"type": "string"},
+                                          "garment_context": {"type": ["string", "null"], "description":
+                                              "how a garment's category is pooled with its whole image's, and on "
+                                              "which kinds of image (null: never)"},
                                           "labelled_vote_rows": {"type": ["integer", "null"], "description":
                                               "items people labelled that this worker's neighbour vote holds "
                                               "(null: labels do not vote here)"}}}}}},

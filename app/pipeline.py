@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from classification.detector_prior import DetectorPrior
+from classification.garment_context import GarmentContext
 from classification.inference import Classifier
 from detection.inference import Detector
 from detection.records import encode_mask
@@ -43,16 +44,20 @@ def timed(timings: dict, stage: str):
 class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
                  batch_max_wait: float = 0.005, garment_min_side: int = 16, prior: DetectorPrior | None = None,
-                 garment_crop: str = "box"):
+                 garment_crop: str = "box", context: GarmentContext | None = None):
         self.detector, self.classifier = detector, classifier
         self.garment_min_side = garment_min_side
         self.garment_crop = check_style(garment_crop)
         self.prior = prior or DetectorPrior()
+        self.context = context or GarmentContext()
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
         if self.prior.mode != "off":  # the tags depend on it: a stored analysis made without it is not reused
             self.bundles["detector_prior"] = self.prior.name
             self.bundle_key += f"|prior:{self.prior.name}"
+        if self.context.pooling != "off":
+            self.bundles["garment_context"] = self.context.name
+            self.bundle_key += f"|context:{self.context.name}"
         # The whole image's colours are read without its backdrop (app/colours.py): analyses stored when
         # they were not are made again.
         self.bundle_key += WHOLE_IMAGE_COLOURS
@@ -78,8 +83,9 @@ class Pipeline:
                                 serving_graph=settings.classifier_serving_graph)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score, settings.garment_detector_prior_kinds)
+        context = GarmentContext.parse(settings.garment_context, settings.garment_context_kinds)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,
-                   settings.garment_min_side, prior, settings.garment_crop)
+                   settings.garment_min_side, prior, settings.garment_crop, context)
 
     def warm_up(self) -> None:
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
@@ -107,7 +113,8 @@ class Pipeline:
                 allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
             tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight,
-                                                                       self.prior.kinds, whole_image_rows)
+                                                                       self.prior.kinds, whole_image_rows,
+                                                                       self.context)
         tags, embeddings = iter(tags), iter(embeddings)
         results = []
         with timed(timings, "colours"):

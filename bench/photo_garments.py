@@ -17,7 +17,8 @@ map) allows a set of articleTypes; reported:
 
 and a PNG of the photos with the most off-label garments, boxes drawn. Writes
 bench/results/photo-garments-<time>.json and prints Markdown. `--prior-kinds all` measures the prior on
-every garment (as served before the kind gate decided which).
+every garment (as served before the kind gate decided which); `--garment-context off` reads each garment
+on its own (as served before garments of phone photos were read with their photo).
 """
 from __future__ import annotations
 
@@ -77,11 +78,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
     parser.add_argument("--prior-kinds", default=defaults.garment_detector_prior_kinds,
                         help="GARMENT_DETECTOR_PRIOR_KINDS: the garments the detector's class constrains (all: every one)")
+    parser.add_argument("--garment-context", default=defaults.garment_context,
+                        help="GARMENT_CONTEXT: how a garment's category pools with its whole photo's (off: its own)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
-                                garment_detector_prior_kinds=args.prior_kinds)
+                                garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context)
     pipeline = Pipeline.load(settings)
     taxonomy = pipeline.classifier.taxonomy
     val = set(json.loads((args.classifier / "split.json").read_text())["photo"]["val"])
@@ -118,7 +121,7 @@ def main(argv=None) -> dict:
     off_label = [(p, g) for p, g in garments if not ok(p, g["articleType"])]
     report = {
         "classifier": str(args.classifier), "detector": str(args.detector), "photos": len(photos),
-        "detector_prior": pipeline.prior.name,
+        "detector_prior": pipeline.prior.name, "garment_context": pipeline.context.name,
         "labels": len(by_label), "seconds": round(seconds, 1),
         "whole_photos_read_as": dict(Counter(p["read_as"] for p in photos).most_common()),
         "product_group_accuracy_mean_over_labels": float(np.mean(
@@ -162,7 +165,7 @@ def main(argv=None) -> dict:
 def markdown(report: dict) -> str:
     with_garments = report["on_photos_with_garments"]
     lines = [f"{report['photos']} phone photos of unseen senders through the pipeline ({report['seconds']} s), "
-             f"detector prior {report['detector_prior']}", "",
+             f"detector prior {report['detector_prior']}, garment context {report.get('garment_context', 'off')}", "",
              "| figure | value |", "|---|---:|",
              f"| whole image: articleType group, mean over {report['labels']} labels / over photos | "
              f"{report['product_group_accuracy_mean_over_labels']:.4f} / {report['product_group_accuracy']:.4f} |",

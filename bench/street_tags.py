@@ -1,6 +1,7 @@
 """Garment tags end to end on held-out street photos, with the detector prior off / hard / soft, and hard
 on the garments of photos the classifier's kind gate reads as street photos (served:
-GARMENT_DETECTOR_PRIOR_KINDS).
+GARMENT_DETECTOR_PRIOR_KINDS), that last also with the garments of photos the gate reads otherwise read
+with their whole photo (served: GARMENT_CONTEXT, on phone photos).
 
     nice -n 15 .venv/bin/python bench/street_tags.py [--classifier models/fashion-lite0] \
         [--detector models/ccp-maskrcnn-efflite0] [--data ../shared/datasets/clothing-co-parsing]
@@ -56,6 +57,7 @@ from bench.retrieval_quality import embed_files, search_in_catalogue  # noqa: E4
 from classification.catalogue import read_catalogue  # noqa: E402
 from classification.plots import image_grid  # noqa: E402
 from classification.detector_prior import CCP_LABEL_MAP, DetectorPrior, allowed_where  # noqa: E402
+from classification.garment_context import GarmentContext  # noqa: E402
 from classification.evaluate import allowed_set_scores  # noqa: E402
 from classification.intervals import interval_name  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
@@ -169,21 +171,26 @@ def main(argv=None) -> dict:
     detect_seconds = time.perf_counter() - started
     features, model_probs = classifier.embedding_inputs(crops)
     probs = classifier.voted(features, model_probs)  # the served probabilities (predict_proba's)
-    photo_kinds = classifier.image_kinds(classifier.embedding_inputs(images)[0])  # the gate on each whole photo
+    whole_features, whole_probs = classifier.embedding_inputs(images)
+    photo_kinds = classifier.image_kinds(whole_features)  # the gate on each whole photo
+    whole_probs = classifier.voted(whole_features, whole_probs)
+    context = GarmentContext.parse(settings.garment_context, settings.garment_context_kinds)
 
     # Every garment (the prior's `all` kinds), then only those of photos the kind gate reads as street (served).
     variants = [DetectorPrior()] + [
         DetectorPrior.parse(weight, taxonomy, min_score) for weight in WEIGHTS for min_score in MIN_SCORES] + [
         DetectorPrior.parse("hard", taxonomy, 0.0, "street")]
     results, per_class = {}, defaultdict(dict)
-    for prior in variants:
+    for prior, pooled in [(prior, False) for prior in variants] + [(variants[-1], True)]:
         allowed = constrained(prior, garments, photo_kinds)
-        tags = classifier.describe(probs, allowed, prior.weight)  # what the pipeline's classify stage calls
+        served = in_context(context, probs, whole_probs, garments, photo_kinds) if pooled else probs
+        tags = classifier.describe(served, allowed, prior.weight)  # what the pipeline's classify stage calls
         figures = score(garments, tags)
-        results[prior.name] = {k: v for k, v in figures.items() if not k.startswith("_")}
+        name = prior.name + (f" + context:{context.name}" if pooled else "")
+        results[name] = {k: v for k, v in figures.items() if not k.startswith("_")}
         for cls in sorted({g["detector"] for g in garments}):
             rows = [i for i, g in enumerate(garments) if g["detector"] == cls]
-            per_class[cls][prior.name] = {"group": float(figures["_group_ok"][rows].mean()),
+            per_class[cls][name] = {"group": float(figures["_group_ok"][rows].mean()),
                                           "master": float(figures["_master_ok"][rows].mean())}
     for cls, rows in per_class.items():
         members = [g for g in garments if g["detector"] == cls]
@@ -272,6 +279,17 @@ def examples_grid(crops, garments, found: np.ndarray, vectors: np.ndarray, galle
             ok = article in garment["allowed"].get("articleType", ())
             captions.append(f"{article}: {'ok' if ok else 'not allowed'}")
     return images, captions, "Garments of held-out street photos, searched in the catalogue test split (served, prior hard)"
+
+
+def in_context(context: GarmentContext, probs: dict, whole_probs: dict, garments: list[dict],
+               photo_kinds: list[str] | None) -> dict:
+    """The garments' probabilities pooled with their whole photo's where the kind gate reads it as one of
+    the context's kinds (GarmentContext.apply, as the classifier applies it in the pipeline)."""
+    wholes = len(whole_probs["articleType"])
+    stacked = {task: np.concatenate([whole_probs[task], probs[task]]) for task in probs}
+    read = None if photo_kinds is None else list(photo_kinds) + [None] * len(garments)
+    rows = list(range(wholes)) + [g["photo_row"] for g in garments]
+    return {task: values[wholes:] for task, values in context.apply(stacked, read, rows).items()}
 
 
 def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:

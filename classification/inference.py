@@ -16,6 +16,7 @@ from .decoding import AllowedPaths, HierarchyDecoder
 from .detector_prior import allowed_where
 from .embedding_head import embedding_version, l2_normalise, load_head
 from .feature_heads import load_heads
+from .garment_context import GarmentContext
 from .neighbour_vote import NeighbourVote, load_vote, project
 from .preprocess import preprocess_batch
 from .serving_graph import for_serving
@@ -237,17 +238,22 @@ class Classifier:
     def predict_with_embeddings(self, images: Sequence[np.ndarray],
                                 allowed: Sequence[AllowedPaths | None] | None = None,
                                 outside_weight: float = 0.0, constrained_kinds: frozenset[str] | None = None,
-                                whole_image_rows: Sequence[int] | None = None) -> tuple[list[dict], np.ndarray]:
+                                whole_image_rows: Sequence[int] | None = None,
+                                context: GarmentContext | None = None) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
         from the same forward pass. `constrained_kinds`, `whole_image_rows`: `allowed` holds only where
-        the kind gate reads the whole image as one of those kinds (allowed_for_kinds)."""
+        the kind gate reads the whole image as one of those kinds (allowed_for_kinds). `context`: the
+        garments' tags pooled with their whole image's (GarmentContext; the embeddings are not)."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         features, probs = self.embedding_inputs(images)
         if allowed is not None and constrained_kinds is not None:
             allowed = self.allowed_for_kinds(features, allowed, constrained_kinds, whole_image_rows)
         served = self.voted(features, probs)
-        tags = self.describe(served, allowed, outside_weight)
+        in_context = served
+        if context is not None and context.pooling != "off" and whole_image_rows is not None:
+            in_context = context.apply(served, self.image_kinds(features), whole_image_rows)
+        tags = self.describe(in_context, allowed, outside_weight)
         profile = probs
         if self.embedding_head is not None and self.embedding_head.profile_source == "served":
             # the tags' probabilities, unless rows from people's labels joined their vote

@@ -8,6 +8,7 @@ from app import create_app
 from app.config import Settings
 from app.pipeline import Pipeline
 from classification.detector_prior import DetectorPrior, allowed_paths
+from classification.garment_context import GarmentContext
 from detection.inference import Detection, crop_detection
 
 from .servers import garment_photo
@@ -117,9 +118,50 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
     monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)
     monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
     monkeypatch.setattr("app.pipeline.Classifier", lambda *a, **k: pipeline.classifier)
-    *_, prior, garment_crop = Pipeline.load(settings.replace(garment_crop="masked")).args
+    *_, prior, garment_crop, context = Pipeline.load(settings.replace(garment_crop="masked")).args
     assert (prior.mode, prior.weight, prior.min_score, prior.kinds) == ("soft", 0.01, 0.8, frozenset({"street"}))
     assert garment_crop == "masked"
+    assert context.name == "log:0.35/photo"  # chosen cross-half by bench/garment_context_probe.py
+    settings = Settings.from_env({"GARMENT_CONTEXT": "linear:0.5", "GARMENT_CONTEXT_KINDS": "all"})
+    assert Pipeline.load(settings).args[-1].name == "linear:0.5"
+
+
+# ---- a garment read with its whole image ----------------------------------------------------------------
+
+PART = [Detection((10.0, 20.0, 70.0, 90.0), FULL, "dress", 0.8)]  # a part of the photo, as on a flat garment
+
+
+def test_a_phone_photos_garments_are_read_with_the_whole_photo(pipeline, monkeypatch):
+    def analysed(spec, *kinds):  # the gate's reading of the product (the whole image), then of the garment
+        monkeypatch.setattr(pipeline.classifier, "image_kinds", lambda features: list(kinds))
+        pooled = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0,
+                          context=GarmentContext.parse(spec))
+        monkeypatch.setattr(pooled.detector, "detect", lambda images: [list(PART) for _ in images])
+        return pooled.analyse(PHOTO, {})
+
+    product, garment = analysed("off", "photo", "photo")
+    confidence = garment["category"]["articleType"]["top3"][0]["confidence"]
+    assert confidence != pytest.approx(product["category"]["articleType"]["top3"][0]["confidence"], abs=1e-4)
+    # At weight 1 a phone photo's garment reads exactly as its photo; colour, season and usage stay its own.
+    whole, read_with = analysed("log:1", "photo", "street")
+    assert whole["category"] == product["category"]
+    for task in ("gender", "masterCategory", "subCategory", "articleType"):
+        assert read_with["category"][task]["label"] == product["category"][task]["label"]
+        assert read_with["category"][task]["confidence"] == pytest.approx(product["category"][task]["confidence"],
+                                                                         rel=1e-4)
+    assert read_with["style"] == garment["style"]
+    # A street photo's garments keep their own reading, whatever the gate makes of the crop.
+    _, street = analysed("log:1", "street", "photo")
+    assert street["category"] == garment["category"]
+
+
+def test_the_garment_context_is_part_of_the_bundle_key(pipeline):
+    models_only = f"{pipeline.detector.version}|{pipeline.classifier.versions['category']}|" \
+                  f"{pipeline.classifier.versions['style']}"
+    pooled = Pipeline(pipeline.detector, pipeline.classifier, context=GarmentContext.parse("log:0.35"))
+    assert pooled.bundle_key == f"{models_only}|context:log:0.35/photo|colours:no-backdrop|crop:box"
+    assert pooled.bundles["garment_context"] == "log:0.35/photo"
+    assert "garment_context" not in Pipeline(pipeline.detector, pipeline.classifier).bundles
 
 
 def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):
