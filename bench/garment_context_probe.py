@@ -46,13 +46,10 @@ from tqdm import tqdm  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
+from bench.photo_garments import photo_arguments, validation_photos  # noqa: E402
 from bench.results import write_report  # noqa: E402
-from classification.evaluate import LABEL_MAPS  # noqa: E402
-from classification.label_map import LabelMap  # noqa: E402
-from classification.photo_datasets import read_labelled_photos  # noqa: E402
 from classification.taxonomy import HIERARCHY_LEVELS  # noqa: E402
 
-PHOTOS = ROOT.parent / "shared" / "datasets" / "clothing-dataset"
 WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 POOLING = ("linear", "log")  # (1 - w) p + w q, or p^(1 - w) q^w renormalised (a confident garment keeps its reading)
 MIXED_TASKS = ("gender", *HIERARCHY_LEVELS)  # the category group: what a garment shares with its product
@@ -142,11 +139,7 @@ def pair_scores(pipeline, pairs: list[dict], w: float, pooling: str) -> dict:
 
 def main(argv=None) -> dict:
     defaults = Settings()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--classifier", type=Path, default=defaults.classifier_bundle)
-    parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
-    parser.add_argument("--data", type=Path, default=PHOTOS, help="the clothing dataset (images.csv + images/)")
-    parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    parser = photo_arguments(__doc__, defaults)
     parser.add_argument("--pairs", type=int, default=300, help="side-by-side pairs of photos of different groups")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "garment-context",
@@ -157,12 +150,7 @@ def main(argv=None) -> dict:
 
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu")
     pipeline = Pipeline.load(settings)
-    taxonomy = pipeline.classifier.taxonomy
-    split = json.loads((args.classifier / "split.json").read_text())["photo"]
-    val = set(split["val"])
-    records = [r for r in read_labelled_photos(args.data, LabelMap.load(LABEL_MAPS / "clothing-dataset.json"), taxonomy)
-               if r.id in val]
-    records = records[:args.limit] if args.limit else records
+    records = validation_photos(args, pipeline.classifier.taxonomy)
     rng = np.random.default_rng(args.seed)
 
     cache = args.cache / f"readings-{args.limit or 'all'}-{args.pairs}-{args.seed}.pkl"

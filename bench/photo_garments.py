@@ -69,13 +69,27 @@ def drawn(image: np.ndarray, garments: list[dict], allowed: set[str]) -> np.ndar
     return np.asarray(canvas)
 
 
-def main(argv=None) -> dict:
-    defaults = Settings()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def photo_arguments(doc: str, defaults: Settings) -> argparse.ArgumentParser:
+    """The options every bench of the held-out phone photos through the pipeline takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", type=Path, default=defaults.classifier_bundle)
     parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
     parser.add_argument("--data", type=Path, default=PHOTOS, help="the clothing dataset (images.csv + images/)")
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    return parser
+
+
+def validation_photos(args: argparse.Namespace, taxonomy) -> list:
+    """The phone photos of the classifier bundle's validation senders (the first --limit of them)."""
+    val = set(json.loads((args.classifier / "split.json").read_text())["photo"]["val"])
+    records = [r for r in read_labelled_photos(args.data, LabelMap.load(LABEL_MAPS / "clothing-dataset.json"), taxonomy)
+               if r.id in val]
+    return records[:args.limit] if args.limit else records
+
+
+def main(argv=None) -> dict:
+    defaults = Settings()
+    parser = photo_arguments(__doc__, defaults)
     parser.add_argument("--prior-kinds", default=defaults.garment_detector_prior_kinds,
                         help="GARMENT_DETECTOR_PRIOR_KINDS: the garments the detector's class constrains (all: every one)")
     parser.add_argument("--garment-context", default=defaults.garment_context,
@@ -86,11 +100,7 @@ def main(argv=None) -> dict:
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
                                 garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context)
     pipeline = Pipeline.load(settings)
-    taxonomy = pipeline.classifier.taxonomy
-    val = set(json.loads((args.classifier / "split.json").read_text())["photo"]["val"])
-    records = [r for r in read_labelled_photos(args.data, LabelMap.load(LABEL_MAPS / "clothing-dataset.json"), taxonomy)
-               if r.id in val]
-    records = records[:args.limit] if args.limit else records
+    records = validation_photos(args, pipeline.classifier.taxonomy)
 
     started = time.perf_counter()
     photos = []
