@@ -1,7 +1,7 @@
 """Which stored images a new model bundle has yet to tag: `flask retag` brings them up to date.
 
 A new classifier or detector bundle (or a serving option that is part of the analysis key: mirror view,
-neighbour vote, detector prior, garment crop) tags new requests at once, but every image stored before
+neighbour vote, detector prior, garment context, garment crop) tags new requests at once, but every image stored before
 keeps the tags of the bundles that analysed it, and catalogue listings and recommenders read those.
 An image is *stale* when its current analysis (app.models.is_current_analysis) was made under another
 key than the serving pipeline's. `flask retag` submits the stale images' source URLs (each image's URL
