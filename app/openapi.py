@@ -333,8 +333,11 @@ def spec() -> dict:
                 "detector": {"type": ["object", "null"]},
                 "category": {"type": "object", "properties": {"constrained_by": {
                     "type": ["string", "null"],
-                    "description": "detector:<class> when the detector's class constrained the category path "
-                                   "(GARMENT_DETECTOR_PRIOR); confidences and top3 stay the classifier's own"}}},
+                    "description": "what besides the garment's crop steered its category: detector:<class> when "
+                                   "the detector's class constrained the path (GARMENT_DETECTOR_PRIOR; confidences "
+                                   "and top3 stay the classifier's own), image when it was read with its whole "
+                                   "image (GARMENT_CONTEXT; confidences and top3 are the pooled ones), both "
+                                   "joined by +"}}},
                 "style": {"type": "object"},
                 "colours": {"type": "array", "items": {"type": "object", "properties": {
                     "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}},

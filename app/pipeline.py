@@ -133,7 +133,11 @@ class Pipeline:
 
     @staticmethod
     def _item(position: int, tag: dict, image: np.ndarray, detection) -> dict:
-        constrained_by = f"detector:{detection.label}" if detection and tag.get("category_constrained") else None
+        # What besides the crop steered the category: the detector's class (the prior), the whole image (the
+        # garment context).
+        steered = ([f"detector:{detection.label}"] if detection and tag.get("category_constrained") else []) + (
+            ["image"] if tag.get("category_read_with_image") else [])
+        constrained_by = "+".join(steered) or None
         return {
             "position": position,
             "kind": "garment" if detection else "product",

@@ -110,7 +110,7 @@ def main(argv=None) -> dict:
         allowed = set(record.allowed["articleType"])
         garments = [{"articleType": i["category"]["articleType"]["label"], "detector": i["detector"]["label"],
                      "score": i["detector"]["score"], "box": i["box"],
-                     "constrained": i["category"]["constrained_by"] is not None,
+                     "constrained": "detector:" in (i["category"]["constrained_by"] or ""),  # not "image"
                      "area_share": box_area(i["box"]) / (image.shape[0] * image.shape[1])} for i in items[1:]]
         # how the kind gate reads the whole photo (the detector prior holds for garments of street photos)
         kinds = pipeline.classifier.image_kinds(pipeline.classifier.embedding_inputs([image])[0])

@@ -66,16 +66,20 @@ class GarmentContext:
         base = f"{self.pooling}:{self.weight:g}"
         return base if self.kinds is None else f"{base}/{'+'.join(sorted(self.kinds))}"
 
+    def pooled_rows(self, read: Sequence[str] | None, whole_image_rows: Sequence[int] | None) -> list[int]:
+        """The garment rows whose whole image the kind gate read (`read[row]`) as one of `kinds`."""
+        if self.pooling == "off" or whole_image_rows is None or read is None:
+            return []
+        return [i for i, whole in enumerate(whole_image_rows)
+                if whole != i and (self.kinds is None or read[whole] in self.kinds)]
+
     def apply(self, probs: Mapping[str, np.ndarray], read: Sequence[str] | None,
               whole_image_rows: Sequence[int] | None) -> dict[str, np.ndarray]:
         """`probs` with each garment row's category tasks pooled with its whole image's row, where the kind
         gate read that whole image (`read[row]`) as one of `kinds`. `whole_image_rows[i]`: the row of the whole
         image row i was cut from (a whole image is its own row); without it, or without a gate, as it was."""
         out = dict(probs)
-        if self.pooling == "off" or whole_image_rows is None or read is None:
-            return out
-        rows = [i for i, whole in enumerate(whole_image_rows)
-                if whole != i and (self.kinds is None or read[whole] in self.kinds)]
+        rows = self.pooled_rows(read, whole_image_rows)
         if not rows:
             return out
         wholes = [whole_image_rows[i] for i in rows]

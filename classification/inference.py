@@ -250,10 +250,13 @@ class Classifier:
         if allowed is not None and constrained_kinds is not None:
             allowed = self.allowed_for_kinds(features, allowed, constrained_kinds, whole_image_rows)
         served = self.voted(features, probs)
-        in_context = served
+        in_context, pooled = served, []
         if context is not None and context.pooling != "off" and whole_image_rows is not None:
-            in_context = context.apply(served, self.image_kinds(features), whole_image_rows)
+            read = self.image_kinds(features)
+            in_context, pooled = context.apply(served, read, whole_image_rows), context.pooled_rows(read, whole_image_rows)
         tags = self.describe(in_context, allowed, outside_weight)
+        for row in pooled:
+            tags[row]["category_read_with_image"] = True
         profile = probs
         if self.embedding_head is not None and self.embedding_head.profile_source == "served":
             # the tags' probabilities, unless rows from people's labels joined their vote

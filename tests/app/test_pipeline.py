@@ -150,9 +150,20 @@ def test_a_phone_photos_garments_are_read_with_the_whole_photo(pipeline, monkeyp
         assert read_with["category"][task]["confidence"] == pytest.approx(product["category"][task]["confidence"],
                                                                          rel=1e-4)
     assert read_with["style"] == garment["style"]
+    assert read_with["category"]["constrained_by"] == "image" and garment["category"]["constrained_by"] is None
     # A street photo's garments keep their own reading, whatever the gate makes of the crop.
     _, street = analysed("log:1", "street", "photo")
-    assert street["category"] == garment["category"]
+    assert street["category"] == garment["category"] and street["category"]["constrained_by"] is None
+
+
+def test_a_garment_steered_by_both_the_detector_and_its_image_says_so(pipeline, monkeypatch):
+    monkeypatch.setattr(pipeline.classifier, "image_kinds", lambda features: ["photo", "photo"])
+    both = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0,
+                    prior=DetectorPrior.parse("hard", pipeline.classifier.taxonomy, 0.0, "photo"),
+                    context=GarmentContext.parse("log:0.35"))
+    footwear = [Detection((10.0, 20.0, 70.0, 90.0), FULL, "footwear", 0.8)]
+    monkeypatch.setattr(both.detector, "detect", lambda images: [list(footwear) for _ in images])
+    assert both.analyse(PHOTO, {})[1]["category"]["constrained_by"] == "detector:footwear+image"
 
 
 def test_the_garment_context_is_part_of_the_bundle_key(pipeline):
