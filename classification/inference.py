@@ -243,7 +243,8 @@ class Classifier:
         """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
         from the same forward pass. `constrained_kinds`, `whole_image_rows`: `allowed` holds only where
         the kind gate reads the whole image as one of those kinds (allowed_for_kinds). `context`: the
-        garments' tags pooled with their whole image's (GarmentContext; the embeddings are not)."""
+        garments' tags pooled with their whole image's (GarmentContext; the embeddings are not); a pooled
+        garment's tags say `category_read_with_image`."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         features, probs = self.embedding_inputs(images)
