@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from app import create_app, db
-from app.models import Analysis
+from app.models import Analysis, Item
 from app.models_api import tag_precision
 
 from .servers import garment_photo
@@ -113,6 +113,20 @@ def test_detail_says_how_often_each_tag_was_right_on_held_out_thumbnails(app, cl
         stored.bundles = {**stored.bundles, "classifier": {"category": "older:0/category", "style": "older:0/style"}}
         session.commit()
     assert "% right" not in client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
+
+
+def test_detail_says_what_besides_its_crop_steered_a_garments_category(app, client, analysed):
+    analysis = analysed[0]
+    garments = [item["id"] for item in analysis["items"][1:]]
+    with app.app_context():
+        session = db.session()
+        for position, item_id in enumerate(garments):  # the first garment steered by both, the others by none
+            session.get(Item, item_id).category_constrained_by = "detector:dress+image" if position == 0 else None
+        session.commit()
+    html = client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
+    notes = re.findall(r'<p class="muted steered"[^>]*>(.*?)</p>', html, re.S)
+    assert [" ".join(note.split()) for note in notes] == [
+        "category read with the detector's class, dress and the whole image"]
 
 
 def test_detail_still_shows_stored_tags_while_the_models_cannot_load(settings, analysed, tmp_path):
