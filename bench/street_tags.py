@@ -233,10 +233,10 @@ def main(argv=None) -> dict:
 
 def constrained(prior: DetectorPrior, garments: list[dict], photo_kinds: list[str] | None) -> list:
     """Each garment's allowed paths under `prior`: the detector class's, where the kind gate reads its
-    whole photo as one of the prior's kinds (the rule Classifier.allowed_for_kinds applies; pipeline_check
+    whole photo as one of the prior's kinds (the rule the classifier applies, allowed_where; pipeline_check
     compares)."""
     allowed = [prior.for_detection(g["detector"], g["score"]) for g in garments]
-    if prior.kinds is None or photo_kinds is None:
+    if prior.kinds is None:
         return allowed
     return allowed_where(allowed, photo_kinds, prior.kinds, [g["photo_row"] for g in garments])
 

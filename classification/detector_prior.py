@@ -103,7 +103,7 @@ class DetectorPrior:
 
     def for_detection(self, label: str | None, score: float | None) -> frozenset[TaxonomyPath] | None:
         """The paths a detection allows under this policy; None: decode unconstrained (which images'
-        garments it holds for is the classifier's kind gate to read: Classifier.allowed_for_kinds)."""
+        garments it holds for is the classifier's kind gate to read: allowed_where)."""
         if self.mode == "off" or label is None or score is None or score < self.min_score:
             return None
         return self.allowed.get(label)
@@ -112,10 +112,13 @@ class DetectorPrior:
 KINDS = ("catalogue", "photo", "street")  # the kinds of image a classifier bundle trains on and its gate reads
 
 
-def allowed_where(allowed: Sequence[frozenset[TaxonomyPath] | None], read: Sequence[str], kinds: frozenset[str],
+def allowed_where(allowed: Sequence[frozenset[TaxonomyPath] | None], read: Sequence[str] | None, kinds: frozenset[str],
                   whole_image_rows: Sequence[int] | None = None) -> list[frozenset[TaxonomyPath] | None]:
     """`allowed` kept where the whole image was read (`read[whole_image_rows[i]]`; without rows, each
-    row is its own image) as one of `kinds`, None (unconstrained) elsewhere."""
+    row is its own image) as one of `kinds`, None (unconstrained) elsewhere; all of it kept when nothing
+    read the images (a bundle without a kind gate)."""
+    if read is None:
+        return list(allowed)
     rows = range(len(allowed)) if whole_image_rows is None else whole_image_rows
     return [paths if read[row] in kinds else None for paths, row in zip(allowed, rows)]
 
@@ -127,5 +130,5 @@ def parse_kinds(spec: str) -> frozenset[str] | None:
         return None
     kinds = frozenset(k.strip() for k in spec.split(",") if k.strip())
     if not kinds or kinds - set(KINDS):
-        raise ValueError(f"detector prior kinds must be `all` or some of {', '.join(KINDS)}, got {spec!r}")
+        raise ValueError(f"kinds of image must be `all` or some of {', '.join(KINDS)}, got {spec!r}")
     return kinds

@@ -78,8 +78,12 @@ class GarmentContext:
         """`probs` with each garment row's category tasks pooled with its whole image's row, where the kind
         gate read that whole image (`read[row]`) as one of `kinds`. `whole_image_rows[i]`: the row of the whole
         image row i was cut from (a whole image is its own row); without it, or without a gate, as it was."""
+        return self.pool(probs, self.pooled_rows(read, whole_image_rows), whole_image_rows)
+
+    def pool(self, probs: Mapping[str, np.ndarray], rows: Sequence[int],
+             whole_image_rows: Sequence[int] | None) -> dict[str, np.ndarray]:
+        """`probs` with the category tasks of `rows` (pooled_rows) pooled with their whole images' rows."""
         out = dict(probs)
-        rows = self.pooled_rows(read, whole_image_rows)
         if not rows:
             return out
         wholes = [whole_image_rows[i] for i in rows]

@@ -242,19 +242,26 @@ class Classifier:
                                 context: GarmentContext | None = None) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
         from the same forward pass. `constrained_kinds`, `whole_image_rows`: `allowed` holds only where
-        the kind gate reads the whole image as one of those kinds (allowed_for_kinds). `context`: the
+        the kind gate reads the whole image as one of those kinds (allowed_where). `context`: the
         garments' tags pooled with their whole image's (GarmentContext; the embeddings are not); a pooled
         garment's tags say `category_read_with_image`."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         features, probs = self.embedding_inputs(images)
-        if allowed is not None and constrained_kinds is not None:
-            allowed = self.allowed_for_kinds(features, allowed, constrained_kinds, whole_image_rows)
+        # The kind gate, read once for the detector prior and the garment context; not at all for a batch with
+        # nothing to constrain (product shots) and no garment to pool.
+        constrains = allowed is not None and constrained_kinds is not None and any(p is not None for p in allowed)
+        pools = context is not None and context.pooling != "off" and whole_image_rows is not None
+        read = self.image_kinds(features) if constrains or pools else None
+        if constrains:
+            # The detector's classes were learnt on street photos of people: a garment lying on a bed, in a
+            # phone photo, is the classifier's to name. The whole image says which it is far better than a crop
+            # does (the served gate reads 126 of 128 held-out street photos as street, 1,093 of 1,100 phone
+            # photos as photos).
+            allowed = allowed_where(allowed, read, constrained_kinds, whole_image_rows)
         served = self.voted(features, probs)
-        in_context, pooled = served, []
-        if context is not None and context.pooling != "off" and whole_image_rows is not None:
-            read = self.image_kinds(features)
-            in_context, pooled = context.apply(served, read, whole_image_rows), context.pooled_rows(read, whole_image_rows)
+        pooled = context.pooled_rows(read, whole_image_rows) if pools else []
+        in_context = context.pool(served, pooled, whole_image_rows) if pooled else served
         tags = self.describe(in_context, allowed, outside_weight)
         for row in pooled:
             tags[row]["category_read_with_image"] = True
@@ -278,20 +285,6 @@ class Classifier:
         or its feature heads are off)."""
         gate = self.feature_heads.gate if self.feature_heads is not None else None
         return gate.most_probable(features) if gate is not None else None
-
-    def allowed_for_kinds(self, features: np.ndarray, allowed: Sequence[AllowedPaths | None],
-                          kinds: frozenset[str], whole_image_rows: Sequence[int] | None = None
-                          ) -> list[AllowedPaths | None]:
-        """`allowed` kept where the kind gate reads the whole image as one of `kinds`, None (unconstrained)
-        elsewhere; as it is when there is no gate. `whole_image_rows[i]`: the row of the whole image row i
-        was cut from (without it, each row is read as its own image). The detector's classes were learnt on
-        street photos of people: a garment lying on a bed, in a phone photo, is the classifier's to name.
-        The whole image says which it is far better than a crop does (the served gate reads 126 of 128
-        held-out street photos as street and 1,093 of 1,100 phone photos as photos)."""
-        if all(paths is None for paths in allowed):
-            return list(allowed)  # nothing to constrain (a product shot): no gate to read
-        read = self.image_kinds(features)
-        return list(allowed) if read is None else allowed_where(allowed, read, kinds, whole_image_rows)
 
     def embedding_inputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities (the
