@@ -172,6 +172,7 @@ def detector_json(pipeline: Pipeline) -> dict:
         "name": manifest["name"], "version": detector.version,
         "architecture": manifest["model"].get("architecture"), "classes": list(detector.classes),
         "class_agnostic_nms": detector.class_agnostic_nms,
+        "compute_dtype": detector.compute_dtype,  # what "auto" became on this machine
         "held_out": {name: metrics[name] for name in DETECTOR_FIGURES if name in metrics},
     }
 

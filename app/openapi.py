@@ -166,7 +166,10 @@ def spec() -> dict:
                                                      "garment_context, labelled_vote_rows",
                                       "content": {"application/json": {"schema": {"type": "object", "properties": {
                                           "bundles": {"type": "object"}, "classifier": {"type": "object"},
-                                          "detector": {"type": "object"},
+                                          "detector": {"type": "object", "description":
+                                              "name, version (+bfloat16 when its backbone runs in bfloat16), classes, "
+                                              "compute_dtype (what DETECTOR_COMPUTE_DTYPE=auto became on this "
+                                              "machine), held_out figures"},
                                           "detector_prior": {"type": ["string", "null"]},
                                           "garment_crop": {"type": "string"},
                                           "garment_context": {"type": ["string", "null"], "description":

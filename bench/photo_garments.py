@@ -40,6 +40,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from detection.inference import COMPUTE_DTYPES  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from bench.results import RESULTS, write_report  # noqa: E402
@@ -76,6 +77,8 @@ def photo_arguments(doc: str, defaults: Settings) -> argparse.ArgumentParser:
     parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
     parser.add_argument("--data", type=Path, default=PHOTOS, help="the clothing dataset (images.csv + images/)")
     parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    parser.add_argument("--detector-compute-dtype", choices=COMPUTE_DTYPES, default=defaults.detector_compute_dtype,
+                        help="DETECTOR_COMPUTE_DTYPE: the detector backbone's arithmetic on the CPU")
     return parser
 
 
@@ -98,7 +101,8 @@ def main(argv=None) -> dict:
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
-                                garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context)
+                                garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context,
+                                detector_compute_dtype=args.detector_compute_dtype)
     pipeline = Pipeline.load(settings)
     records = validation_photos(args, pipeline.classifier.taxonomy)
 
@@ -130,7 +134,8 @@ def main(argv=None) -> dict:
     garments = [(p, g) for p in photos for g in p["garments"]]
     off_label = [(p, g) for p, g in garments if not ok(p, g["articleType"])]
     report = {
-        "classifier": str(args.classifier), "detector": str(args.detector), "photos": len(photos),
+        "classifier": str(args.classifier), "detector": str(args.detector), "detector_version": pipeline.detector.version,
+        "photos": len(photos),
         "detector_prior": pipeline.prior.name, "garment_context": pipeline.context.name,
         "labels": len(by_label), "seconds": round(seconds, 1),
         "whole_photos_read_as": dict(Counter(p["read_as"] for p in photos).most_common()),

@@ -49,6 +49,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from app.config import Settings  # noqa: E402
+from detection.inference import COMPUTE_DTYPES  # noqa: E402
 from app.crops import STYLES as GARMENT_CROPS  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
@@ -122,11 +123,13 @@ def main(argv=None) -> dict:
                              "held-out catalogue test split (search by street photo; 2 min more)")
     parser.add_argument("--garment-crop", choices=GARMENT_CROPS, default=defaults.garment_crop,
                         help="how garments are cut out for the classifier (app/crops.py)")
+    parser.add_argument("--detector-compute-dtype", choices=COMPUTE_DTYPES, default=defaults.detector_compute_dtype,
+                        help="DETECTOR_COMPUTE_DTYPE: the detector backbone's arithmetic on the CPU")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
-                                garment_crop=args.garment_crop)
+                                garment_crop=args.garment_crop, detector_compute_dtype=args.detector_compute_dtype)
     pipeline = Pipeline.load(settings)  # the serving load path (prior off: variants are decoded below)
     classifier, taxonomy = pipeline.classifier, pipeline.classifier.taxonomy
     label_map = LabelMap.load(CCP_LABEL_MAP)

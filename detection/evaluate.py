@@ -179,6 +179,7 @@ def evaluate(detector: Detector, records: Sequence[DetectionRecord], out_dir: Pa
                "detect_ms_median": round(statistics.median(seconds) * 1000, 1) if seconds else None,
                "class_agnostic_nms": iou,
                "compute_dtype": detector.compute_dtype,
+               "proposals": detector.model.rpn.post_nms_top_n(),  # region proposals kept per image (eval mode)
                **coco_eval(ground_truth, results),
                **{f"agnostic_{k}": v for k, v in agnostic.items()}}
     points = operating_points(ground_truth, results)
@@ -265,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--limit", type=int)
     parser.add_argument("--min-size", type=int, help="override the bundle's input size (speed/accuracy trade)")
     parser.add_argument("--score-threshold", type=float, default=0.05, help="low, as COCO AP expects")
+    parser.add_argument("--proposals", type=int,
+                        help="region proposals kept per image at inference (override the bundle's rpn_test_post_nms)")
     parser.add_argument("--class-agnostic-nms", type=float,
                         help="IoU of the NMS across classes (override the bundle's; 1 turns it off)")
     parser.add_argument("--compute-dtype", choices=COMPUTE_DTYPES, default="float32",
@@ -273,10 +276,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--update-manifest", action="store_true",
                         help="record the metrics in the bundle's manifest and serve at their best-F1 threshold")
     args = parser.parse_args(argv)
-    if args.update_manifest and args.compute_dtype != "float32":
-        parser.error("--update-manifest records the served default, float32; evaluate bfloat16 with --out")
+    if args.update_manifest and (args.compute_dtype != "float32" or args.proposals):
+        parser.error("--update-manifest records the bundle as it stands; evaluate other settings with --out")
     detector = Detector(args.bundle, score_threshold=args.score_threshold, min_size=args.min_size,
-                        class_agnostic_nms=args.class_agnostic_nms, compute_dtype=args.compute_dtype)
+                        class_agnostic_nms=args.class_agnostic_nms, compute_dtype=args.compute_dtype,
+                        rpn_test_post_nms=args.proposals)
     records = select(READERS[args.dataset][0](args.data), args.bundle, args.split)[: args.limit]
     metrics = evaluate(detector, records, args.out or args.bundle / "evaluation")
     if args.update_manifest:

@@ -31,30 +31,51 @@ def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1).float().div_(255.0)
 
 
-# Arithmetic of the backbone on the CPU: float32, or bfloat16 (on AVX-512 BF16 it nearly halves the detect
-# stage, at a cost docs/detector.md measures; opt-in). A GPU runs float16 autocast throughout either way.
-COMPUTE_DTYPES = ("float32", "bfloat16")
+# Arithmetic of the backbone on the CPU: float32, or bfloat16 (on a CPU with native bfloat16 instructions
+# it cuts the detect stage by a quarter with the same held-out AP: docs/detector.md, "Serving speed"), or
+# auto: bfloat16 where the CPU has those instructions, float32 elsewhere (emulated, bfloat16 is slower).
+# A GPU runs float16 autocast throughout whichever is named.
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AVX-512 BF16, or AMX tiles), which oneDNN uses."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def resolve_compute_dtype(name: str, device: torch.device) -> str:
+    """The dtype `name` means on `device`: "auto" becomes bfloat16 on a CPU with native bfloat16, else
+    float32; on a GPU the backbone's dtype is autocast's, reported as float32 (the weights' dtype)."""
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"detector compute dtype {name!r}: choose from {', '.join(COMPUTE_DTYPES)}")
+    if device.type != "cpu":
+        return "float32"
+    if name == "auto":
+        return "bfloat16" if native_bfloat16() else "float32"
+    return name
 
 
 class Detector:
     def __init__(self, bundle_dir: str | Path, device: str = "auto", batch_size: int = 4,
                  compute_dtype: str = "float32", **overrides):
-        if compute_dtype not in COMPUTE_DTYPES:
-            raise ValueError(f"detector compute dtype {compute_dtype!r}: choose from {', '.join(COMPUTE_DTYPES)}")
         self.bundle_dir = Path(bundle_dir)
         self.device = pick_device(device)
-        self.compute_dtype = compute_dtype
+        self.compute_dtype = resolve_compute_dtype(compute_dtype, self.device)
         self.model, self.manifest = load_bundle(self.bundle_dir, {k: v for k, v in overrides.items() if v is not None})
         # Serving-only speed-ups, same detections (tests/detection/test_folding.py): the frozen batch
         # norms fold into their convolutions, and NHWC feature maps suit both oneDNN's depthwise
         # convolutions on the CPU and tensor cores (docs/detector.md, "Serving speed").
         self.folded_batch_norms = fold_batch_norms(self.model)
         self.model.to(self.device).to(memory_format=torch.channels_last)
-        if compute_dtype == "bfloat16" and self.device.type == "cpu":
+        if self.compute_dtype == "bfloat16":
             self.model.backbone = LowPrecisionBackbone(self.model.backbone, torch.bfloat16)
         self.classes = self.manifest["classes"]
         self.batch_size = batch_size
+        # bfloat16 finds the same garments with slightly different boxes and scores, so its detections are
+        # named apart: a stored analysis made in the other arithmetic is made again, not served as this one's.
         self.version = f"{self.manifest['name']}:{self.manifest['version']}"
+        if self.compute_dtype == "bfloat16":
+            self.version += "+bfloat16"
         # IoU of the suppression across classes: the override, else the bundle's (None: off).
         self.class_agnostic_nms = overrides.get("class_agnostic_nms") or self.manifest["model"].get("class_agnostic_nms")
 

@@ -16,7 +16,7 @@ def test_settings_from_the_environment():
     assert settings.classifier_bundle == Path("/bundles/c")
     assert settings.batch_max_images == 8 and settings.batch_max_wait_ms == 2.5
     assert Settings.from_env({"DETECTOR_CLASS_AGNOSTIC_NMS": "0.6"}).detector_class_agnostic_nms == 0.6
-    assert Settings.from_env({}).detector_compute_dtype == "float32"
+    assert Settings.from_env({}).detector_compute_dtype == "auto"
     assert Settings.from_env({"DETECTOR_COMPUTE_DTYPE": "bfloat16"}).detector_compute_dtype == "bfloat16"
     assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "1"}).classifier_flip_average is True
     assert Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "false"}).classifier_flip_average is False

@@ -52,6 +52,9 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
 
     detector = body["detector"]
     assert detector["version"] == pipeline.bundles["detector"] and "top" in detector["classes"]
+    # what the arithmetic resolved to on this machine, and named in the version analyses record
+    assert detector["compute_dtype"] == pipeline.detector.compute_dtype in ("float32", "bfloat16")
+    assert detector["version"].endswith("+bfloat16") == (detector["compute_dtype"] == "bfloat16")
     assert 0 < detector["held_out"]["box_AP50"] <= 1 and "box_AP_per_category" not in detector["held_out"]
     assert body["garment_crop"] == pipeline.garment_crop
     assert body["garment_context"] == "log:0.35/photo" == pipeline.bundles["garment_context"]

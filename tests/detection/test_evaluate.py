@@ -1,6 +1,8 @@
 import json
 import shutil
 
+import pytest
+
 from detection import evaluate
 from detection.inference import Detector
 
@@ -8,9 +10,10 @@ from detection.inference import Detector
 def test_evaluate_cli_at_a_smaller_input_size_reports_accuracy_and_speed(trained_detector, tmp_path):
     metrics = evaluate.main(["--bundle", str(trained_detector / "bundle"), "--dataset", "deepfashion2",
                              "--data", str(trained_detector / "df2"), "--split", "val", "--min-size", "96",
-                             "--out", str(tmp_path / "eval")])
+                             "--proposals", "40", "--out", str(tmp_path / "eval")])
     # The longer-side limit follows the shorter side (bundle: 128/160), so the override really applies.
     assert metrics["input_size"] == {"min_size": 96, "max_size": 120}
+    assert metrics["proposals"] == 40 and metrics["compute_dtype"] == "float32"
     assert metrics["images"] == 2 and metrics["detect_ms_median"] > 0
     assert 0 <= metrics["box_AP"] <= 1 and 0 <= metrics["mask_AP"] <= 1
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["input_size"]["min_size"] == 96
@@ -49,3 +52,7 @@ def test_update_manifest_records_metrics_and_the_serving_threshold(trained_detec
     assert after["model"]["score_threshold"] == metrics["best_f1_threshold"] == after["serving_threshold"]["value"]
     assert after["version"] == before["version"] and after["weights"] == before["weights"]
     assert Detector(bundle).model.roi_heads.score_thresh == metrics["best_f1_threshold"]
+    # the manifest records the bundle as it stands, never an override's figures
+    with pytest.raises(SystemExit):
+        evaluate.main(["--bundle", str(bundle), "--dataset", "deepfashion2", "--data", str(trained_detector / "df2"),
+                       "--split", "val", "--proposals", "40", "--update-manifest"])

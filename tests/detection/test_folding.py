@@ -14,7 +14,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 from common.images import load_rgb
 from detection.bundle import load_bundle
 from detection.folding import fold_batch_norms
-from detection.inference import Detector
+from detection.inference import Detector, resolve_compute_dtype
 from detection.model import DetectorConfig, build_detector
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,26 @@ def test_bfloat16_finds_the_confident_garments_float32_finds():
     for row, garment in enumerate(confident):
         best = int(overlaps[row].argmax())
         assert overlaps[row, best] >= 0.8 and fast[best].label == garment.label
+
+
+def test_auto_means_bfloat16_only_on_a_cpu_that_has_it(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert resolve_compute_dtype("auto", cpu) == "bfloat16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    assert resolve_compute_dtype("auto", cpu) == "float32"
+    assert resolve_compute_dtype("bfloat16", cpu) == "bfloat16"  # named, it is what runs (emulated: slower)
+    # a GPU autocasts to float16 whatever is named; the CPU's choice does not apply there
+    assert resolve_compute_dtype("auto", torch.device("cuda")) == "float32"
+    assert resolve_compute_dtype("bfloat16", torch.device("cuda")) == "float32"
+
+
+def test_bfloat16_detections_are_named_apart():
+    exact = Detector(SERVED, device="cpu", compute_dtype="float32")
+    fast = Detector(SERVED, device="cpu", compute_dtype="bfloat16")
+    assert exact.version == f"{exact.manifest['name']}:{exact.manifest['version']}"
+    assert fast.version == exact.version + "+bfloat16" and fast.compute_dtype == "bfloat16"
 
 
 def test_an_unknown_compute_dtype_is_refused():
