@@ -5,6 +5,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import logging
+import threading
+
+import torch  # before keras: with the TensorFlow backend, torch must load first
 
 import keras
 import numpy as np
@@ -19,7 +22,7 @@ from .feature_heads import load_heads
 from .garment_context import GarmentContext
 from .neighbour_vote import NeighbourVote, load_vote, project
 from .preprocess import preprocess_batch
-from .serving_graph import for_serving
+from .serving_graph import ExportedNetwork, for_serving
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,10 @@ class Classifier:
             except ValueError as error:  # a network the copy does not cover serves as it was trained
                 log.info("classifier served without its serving copy: %s", error)
         self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
+        # On the CPU the served network also runs exported (serving_graph.ExportedNetwork), made on first use.
+        self._export = serving_graph and keras.backend.backend() == "torch" and not torch.cuda.is_available()
+        self._exported: dict[str, ExportedNetwork] = {}
+        self._export_lock = threading.Lock()
         self.flip_average = flip_average_of(self.manifest) if flip_average is None else mirror_policy(flip_average)
         self.decoder = HierarchyDecoder(self.taxonomy)
         self.batch_size = batch_size
@@ -146,6 +153,7 @@ class Classifier:
         """`model`'s named outputs for a non-empty preprocessed batch, run in chunks of batch_size (averaged
         with the mirror images' outputs as flip_average says)."""
         parts = {name: [] for name in names}
+        model = self._runnable(model)
         for start in range(0, len(batch), self.batch_size):
             chunk = batch[start:start + self.batch_size]
             if self.flip_average is True and 2 * len(chunk) <= self.batch_size:
@@ -166,8 +174,17 @@ class Classifier:
                 parts[name].append(outputs[name])
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
+    def _runnable(self, model: keras.Model) -> keras.Model | ExportedNetwork:
+        """`model`, or its exported graph where this classifier serves exported (made once per network)."""
+        if not self._export:
+            return model
+        with self._export_lock:
+            if model.name not in self._exported:
+                self._exported[model.name] = ExportedNetwork(model, *self.input_size)
+            return self._exported[model.name]
+
     @staticmethod
-    def _run(model: keras.Model, view: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+    def _run(model: keras.Model | ExportedNetwork, view: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         with runtime.no_grad():
             out = model(np.ascontiguousarray(view), training=False)
         return {name: keras.ops.convert_to_numpy(out[name]).astype(np.float32) for name in names}

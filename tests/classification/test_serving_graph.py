@@ -11,7 +11,7 @@ import pytest
 
 from classification.inference import Classifier
 from classification.model import build_model
-from classification.serving_graph import for_serving
+from classification.serving_graph import ExportedNetwork, for_serving
 from classification.taxonomy import TASKS, Taxonomy
 from common.images import load_rgb
 
@@ -47,6 +47,22 @@ def test_the_copy_computes_what_the_network_does(trunk):
         np.testing.assert_allclose(got[name], expected[name], atol=1e-5, err_msg=name)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="exported on the torch backend")
+@pytest.mark.parametrize("trunk", ["vgg19", "efficientnet_lite0"])
+def test_the_exported_copy_computes_what_the_network_does_at_any_batch_size(trunk):
+    model = for_serving(build_model(TAXONOMY, input_size=(64, 48), width=0.25, head_units=16, trunk=trunk))
+    exported = ExportedNetwork(model, 64, 48)  # exported at a batch of 2
+    rng = np.random.default_rng(1)
+    for size in (1, 3, 7):
+        batch = rng.integers(0, 256, (size, 64, 48, 3)).astype(np.uint8)
+        expected = _outputs(model, batch)
+        got = {name: keras.ops.convert_to_numpy(value) for name, value in exported(batch).items()}
+        assert set(got) == set(expected)
+        for name in expected:
+            assert got[name].shape == expected[name].shape
+            np.testing.assert_allclose(got[name], expected[name], atol=1e-6, err_msg=name)
+
+
 def test_a_network_the_copy_does_not_cover_is_refused():
     inputs = keras.Input((8, 6, 3))
     features = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
@@ -63,6 +79,9 @@ def test_the_served_bundle_tags_and_embeds_the_same_through_its_copy():
     assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in trained.model.layers)
     (tags, embeddings), (tags_before, embeddings_before) = (
         classifier.predict_with_embeddings(images) for classifier in (served, trained))
+    # on the CPU the copy ran exported; the network as trained never is
+    assert isinstance(served._runnable(served.model), ExportedNetwork)
+    assert trained._runnable(trained.model) is trained.model
     np.testing.assert_allclose(embeddings, embeddings_before, atol=1e-5)
     assert [{task: tag[task]["label"] for task in TASKS} for tag in tags] == \
         [{task: tag[task]["label"] for task in TASKS} for tag in tags_before]
