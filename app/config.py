@@ -63,9 +63,10 @@ class Settings:
     detector_min_size: int | None = None  # None: the bundle's own input size
     detector_score_threshold: float | None = None  # None: the bundle's own (chosen on validation data)
     detector_class_agnostic_nms: float | None = None  # IoU of the NMS across classes; None: the bundle's, 1: off
-    # float32, or bfloat16 on a CPU with AVX-512 BF16: a faster detect stage for slightly different
-    # detections (docs/detector.md, "Serving speed"). A GPU runs float16 autocast either way.
-    detector_compute_dtype: str = "auto"  # bfloat16 on a CPU with native bfloat16, else float32
+    # The detector backbone's arithmetic: auto (bfloat16 on a CPU with native bfloat16, else float32),
+    # float32 or bfloat16; bfloat16 is a faster detect stage for slightly different detections, the same
+    # held-out AP (docs/detector.md, "Serving speed"). A GPU runs float16 autocast whichever is named.
+    detector_compute_dtype: str = "auto"
     # Garments whose box is narrower or shorter than this (pixels) are not reported: a crop of a few
     # pixels, blown up to the classifier's 80x60, gives labels that are noise.
     garment_min_side: int = 16

@@ -9,8 +9,8 @@ the torch backend, where it was measured (classification.inference.Classifier).
 
 Then the copy is exported (`ExportedNetwork`, torch.export): one graph of torch operations, the batch size
 left free. Keras calls each layer through Python (argument checks, name scopes, padding worked out per
-call), which at a request's few images is about 40% of the call; the exported graph runs the same
-operations without it.
+call), which at a request's few images is a quarter to a half of the call (bench/classifier_serving.py);
+the exported graph runs the same operations without it.
 """
 from __future__ import annotations
 

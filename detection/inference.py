@@ -32,7 +32,7 @@ def to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 # Arithmetic of the backbone on the CPU: float32, or bfloat16 (on a CPU with native bfloat16 instructions
-# it cuts the detect stage by a quarter with the same held-out AP: docs/detector.md, "Serving speed"), or
+# it takes a fifth off the detect stage with the same held-out AP: docs/detector.md, "Serving speed"), or
 # auto: bfloat16 where the CPU has those instructions, float32 elsewhere (emulated, bfloat16 is slower).
 # A GPU runs float16 autocast throughout whichever is named.
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
