@@ -34,6 +34,19 @@ def _mirror_view(value: str | None, default: bool | float | None) -> bool | floa
     return confidence
 
 
+def _input_size(value: str | None) -> tuple[int, int] | None:
+    """GARMENT_INPUT_SIZE: HEIGHTxWIDTH in pixels (192x144); unset or empty: None (the bundle's choice)."""
+    if value is None or not value.strip():
+        return None
+    try:
+        height, width = (int(part) for part in value.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"GARMENT_INPUT_SIZE={value!r}: give HEIGHTxWIDTH in pixels, e.g. 192x144") from None
+    if not (16 <= height <= 1024 and 16 <= width <= 1024):
+        raise ValueError(f"GARMENT_INPUT_SIZE={value!r}: each side between 16 and 1024 pixels")
+    return height, width
+
+
 def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in value.split(",") if part.strip())
 
@@ -55,6 +68,9 @@ class Settings:
     # On the torch backend the classifier runs a channels-first copy of its network with the batch
     # normalisations folded (classification/serving_graph.py): the same outputs, a faster classify stage.
     classifier_serving_graph: bool = True
+    # Garment crops are read by the classifier at this (height, width); None: as the bundle's manifest says
+    # (inference.garment_input_size, else its input size). docs/detector.md, "Garments read at more pixels".
+    garment_input_size: tuple[int, int] | None = None
     # The items people labelled join each worker's neighbour vote (app/label_votes.py), checked for
     # changes at most this often (seconds) before a classifier call.
     label_vote: bool = True
@@ -173,6 +189,7 @@ class Settings:
             classifier_neighbour_vote=_bool(env.get("CLASSIFIER_NEIGHBOUR_VOTE"), defaults.classifier_neighbour_vote),
             classifier_feature_heads=_bool(env.get("CLASSIFIER_FEATURE_HEADS"), defaults.classifier_feature_heads),
             classifier_serving_graph=_bool(env.get("CLASSIFIER_SERVING_GRAPH"), defaults.classifier_serving_graph),
+            garment_input_size=_input_size(env.get("GARMENT_INPUT_SIZE")) or defaults.garment_input_size,
             label_vote=_bool(env.get("LABEL_VOTE"), defaults.label_vote),
             label_vote_sync_seconds=float(env.get("LABEL_VOTE_SYNC_SECONDS", defaults.label_vote_sync_seconds)),
             detector_bundle=Path(env.get("DETECTOR_BUNDLE", defaults.detector_bundle)),

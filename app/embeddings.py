@@ -180,7 +180,8 @@ def init_app(app: Flask) -> None:
         settings = app.config["SETTINGS"]
         bundle = settings.classifier_bundle
         manifest = read_manifest(bundle)
-        served_as = served_extras(manifest, settings.classifier_neighbour_vote, settings.classifier_feature_heads)
+        served_as = served_extras(manifest, settings.classifier_neighbour_vote, settings.classifier_feature_heads,
+                                  settings.garment_input_size)
         serving = (embedding_version(manifest, load_head(bundle), settings.classifier_flip_average, served_as)
                    + key_suffix(settings.garment_crop))
         with app.app_context():

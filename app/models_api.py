@@ -146,6 +146,8 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
     return {
         "name": manifest["name"], "version": manifest["version"], "served_as": classifier.versions,
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
+        # garment crops are read at this size (more detail than a whole image's letterbox)
+        "garment_input_size": list(getattr(classifier, "garment_input_size", classifier.input_size)),
         "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
         "feature_heads": heads_version(classifier), "feature_head_tasks": heads_tasks(classifier),
         "source_label_heads": source_label_heads(classifier),

@@ -80,7 +80,8 @@ class Pipeline:
         classifier = Classifier(settings.classifier_bundle, flip_average=settings.classifier_flip_average,
                                 neighbour_vote=settings.classifier_neighbour_vote,
                                 feature_heads=settings.classifier_feature_heads,
-                                serving_graph=settings.classifier_serving_graph)
+                                serving_graph=settings.classifier_serving_graph,
+                                garment_input_size=settings.garment_input_size)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score, settings.garment_detector_prior_kinds)
         context = GarmentContext.parse(settings.garment_context, settings.garment_context_kinds)
@@ -88,6 +89,7 @@ class Pipeline:
                    settings.garment_min_side, prior, settings.garment_crop, context)
 
     def warm_up(self) -> None:
+        self.classifier.warm_up()  # both its networks: a blank image shows no garment to the one for garments
         self.analyse(np.full((256, 192, 3), 200, dtype=np.uint8), {})
 
     def analyse(self, image: np.ndarray, timings: dict) -> list[dict]:

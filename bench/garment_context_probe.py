@@ -62,7 +62,7 @@ def read(pipeline: Pipeline, image: np.ndarray) -> dict:
     found = [d for d in pipeline.detector.detect([image])[0] if pipeline._big_enough(d)]
     crops = [image] + [pipeline.crop(image, d) for d in found]
     classifier = pipeline.classifier
-    features, probs = classifier.embedding_inputs(crops)
+    features, probs = classifier.embedding_inputs(crops, garments=[False] + [True] * len(found))  # as the pipeline reads them
     served = classifier.voted(features, probs)
     return {"kind": classifier.image_kinds(features[:1])[0],
             "probs": {task: served[task].astype(np.float32) for task in MIXED_TASKS},

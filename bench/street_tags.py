@@ -172,7 +172,7 @@ def main(argv=None) -> dict:
                              "detector": detection.label, "score": detection.score,
                              "detector_right": class_of_label.get(label) == detection.label})
     detect_seconds = time.perf_counter() - started
-    features, model_probs = classifier.embedding_inputs(crops)
+    features, model_probs = classifier.embedding_inputs(crops, garments=[True] * len(crops))  # as the pipeline reads garments
     probs = classifier.voted(features, model_probs)  # the served probabilities (predict_proba's)
     whole_features, whole_probs = classifier.embedding_inputs(images)
     photo_kinds = classifier.image_kinds(whole_features)  # the gate on each whole photo
@@ -254,7 +254,7 @@ def search_by_garment(classifier, crops, garments, photo_kinds, catalogue_folder
     catalogue = {r.id: r for r in read_catalogue(catalogue_folder).records}
     gallery = [catalogue[i] for i in split if i in catalogue]
     vectors = embed_files(classifier, [r.image_path for r in gallery], desc="catalogue test split")
-    features, probs = classifier.embedding_inputs(crops)  # one forward pass; each prior re-reads it
+    features, probs = classifier.embedding_inputs(crops, garments=[True] * len(crops))  # one pass; each prior re-reads it
     queries = [SimpleNamespace(allowed=g["allowed"]) for g in garments]
     out = {}
     for prior in (DetectorPrior(), DetectorPrior.parse("hard", classifier.taxonomy),
@@ -307,7 +307,9 @@ def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:
     garments = [{"detector": d.label, "score": d.score, "photo_row": row}
                 for row, found in enumerate(detections) for d in found]
     allowed = constrained(hard.prior, garments, photo_kinds)
-    redecoded = [t["articleType"]["label"] for t in pipeline.classifier.predict(crops, allowed)]
+    classifier = pipeline.classifier
+    features, probs = classifier.embedding_inputs(crops, garments=[True] * len(crops))
+    redecoded = [t["articleType"]["label"] for t in classifier.describe(classifier.voted(features, probs), allowed)]
     if served != redecoded:
         raise SystemExit(f"the pipeline and the re-decoding disagree: {served} vs {redecoded}")
     return {"photos": len(images), "garments": len(served), "same_articleTypes": True}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import keras
 import numpy as np
@@ -146,6 +146,17 @@ def slips_suffix(taxonomy: Taxonomy) -> str:
     shown = sorted((list(taxonomy.paths[slip]), list(taxonomy.paths[commonest]))
                    for slip, commonest in taxonomy.slips.items())
     return "+paths-" + hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:8]
+
+
+def garment_input_size_of(manifest: Mapping, override: Sequence[int] | None = None) -> tuple[int, int]:
+    """The (height, width) garment crops are read at: `override`, else the manifest's
+    inference.garment_input_size, else the bundle's input size."""
+    return tuple(override or (manifest.get("inference") or {}).get("garment_input_size") or manifest["model"]["input_size"])
+
+
+def garments_suffix(garment_input_size: Sequence[int], input_size: Sequence[int]) -> str:
+    """What a version gains when garments are read at another size than whole images: "+garments-HxW", or nothing."""
+    return "" if tuple(garment_input_size) == tuple(input_size) else "+garments-{}x{}".format(*garment_input_size)
 
 
 def heads_suffix(heads_version: str | None) -> str:

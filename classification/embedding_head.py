@@ -29,13 +29,13 @@ import hashlib
 import io
 import itertools
 from pathlib import Path
-from typing import Mapping, NamedTuple
+from typing import Mapping, NamedTuple, Sequence
 
 import keras
 import numpy as np
 from keras import layers, ops
 
-from .bundle import heads_suffix, served_version, vote_suffix
+from .bundle import garment_input_size_of, garments_suffix, heads_suffix, served_version, vote_suffix
 
 HEAD_FILE = "embedding_head.npz"
 MISSING = -1  # label index of an image that is not labelled in a label set
@@ -211,10 +211,13 @@ def embedding_version(manifest: Mapping, head: EmbeddingHead | None, flip_averag
     return version
 
 
-def served_extras(manifest: Mapping, neighbour_vote: bool = True, feature_heads: bool = True) -> str:
-    """What the served probabilities gain over the model's in a bundle: its vote's and feature heads'
-    suffixes (of those served: a server can turn either off)."""
-    return (vote_suffix((manifest.get("neighbour_vote") or {}).get("version") if neighbour_vote else None)
+def served_extras(manifest: Mapping, neighbour_vote: bool = True, feature_heads: bool = True,
+                  garment_input_size: Sequence[int] | None = None) -> str:
+    """What the served outputs gain over the model's in a bundle, as Classifier names them: the size garments
+    are read at (`garment_input_size` overrides the manifest's), its vote's and feature heads' suffixes (of
+    those served: a server can turn either off)."""
+    return (garments_suffix(garment_input_size_of(manifest, garment_input_size), manifest["model"]["input_size"])
+            + vote_suffix((manifest.get("neighbour_vote") or {}).get("version") if neighbour_vote else None)
             + heads_suffix((manifest.get("feature_heads") or {}).get("version") if feature_heads else None))
 
 

@@ -326,8 +326,9 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
     print(format_table(reports))
     if update_manifest:
         manifest = json.loads((Path(bundle_dir) / "manifest.json").read_text())
-        manifest["inference"] = {"flip_average": classifier.flip_average, "neighbour_vote":
-                                 classifier.neighbour_vote.version if classifier.neighbour_vote else None,
+        # (keeping what else the bundle says about serving: the size garments are read at)
+        manifest["inference"] = {**(manifest.get("inference") or {}), "flip_average": classifier.flip_average,
+                                 "neighbour_vote": classifier.neighbour_vote.version if classifier.neighbour_vote else None,
                                  "feature_heads": classifier.feature_heads.version if classifier.feature_heads else None}
         manifest["metrics"] = {**summary(reports), "intervals_95": intervals_summary(reports),
                                "confidence": confidence_summaries(reports), "report": "evaluation/report.md",

@@ -13,8 +13,8 @@ import keras
 import numpy as np
 
 from . import runtime
-from .bundle import (flip_average_of, heads_suffix, load_bundle, mirror_policy, served_version, slips_suffix,
-                     vote_suffix)
+from .bundle import (flip_average_of, garment_input_size_of, garments_suffix, heads_suffix, load_bundle, mirror_policy,
+                     served_version, slips_suffix, vote_suffix)
 from .decoding import AllowedPaths, HierarchyDecoder
 from .detector_prior import allowed_where
 from .embedding_head import embedding_version, l2_normalise, load_head
@@ -40,7 +40,7 @@ def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
                  flip_average: bool | float | None = None, neighbour_vote: bool = True, serving_graph: bool = True,
-                 feature_heads: bool = True):
+                 feature_heads: bool = True, garment_input_size: tuple[int, int] | None = None):
         """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
         its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
         honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
@@ -51,18 +51,30 @@ class Classifier:
         bundle has them) mixes some tasks with logistic regressions on the pooled features, after the vote
         (classification.feature_heads). `serving_graph`: on the
         torch backend, run the network as its channels-first copy with folded batch normalisations
-        (classification.serving_graph: the same outputs to float rounding, a faster call)."""
+        (classification.serving_graph: the same outputs to float rounding, a faster call).
+        `garment_input_size` (height, width): garment crops (the rows predict_with_embeddings is told are not
+        whole images) are read by the same weights at this size; the trunk pools globally, and a garment cut
+        out of a photo has more detail to show than a whole image's letterbox (docs/detector.md). None: the
+        manifest's inference.garment_input_size, or `input_size` when that is given (a size being measured)."""
         self.bundle_dir = Path(bundle_dir)
         self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
+        trained = self.model
         if serving_graph and keras.backend.backend() == "torch":
             try:
                 self.model = for_serving(self.model)
             except ValueError as error:  # a network the copy does not cover serves as it was trained
                 log.info("classifier served without its serving copy: %s", error)
         self.input_size = tuple(input_size or self.manifest["model"]["input_size"])
+        self.garment_input_size = (garment_input_size_of(self.manifest, garment_input_size) if input_size is None
+                                   else tuple(garment_input_size or input_size))  # another size: garments too
+        self.garment_model = self.model
+        if self.garment_input_size != self.input_size:  # the same weights, built for the other size
+            self.garment_model = load_bundle(self.bundle_dir, input_size=self.garment_input_size)[0]
+            if self.model is not trained:  # served as its copy, like the network at the images' size
+                self.garment_model = for_serving(self.garment_model)
         # On the CPU the served network also runs exported (serving_graph.ExportedNetwork), made on first use.
         self._export = serving_graph and keras.backend.backend() == "torch" and not torch.cuda.is_available()
-        self._exported: dict[str, ExportedNetwork] = {}
+        self._exported: dict[int, ExportedNetwork] = {}  # by id() of the (long-lived) network exported
         self._export_lock = threading.Lock()
         self.flip_average = flip_average_of(self.manifest) if flip_average is None else mirror_policy(flip_average)
         self.decoder = HierarchyDecoder(self.taxonomy)
@@ -75,7 +87,9 @@ class Classifier:
         self.feature_heads = (load_heads(self.bundle_dir, (self.manifest.get("feature_heads") or {}).get("version"))
                               if feature_heads else None)
         # what the served probabilities gain over the model's: the vote and heads this classifier loaded
-        extras = (vote_suffix(self.neighbour_vote.version if self.neighbour_vote else None)
+        # (how the network reads garments first, then what is mixed into what it reads)
+        extras = (garments_suffix(self.garment_input_size, self.input_size)
+                  + vote_suffix(self.neighbour_vote.version if self.neighbour_vote else None)
                   + heads_suffix(self.feature_heads.version if self.feature_heads else None))
         # the category's tags also name the slip paths shown as their articleType's commonest (Taxonomy.slips)
         self.versions = {group: f"{served_version(self.manifest, self.flip_average)}{extras}"
@@ -87,7 +101,7 @@ class Classifier:
         # Embeddings are comparable only between images embedded by the same weights (and head; a profile
         # of the served probabilities also by the same vote and heads).
         self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average, extras)
-        self._with_embedding: keras.Model | None = None
+        self._with_embedding: dict[int, keras.Model] = {}  # by id() of the network it extends
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
         """Softmax outputs per task, (N, classes) each, computed in batches."""
@@ -174,14 +188,21 @@ class Classifier:
                 parts[name].append(outputs[name])
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
+    def warm_up(self) -> None:
+        """One call of each network this classifier serves (the images' and the garments'), so that making
+        them ready (exporting, first-call allocations) is not paid by a request."""
+        blank = np.full((*self.input_size, 3), 255, np.uint8)
+        self.embedding_inputs([blank, blank], garments=[False, True])
+
     def _runnable(self, model: keras.Model) -> keras.Model | ExportedNetwork:
         """`model`, or its exported graph where this classifier serves exported (made once per network)."""
         if not self._export:
             return model
         with self._export_lock:
-            if model.name not in self._exported:
-                self._exported[model.name] = ExportedNetwork(model, *self.input_size)
-            return self._exported[model.name]
+            if id(model) not in self._exported:
+                height, width = model.input.shape[1:3]
+                self._exported[id(model)] = ExportedNetwork(model, height, width)
+            return self._exported[id(model)]
 
     @staticmethod
     def _run(model: keras.Model | ExportedNetwork, view: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
@@ -243,14 +264,15 @@ class Classifier:
             return self.embedding_head.project(features, profile_probs)
         return l2_normalise(features)
 
-    def _two_output_model(self) -> keras.Model:
+    def _two_output_model(self, model: keras.Model | None = None) -> keras.Model:
         """The same network with the pooled trunk features as one more output, so tags and embedding
         come from ONE forward pass (built once; it shares the loaded weights, nothing is copied)."""
-        if self._with_embedding is None:
-            outputs = dict(self.model.output)
-            outputs["embedding"] = self.model.get_layer(self.EMBEDDING_LAYER).output
-            self._with_embedding = keras.Model(self.model.input, outputs, name=f"{self.model.name}_with_embedding")
-        return self._with_embedding
+        model = self.model if model is None else model
+        if id(model) not in self._with_embedding:
+            outputs = dict(model.output)
+            outputs["embedding"] = model.get_layer(self.EMBEDDING_LAYER).output
+            self._with_embedding[id(model)] = keras.Model(model.input, outputs, name=f"{model.name}_with_embedding")
+        return self._with_embedding[id(model)]
 
     def predict_with_embeddings(self, images: Sequence[np.ndarray],
                                 allowed: Sequence[AllowedPaths | None] | None = None,
@@ -264,7 +286,8 @@ class Classifier:
         garment's tags say `category_read_with_image`."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
-        features, probs = self.embedding_inputs(images)
+        garments = None if whole_image_rows is None else [whole != row for row, whole in enumerate(whole_image_rows)]
+        features, probs = self.embedding_inputs(images, garments)
         # The kind gate, read once for the detector prior and the garment context; not at all for a batch with
         # nothing to constrain (product shots) and no garment to pool.
         constrains = allowed is not None and constrained_kinds is not None and any(p is not None for p in allowed)
@@ -303,12 +326,25 @@ class Classifier:
         gate = self.feature_heads.gate if self.feature_heads is not None else None
         return gate.most_probable(features) if gate is not None else None
 
-    def embedding_inputs(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def embedding_inputs(self, images: Sequence[np.ndarray], garments: Sequence[bool] | None = None
+                         ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The raw pooled trunk features, (N, features_dim) float32, and every task's probabilities (the
         model's own, without the neighbour vote): what an embedding head trains on and is tuned with
-        (embedding_of turns them into embeddings)."""
+        (embedding_of turns them into embeddings). `garments`: which images are garment crops, read at
+        the garment input size (the rest at the input size)."""
+        names = (*TASKS, "embedding")
         if not len(images):
             return np.zeros((0, self.features_dim), np.float32), {
                 task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
-        outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), (*TASKS, "embedding"))
+        if garments is None or self.garment_model is self.model or not any(garments):
+            outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), names)
+            return outputs.pop("embedding"), outputs
+        outputs = {}
+        for model, size, rows in ((self.model, self.input_size, [i for i, g in enumerate(garments) if not g]),
+                                  (self.garment_model, self.garment_input_size, [i for i, g in enumerate(garments) if g])):
+            if not rows:
+                continue
+            part = self._forward(self._two_output_model(model), preprocess_batch([images[i] for i in rows], size), names)
+            for name, values in part.items():
+                outputs.setdefault(name, np.zeros((len(images), values.shape[1]), np.float32))[rows] = values
         return outputs.pop("embedding"), outputs

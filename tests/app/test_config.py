@@ -27,6 +27,11 @@ def test_settings_from_the_environment():
     assert Settings.from_env({}).classifier_neighbour_vote is True
     assert Settings.from_env({"CLASSIFIER_NEIGHBOUR_VOTE": "off"}).classifier_neighbour_vote is False
     assert Settings.from_env({}).classifier_feature_heads is True
+    assert Settings.from_env({}).garment_input_size is None  # the bundle's choice
+    assert Settings.from_env({"GARMENT_INPUT_SIZE": "224x168"}).garment_input_size == (224, 168)
+    for bad in ("224", "big", "8x6", "224x168x3"):
+        with pytest.raises(ValueError, match="GARMENT_INPUT_SIZE"):
+            Settings.from_env({"GARMENT_INPUT_SIZE": bad})
     assert Settings.from_env({"CLASSIFIER_FEATURE_HEADS": "0"}).classifier_feature_heads is False
 
 

@@ -22,6 +22,7 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
     assert (classifier["name"], classifier["version"]) == ("fashion-lite0", manifest["version"])
     assert classifier["served_as"] == pipeline.bundles["classifier"]
     assert classifier["input_size"] == manifest["model"]["input_size"]
+    assert classifier["garment_input_size"] == manifest["inference"]["garment_input_size"] == [192, 144]
     held_out = classifier["held_out"]
     assert held_out["street"]["articleType_group_accuracy"] == manifest["metrics"]["street"]["articleType_group_accuracy"]
     low, high = held_out["intervals_95"]["catalogue"]["articleType"]

@@ -7,6 +7,7 @@ import pytest
 from app import create_app
 from app.config import Settings
 from app.pipeline import Pipeline
+from classification.bundle import garments_suffix
 from classification.detector_prior import DetectorPrior, allowed_paths
 from classification.garment_context import GarmentContext
 from detection.inference import Detection, crop_detection
@@ -66,7 +67,8 @@ def test_hard_prior_constrains_garments_but_never_the_product(pipeline, monkeypa
     assert all(item["category"]["constrained_by"] is None for item in off)
     # The reported confidences and top-3 stay the classifier's own.
     assert footwear["category"]["articleType"]["top3"] == off[1]["category"]["articleType"]["top3"]
-    probs = pipeline.classifier.predict_proba([crop_detection(PHOTO, FOUND[0].box, mask=FULL)])
+    classifier = pipeline.classifier  # the served probabilities of the crop, read as a garment (its size)
+    probs = classifier.voted(*classifier.embedding_inputs([crop_detection(PHOTO, FOUND[0].box, mask=FULL)], garments=[True]))
     taxonomy = pipeline.classifier.taxonomy
     for level, label in zip(("masterCategory", "subCategory", "articleType"), path_of(footwear)):
         model_own = probs[level][0, taxonomy.index(level, label)]
@@ -186,7 +188,8 @@ def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipel
     assert "+flip" in pipeline.classifier.versions["category"] and "+flip" not in plain.bundle_key
     assert "+flip" in pipeline.embedding_model and "+flip" not in plain.embedding_model
     unsure_only = Pipeline.load(Settings.from_env({"CLASSIFIER_FLIP_AVERAGE": "0.8"}))
-    assert unsure_only.classifier.flip_average == 0.8 and "+flip<0.8+vote-" in unsure_only.bundle_key
+    garments = garments_suffix(unsure_only.classifier.garment_input_size, unsure_only.classifier.input_size)
+    assert unsure_only.classifier.flip_average == 0.8 and f"+flip<0.8{garments}+vote-" in unsure_only.bundle_key
 
 
 def test_the_neighbour_vote_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):

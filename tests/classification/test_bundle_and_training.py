@@ -233,8 +233,14 @@ def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_
     inference = json.loads((bundle / "manifest.json").read_text())["inference"]
     assert inference == {"flip_average": 0.8, "neighbour_vote": None, "feature_heads": None}
     assert Classifier(bundle).flip_average == 0.8 and "under 0.8" in (bundle / "evaluation" / "report.md").read_text()
+    # what else the manifest says about serving (the size garments are read at) survives a new evaluation
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["inference"]["garment_input_size"] = size = [v + 16 for v in manifest["model"]["input_size"]]
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-flip-average", "--update-manifest"])
     assert not Classifier(bundle).flip_average
+    inference = json.loads((bundle / "manifest.json").read_text())["inference"]
+    assert inference["garment_input_size"] == size and Classifier(bundle).garment_input_size == tuple(size)
     # the manifest keeps the figures of the bundle as it serves: never those without its neighbour vote
     with pytest.raises(SystemExit):
         evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-neighbour-vote",

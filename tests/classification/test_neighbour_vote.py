@@ -11,7 +11,7 @@ import pytest
 from classification.embedding_head import EmbeddingHead, l2_normalise, load_head
 from classification.feature_heads import HEADS_FILE
 from common.bundles import BundleError
-from classification.bundle import slips_suffix
+from classification.bundle import garments_suffix, slips_suffix
 from classification.inference import Classifier
 from classification.neighbour_vote import NO_LABEL, VOTE_FILE, NeighbourVote, load_vote, project, vote_rows
 
@@ -187,7 +187,8 @@ def test_a_profile_of_the_served_probabilities_reads_the_bundles_vote_never_adde
     assert not np.allclose(expected, head.project(features, probs), atol=1e-3)
     tags, embeddings = classifier.predict_with_embeddings(images)
     np.testing.assert_allclose(embeddings, expected, atol=1e-5)
-    assert classifier.embedding_version.endswith(f"+{head.version}+vote-{tied.version}")
+    garments = garments_suffix(classifier.garment_input_size, classifier.input_size)  # the bundle reads garments larger
+    assert classifier.embedding_version.endswith(f"+{head.version}{garments}+vote-{tied.version}")
     # a garment's profile reads its category as the tags do: within its detector class's paths (hard:
     # nothing outside; soft: the rest scaled), the projection part as it was
     served = tied.mix(probs, project(head, features))

@@ -113,3 +113,24 @@ def test_both_views_in_one_call_give_what_two_calls_give():
     probs, probs_before = one_call.predict_proba(images), two_calls.predict_proba(images)  # 2 x 5 > 8: two calls
     for task in probs:
         np.testing.assert_allclose(probs[task], probs_before[task], atol=1e-5, err_msg=task)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="measured and served on the torch backend")
+def test_garment_crops_are_read_at_the_garment_size_and_whole_images_at_the_images_size():
+    photos = [load_rgb(STREET / "0001.jpg"), load_rgb(STREET / "0002.jpg")]
+    crops = [photos[0][100:400, 100:300], photos[1][200:500, 50:350]]
+    served = Classifier(ROOT / "models" / "fashion-lite0")  # its manifest: garments at 192x144
+    assert served.input_size == (160, 120) and served.garment_input_size == (192, 144)
+    assert all(version.count("+garments-192x144") == 1 for version in served.versions.values())
+    assert "+garments-192x144" in served.embedding_version
+    # a photo, its garment; another photo, its garment: the pipeline's rows
+    _, embeddings = served.predict_with_embeddings([photos[0], crops[0], photos[1], crops[1]],
+                                                   whole_image_rows=[0, 0, 2, 2])
+    at_garment_size = Classifier(ROOT / "models" / "fashion-lite0", input_size=(192, 144))
+    at_image_size = Classifier(ROOT / "models" / "fashion-lite0", garment_input_size=(160, 120))
+    assert "+garments" not in at_image_size.versions["category"]
+    np.testing.assert_allclose(embeddings[[1, 3]], at_garment_size.predict_with_embeddings(crops)[1], atol=1e-5)
+    np.testing.assert_allclose(embeddings[[0, 2]], at_image_size.predict_with_embeddings(photos)[1], atol=1e-5)
+    # told nothing about rows, every image is read at the images' size
+    np.testing.assert_allclose(served.predict_with_embeddings(crops)[1],
+                               at_image_size.predict_with_embeddings(crops)[1], atol=1e-5)
