@@ -216,7 +216,9 @@ def served_extras(manifest: Mapping, neighbour_vote: bool = True, feature_heads:
     """What the served outputs gain over the model's in a bundle, as Classifier names them: the size garments
     are read at (`garment_input_size` overrides the manifest's), its vote's and feature heads' suffixes (of
     those served: a server can turn either off)."""
-    return (garments_suffix(garment_input_size_of(manifest, garment_input_size), manifest["model"]["input_size"])
+    input_size = (manifest.get("model") or {}).get("input_size")
+    garments = garments_suffix(garment_input_size_of(manifest, garment_input_size), input_size) if input_size else ""
+    return (garments
             + vote_suffix((manifest.get("neighbour_vote") or {}).get("version") if neighbour_vote else None)
             + heads_suffix((manifest.get("feature_heads") or {}).get("version") if feature_heads else None))
 
