@@ -19,6 +19,8 @@ from pathlib import Path
 
 from flask import Blueprint, current_app, request
 
+from classification.bundle import garment_input_size_of
+
 from .api import parse_flag
 from .pipeline import Pipeline
 
@@ -120,11 +122,12 @@ def source_label_heads(classifier) -> dict[str, dict] | None:
 
 def measured_as_served(classifier) -> bool:
     """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote,
-    feature heads)."""
+    feature heads, the size street crops were read at)."""
     measured_as = classifier.manifest.get("inference") or {}
     return (measured_as.get("flip_average") == classifier.flip_average
             and measured_as.get("neighbour_vote") == vote_version(classifier)
-            and measured_as.get("feature_heads") == heads_version(classifier))
+            and measured_as.get("feature_heads") == heads_version(classifier)
+            and garment_input_size_of(classifier.manifest) == tuple(classifier.garment_input_size))
 
 
 def tag_precision(pipeline: Pipeline) -> dict[str, dict[str, float | None]]:
@@ -147,7 +150,7 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
         "name": manifest["name"], "version": manifest["version"], "served_as": classifier.versions,
         "trunk": manifest["model"].get("trunk"), "input_size": list(classifier.input_size),
         # garment crops are read at this size (more detail than a whole image's letterbox)
-        "garment_input_size": list(getattr(classifier, "garment_input_size", classifier.input_size)),
+        "garment_input_size": list(classifier.garment_input_size),
         "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
         "feature_heads": heads_version(classifier), "feature_head_tasks": heads_tasks(classifier),
         "source_label_heads": source_label_heads(classifier),

@@ -45,6 +45,7 @@ LABEL_MAPS = Path(__file__).parent / "label_maps"
 KIND_TITLES = {"catalogue": "catalogue thumbnails", "photo": "phone photos of garments",
                "street": "garment crops of street photos"}
 MISTAKES_SHOWN = 24
+GARMENT_KINDS = frozenset({"street"})  # crops cut out of photos: read as the pipeline reads its detections
 
 
 def true_indices(records: Sequence[LabelledImage], classifier: Classifier, task: str) -> np.ndarray:
@@ -63,10 +64,12 @@ def decoded_indices(classifier: Classifier, described: Sequence[dict], task: str
     return np.asarray([lookup[d[task]["label"]] for d in described], dtype=np.int64)
 
 
-def predict(classifier: Classifier, records: Sequence[LabelledImage], images: Sequence[np.ndarray] | None):
+def predict(classifier: Classifier, records: Sequence[LabelledImage], images: Sequence[np.ndarray] | None,
+            garments: bool = False):
+    """`garments`: the records are garment crops, read at the size the pipeline reads detections."""
     if images is None:
         images = load_images(records, desc="evaluating: decoding")
-    probs = classifier.predict_proba(images)
+    probs = classifier.predict_proba(images, garments=garments)
     return images, probs, classifier.describe(probs)
 
 
@@ -98,7 +101,7 @@ def evaluate_catalogue(classifier: Classifier, records: Sequence[LabelledImage],
 def evaluate_allowed_sets(classifier: Classifier, records: Sequence[LabelledImage], kind: str, images=None,
                           out_dir: Path | None = None) -> dict:
     """Articletype-group and masterCategory accuracy against each record's allowed labels."""
-    images, _, described = predict(classifier, records, images)
+    images, _, described = predict(classifier, records, images, garments=kind in GARMENT_KINDS)
     report, group_ok, master_ok = allowed_set_scores([r.allowed for r in records], [r.source_label for r in records],
                                                      described, intervals=True)
     # A photo's label allows a set of articleTypes: its articleType counts as right inside that set.
@@ -268,7 +271,10 @@ def markdown_report(reports: Mapping[str, dict], classifier: Classifier) -> str:
         report = reports.get(kind)
         if not report:
             continue
+        read_at = classifier.garment_input_size if kind in GARMENT_KINDS else classifier.input_size
         out += ["", f"## {KIND_TITLES[kind].capitalize()} ({report['images']} images, {report['labels']} labels)", "",
+                f"Read at {read_at[0]}x{read_at[1]}" + (" (the size the pipeline reads detected garments at)."
+                                                        if kind in GARMENT_KINDS else "."), "",
                 f"articleType group accuracy, mean over labels: **{report['articleType_group_accuracy']:.4f}** "
                 f"(95%: {_interval_text(report.get('articleType_group_accuracy_interval_95'))}; over images: "
                 f"{report['articleType_group_accuracy_micro']:.4f}, "
@@ -337,7 +343,9 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
                                                 "hierarchy levels from the jointly decoded path",
                                    "photo/street": "articleType_group_accuracy: the decoded articleType is one the "
                                                    "image's label allows (label map), mean over labels; "
-                                                   "masterCategory_accuracy over images",
+                                                   "masterCategory_accuracy over images; street crops read at "
+                                                   f"{'x'.join(map(str, classifier.garment_input_size))} (the size "
+                                                   "the pipeline reads detected garments at)",
                                    "intervals_95": "95% percentile bootstrap of each figure (2,000 resamples): "
                                                    "images drawn with replacement; for a mean over labels, each "
                                                    "label's images from its own (classification.intervals)",

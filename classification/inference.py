@@ -103,18 +103,21 @@ class Classifier:
         self.embedding_version = embedding_version(self.manifest, self.embedding_head, self.flip_average, extras)
         self._with_embedding: dict[int, keras.Model] = {}  # by id() of the network it extends
 
-    def predict_proba(self, images: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-        """Softmax outputs per task, (N, classes) each, computed in batches."""
-        batch = preprocess_batch(images, self.input_size)
-        return self.predict_proba_preprocessed(batch)
+    def predict_proba(self, images: Sequence[np.ndarray], garments: bool = False) -> dict[str, np.ndarray]:
+        """Softmax outputs per task, (N, classes) each, computed in batches. `garments`: the images are
+        garment crops, read as the pipeline reads a detection (by the network at garment_input_size)."""
+        model, size = (self.garment_model, self.garment_input_size) if garments else (self.model, self.input_size)
+        return self.predict_proba_preprocessed(preprocess_batch(images, size), model)
 
-    def predict_proba_preprocessed(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The served probabilities (with the neighbour vote and the feature heads, where the bundle has them)."""
+    def predict_proba_preprocessed(self, batch: np.ndarray, model: keras.Model | None = None) -> dict[str, np.ndarray]:
+        """The served probabilities (with the neighbour vote and the feature heads, where the bundle has them)
+        of a batch preprocessed for `model` (None: the whole images' network)."""
+        model = self.model if model is None else model
         if not len(batch):
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
         if self.neighbour_vote is None and self.feature_heads is None:
-            return self._forward(self.model, batch, TASKS)
-        outputs = self._forward(self._two_output_model(), batch, (*TASKS, "embedding"))
+            return self._forward(model, batch, TASKS)
+        outputs = self._forward(self._two_output_model(model), batch, (*TASKS, "embedding"))
         return self.voted(outputs.pop("embedding"), outputs)
 
     def voted(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

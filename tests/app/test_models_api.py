@@ -63,9 +63,10 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
 
 def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     classifier = SimpleNamespace(
-        manifest={"name": "c", "version": "v", "model": {"trunk": "t"}, "metrics": {"catalogue": {"gender": 0.9}},
+        manifest={"name": "c", "version": "v", "model": {"trunk": "t", "input_size": [160, 120]}, "metrics": {"catalogue": {"gender": 0.9}},
                   "inference": {"flip_average": True, "neighbour_vote": "abc"}},
-        versions={"category": "c:v/category"}, input_size=(160, 120), flip_average=True, embedding_dim=8,
+        versions={"category": "c:v/category"}, input_size=(160, 120), garment_input_size=(160, 120),
+        flip_average=True, embedding_dim=8,
         embedding_head=None, neighbour_vote=None, feature_heads=None)  # served with CLASSIFIER_NEIGHBOUR_VOTE=0
     card = classifier_json(SimpleNamespace(classifier=classifier, embedding_model="c:v+head"))
     assert card["held_out"]["as_served"] is False and card["neighbour_vote"] is None
@@ -73,6 +74,10 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
     assert card["feature_head_tasks"] is None and card["source_label_heads"] is None
     assert card["embedding"] == {"version": "c:v+head", "dim": 8, "profile": {}, "profile_probabilities": None}
+    classifier.garment_input_size = (192, 144)  # GARMENT_INPUT_SIZE other than the street crops were read at
+    assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is False
+    classifier.manifest["inference"]["garment_input_size"] = [192, 144]
+    assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
     classifier.feature_heads = SimpleNamespace(version="def", heads=(  # heads the evaluation did not serve with
         SimpleNamespace(task="gender", weight=0.5, gated=False),), label_heads=(
         SimpleNamespace(kind="photo", weight=0.35, labels=("Pants", "Shirt")),))

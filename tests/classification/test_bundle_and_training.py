@@ -16,6 +16,7 @@ from common.images import load_rgb
 from classification.inference import Classifier
 from classification.preprocess import preprocess_batch
 from classification.taxonomy import TASKS
+from tests.detection.fixtures import write_ccp
 
 from .catalogue_factory import make_catalogue
 
@@ -95,7 +96,6 @@ def test_corrupt_weights_are_refused(trained_bundle, tmp_path):
 
 
 def test_evaluation_on_folders_never_seen(trained_bundle, tmp_path, capsys):
-    from tests.detection.fixtures import write_ccp
     from .photo_factory import make_photos
 
     unseen = make_catalogue(tmp_path / "unseen", n=10, seed=5, extra_rows=[])
@@ -245,6 +245,27 @@ def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_
     with pytest.raises(SystemExit):
         evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--no-neighbour-vote",
                        "--update-manifest"])
+
+
+def test_street_crops_are_evaluated_as_the_pipeline_reads_garments(trained_bundle, tmp_path):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(trained_bundle["bundle"], bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    size = [v + 16 for v in manifest["model"]["input_size"]]
+    manifest.setdefault("inference", {})["garment_input_size"] = size
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    crops = [np.random.default_rng(seed).integers(0, 255, (90, 70, 3), dtype=np.uint8) for seed in (1, 2)]
+    served, at_garment_size = Classifier(bundle), Classifier(bundle, input_size=tuple(size))
+    as_garments, as_images = served.predict_proba(crops, garments=True), served.predict_proba(crops)
+    for task in TASKS:
+        np.testing.assert_allclose(as_garments[task], at_garment_size.predict_proba(crops)[task], atol=1e-5)
+    assert any(not np.allclose(as_garments[t], as_images[t], atol=1e-5) for t in TASKS)  # another reading
+    out = tmp_path / "r"
+    evaluate.main(["--bundle", str(bundle), "--street", str(write_ccp(tmp_path / "ccp", count=2)), "--all-records",
+                   "--out", str(out), "--update-manifest"])
+    assert f"Read at {size[0]}x{size[1]} (the size the pipeline reads detected garments at)" in (out / "report.md").read_text()
+    assert f"street crops read at {size[0]}x{size[1]}" in json.loads(
+        (bundle / "manifest.json").read_text())["metrics"]["definitions"]["photo/street"]
 
 
 def test_the_same_weights_run_at_another_input_size(trained_bundle):

@@ -131,6 +131,11 @@ def test_garment_crops_are_read_at_the_garment_size_and_whole_images_at_the_imag
     assert "+garments" not in at_image_size.versions["category"]
     np.testing.assert_allclose(embeddings[[1, 3]], at_garment_size.predict_with_embeddings(crops)[1], atol=1e-5)
     np.testing.assert_allclose(embeddings[[0, 2]], at_image_size.predict_with_embeddings(photos)[1], atol=1e-5)
+    # the evaluate CLI's street crops: read as garments when it says so
+    for task in ("articleType", "masterCategory"):
+        np.testing.assert_allclose(served.predict_proba(crops, garments=True)[task],
+                                   at_garment_size.predict_proba(crops)[task], atol=1e-5)
+        np.testing.assert_allclose(served.predict_proba(crops)[task], at_image_size.predict_proba(crops)[task], atol=1e-5)
     # told nothing about rows, every image is read at the images' size
     np.testing.assert_allclose(served.predict_with_embeddings(crops)[1],
                                at_image_size.predict_with_embeddings(crops)[1], atol=1e-5)
