@@ -106,6 +106,12 @@ class Settings:
     # held-out phone photos and side-by-side pairs of them (bench/garment_context_probe.py, docs/detector.md).
     garment_context: str = "log:0.35"
     garment_context_kinds: str = "photo"
+    # Parts of one garment boxed again as more garments (app/fragments.py): on images the kind gate reads as
+    # one of the kinds (default: phone photos), a garment whose box lies at least this share inside a larger
+    # garment's box is dropped; off: every detection is reported. 0.8 is set by geometry, not tuned: four
+    # fifths of its box inside another's (bench/photo_garments.py measures it, docs/detector.md).
+    garment_fragments: str = "0.8"
+    garment_fragment_kinds: str = "photo"
     # How a garment is cut out for the classifier (app/crops.py): box (its box with 10% of context, as the
     # classifier's street crops are cut) or masked (outside its mask painted white). Measured best: box.
     garment_crop: str = "box"
@@ -207,6 +213,8 @@ class Settings:
                                           or defaults.garment_detector_prior_kinds),
             garment_context=env.get("GARMENT_CONTEXT") or defaults.garment_context,
             garment_context_kinds=env.get("GARMENT_CONTEXT_KINDS") or defaults.garment_context_kinds,
+            garment_fragments=env.get("GARMENT_FRAGMENTS") or defaults.garment_fragments,
+            garment_fragment_kinds=env.get("GARMENT_FRAGMENT_KINDS") or defaults.garment_fragment_kinds,
             garment_crop=env.get("GARMENT_CROP") or defaults.garment_crop,
             device=env.get("DEVICE", defaults.device),
             batch_max_images=int(env.get("BATCH_MAX_IMAGES", defaults.batch_max_images)),

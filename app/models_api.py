@@ -190,5 +190,6 @@ def read_models():
             "detector_prior": pipeline.prior.name if pipeline.prior.mode != "off" else None,
             "garment_crop": pipeline.garment_crop,
             "garment_context": pipeline.context.name if pipeline.context.pooling != "off" else None,
+            "garment_fragments": pipeline.fragments.name if pipeline.fragments.containment is not None else None,
             # this worker's count of labelled items in its neighbour vote (null: labels do not vote)
             "labelled_vote_rows": label_votes.rows if (label_votes := current_app.extensions.get("label_votes")) else None}

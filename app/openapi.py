@@ -163,7 +163,7 @@ def spec() -> dict:
                                                "figures per source label (null when the bundle's evaluation is not "
                                                "the one its manifest's figures came from)"}],
                 "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop, "
-                                                     "garment_context, labelled_vote_rows",
+                                                     "garment_context, garment_fragments, labelled_vote_rows",
                                       "content": {"application/json": {"schema": {"type": "object", "properties": {
                                           "bundles": {"type": "object"}, "classifier": {"type": "object"},
                                           "detector": {"type": "object", "description":
@@ -175,6 +175,10 @@ def spec() -> dict:
                                           "garment_context": {"type": ["string", "null"], "description":
                                               "how a garment's category is pooled with its whole image's, and on "
                                               "which kinds of image (null: never)"},
+                                          "garment_fragments": {"type": ["string", "null"], "description":
+                                              "the share of a garment's box inside a larger garment's above which "
+                                              "it is dropped as a fragment of it, and on which kinds of image "
+                                              "(null: every detection is reported)"},
                                           "labelled_vote_rows": {"type": ["integer", "null"], "description":
                                               "items people labelled that this worker's neighbour vote holds "
                                               "(null: labels do not vote here)"}}}}}},

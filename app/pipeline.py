@@ -24,6 +24,7 @@ from .colours import WHOLE_IMAGE_COLOURS, dominant_colours, whole_image_colours
 from .crops import check_style, garment_crop, key_suffix
 from .config import Settings
 from .errors import ApiError
+from .fragments import GarmentFragments
 from .metrics import MODEL_SECONDS
 
 CATEGORY = ("gender", "masterCategory", "subCategory", "articleType")
@@ -44,12 +45,14 @@ def timed(timings: dict, stage: str):
 class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
                  batch_max_wait: float = 0.005, garment_min_side: int = 16, prior: DetectorPrior | None = None,
-                 garment_crop: str = "box", context: GarmentContext | None = None):
+                 garment_crop: str = "box", context: GarmentContext | None = None,
+                 fragments: GarmentFragments | None = None):
         self.detector, self.classifier = detector, classifier
         self.garment_min_side = garment_min_side
         self.garment_crop = check_style(garment_crop)
         self.prior = prior or DetectorPrior()
         self.context = context or GarmentContext()
+        self.fragments = fragments or GarmentFragments()
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
         if self.prior.mode != "off":  # the tags depend on it: a stored analysis made without it is not reused
@@ -58,6 +61,9 @@ class Pipeline:
         if self.context.pooling != "off":
             self.bundles["garment_context"] = self.context.name
             self.bundle_key += f"|context:{self.context.name}"
+        if self.fragments.containment is not None:  # which garments are reported depends on it
+            self.bundles["garment_fragments"] = self.fragments.name
+            self.bundle_key += f"|fragments:{self.fragments.name}"
         # The whole image's colours are read without its backdrop (app/colours.py): analyses stored when
         # they were not are made again.
         self.bundle_key += WHOLE_IMAGE_COLOURS
@@ -85,8 +91,9 @@ class Pipeline:
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,
                                     settings.garment_detector_prior_min_score, settings.garment_detector_prior_kinds)
         context = GarmentContext.parse(settings.garment_context, settings.garment_context_kinds)
+        fragments = GarmentFragments.parse(settings.garment_fragments, settings.garment_fragment_kinds)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,
-                   settings.garment_min_side, prior, settings.garment_crop, context)
+                   settings.garment_min_side, prior, settings.garment_crop, context, fragments)
 
     def warm_up(self) -> None:
         self.classifier.warm_up()  # both its networks: a blank image shows no garment to the one for garments
@@ -116,13 +123,17 @@ class Pipeline:
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
             tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight,
                                                                        self.prior.kinds, whole_image_rows,
-                                                                       self.context)
-        tags, embeddings = iter(tags), iter(embeddings)
-        results = []
+                                                                       self.context,
+                                                                       image_kinds=self.fragments.containment is not None)
+        results, row = [], 0
         with timed(timings, "colours"):
             for image, found in zip(images, detections):
-                results.append([self._item(position, next(tags), image, detection) | {"embedding": next(embeddings)}
-                                for position, detection in enumerate([None, *found])])
+                # the whole image's row, then its garments' (fragments of a larger garment left out: app/fragments.py)
+                kept = self.fragments.kept([d.box for d in found], tags[row].get("image_kind"))
+                rows = [(None, row)] + [(found[i], row + 1 + i) for i in kept]
+                results.append([self._item(position, tags[r], image, detection) | {"embedding": embeddings[r]}
+                                for position, (detection, r) in enumerate(rows)])
+                row += 1 + len(found)
         return results
 
     def crop(self, image: np.ndarray, detection) -> np.ndarray:

@@ -18,7 +18,8 @@ map) allows a set of articleTypes; reported:
 and a PNG of the photos with the most off-label garments, boxes drawn. Writes
 bench/results/photo-garments-<time>.json and prints Markdown. `--prior-kinds all` measures the prior on
 every garment (as served before the kind gate decided which); `--garment-context off` reads each garment
-on its own (as served before garments of phone photos were read with their photo).
+on its own (as served before garments of phone photos were read with their photo); `--garment-fragments off`
+reports every detection (as served before parts of a garment were dropped: app/fragments.py).
 """
 from __future__ import annotations
 
@@ -97,11 +98,15 @@ def main(argv=None) -> dict:
                         help="GARMENT_DETECTOR_PRIOR_KINDS: the garments the detector's class constrains (all: every one)")
     parser.add_argument("--garment-context", default=defaults.garment_context,
                         help="GARMENT_CONTEXT: how a garment's category pools with its whole photo's (off: its own)")
+    parser.add_argument("--garment-fragments", default=defaults.garment_fragments,
+                        help="GARMENT_FRAGMENTS: the share of a box inside a larger garment's that makes it a part "
+                             "of that garment, dropped (off: every detection reported)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
                                 garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context,
+                                garment_fragments=args.garment_fragments,
                                 detector_compute_dtype=args.detector_compute_dtype)
     pipeline = Pipeline.load(settings)
     records = validation_photos(args, pipeline.classifier.taxonomy)
@@ -137,6 +142,7 @@ def main(argv=None) -> dict:
         "classifier": str(args.classifier), "detector": str(args.detector), "detector_version": pipeline.detector.version,
         "photos": len(photos),
         "detector_prior": pipeline.prior.name, "garment_context": pipeline.context.name,
+        "garment_fragments": pipeline.fragments.name,
         "labels": len(by_label), "seconds": round(seconds, 1),
         "whole_photos_read_as": dict(Counter(p["read_as"] for p in photos).most_common()),
         "product_group_accuracy_mean_over_labels": float(np.mean(
@@ -180,7 +186,8 @@ def main(argv=None) -> dict:
 def markdown(report: dict) -> str:
     with_garments = report["on_photos_with_garments"]
     lines = [f"{report['photos']} phone photos of unseen senders through the pipeline ({report['seconds']} s), "
-             f"detector prior {report['detector_prior']}, garment context {report.get('garment_context', 'off')}", "",
+             f"detector prior {report['detector_prior']}, garment context {report.get('garment_context', 'off')}, "
+             f"garment fragments {report.get('garment_fragments', 'off')}", "",
              "| figure | value |", "|---|---:|",
              f"| whole image: articleType group, mean over {report['labels']} labels / over photos | "
              f"{report['product_group_accuracy_mean_over_labels']:.4f} / {report['product_group_accuracy']:.4f} |",

@@ -53,6 +53,7 @@ from detection.inference import COMPUTE_DTYPES  # noqa: E402
 from app.crops import STYLES as GARMENT_CROPS  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
+from app.fragments import GarmentFragments  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from bench.retrieval_quality import embed_files, search_in_catalogue  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
@@ -147,7 +148,7 @@ def main(argv=None) -> dict:
 
     started = time.perf_counter()
     images, crops, garments, false_positives, missed, unscored = [], [], [], Counter(), 0, 0
-    detections_per_photo = []
+    detections_per_photo, matched_per_photo = [], []
     for record in photos:
         image = decode(record.image_path.read_bytes(), settings)
         if image.shape[:2] != (record.height, record.width):
@@ -158,6 +159,7 @@ def main(argv=None) -> dict:
         missed += len(instances) - sum(m is not None for m in matched)
         images.append(image)
         detections_per_photo.append(found)
+        matched_per_photo.append([m is not None for m in matched])
         for detection, g in zip(found, matched):
             if g is None:
                 false_positives[detection.label] += 1
@@ -203,6 +205,7 @@ def main(argv=None) -> dict:
 
     best = max(results, key=lambda n: (round(results[n]["articleType_group_accuracy"], 4),
                                        round(results[n]["masterCategory_accuracy"], 4)))
+    fragments = fragments_dropped(settings, detections_per_photo, matched_per_photo, photo_kinds)
     check = pipeline_check(pipeline, images[:CHECKED_PHOTOS], detections_per_photo[:CHECKED_PHOTOS], taxonomy)
 
     report = {
@@ -213,6 +216,7 @@ def main(argv=None) -> dict:
         "classifier_bundle": str(args.classifier), "detector_bundle": str(args.detector),
         "photos": len(photos), "iou": args.iou, "garment_min_side": settings.garment_min_side,
         "detections": sum(len(d) for d in detections_per_photo),
+        "garment_fragments": fragments,
         "matched_scored": len(garments), "matched_unscored": unscored,
         "false_positives": sum(false_positives.values()), "false_positives_by_class": dict(false_positives),
         "missed_instances": missed,
@@ -315,13 +319,31 @@ def pipeline_check(pipeline: Pipeline, images, detections, taxonomy) -> dict:
     return {"photos": len(images), "garments": len(served), "same_articleTypes": True}
 
 
+def fragments_dropped(settings: Settings, detections_per_photo, matched_per_photo, photo_kinds) -> dict:
+    """What the fragments rule (app/fragments.py) drops here: as served (on the kinds it is set for), and on
+    every photo; a dropped detection matched to an annotated garment is a real garment lost."""
+    out = {}
+    for name, kinds in (("served", settings.garment_fragment_kinds), ("every photo", "all")):
+        rule = GarmentFragments.parse(settings.garment_fragments, kinds)
+        dropped = matched = 0
+        for row, (found, hits) in enumerate(zip(detections_per_photo, matched_per_photo)):
+            kept = set(rule.kept([d.box for d in found], photo_kinds[row] if photo_kinds else None))
+            dropped += sum(i not in kept for i in range(len(found)))
+            matched += sum(i not in kept and hit for i, hit in enumerate(hits))
+        out[name] = {"rule": rule.name, "detections_dropped": dropped, "matched_garments_dropped": matched}
+    return out
+
+
 def markdown(report: dict) -> str:
     out = [f"Garment crops: {report['garment_crop']}. "
            f"Held-out CCP street photos: {report['photos']}, detections {report['detections']} "
            f"(matched+scored {report['matched_scored']}, matched unscored {report['matched_unscored']}, "
            f"false positives {report['false_positives']}), missed instances {report['missed_instances']}; "
            f"detector class right on matched garments: {report['detector_class_right_on_matched']:.3f}; "
-           f"the kind gate reads the photos as {report['photo_kinds']}", "",
+           f"the kind gate reads the photos as {report['photo_kinds']}; garment fragments dropped (detections / "
+           "of them matched to an annotated garment): " + ", ".join(
+               f"{name} ({r['rule']}) {r['detections_dropped']} / {r['matched_garments_dropped']}"
+               for name, r in report.get("garment_fragments", {}).items()), "",
            "| prior | articleType group (mean over labels; 95% interval) | group (over garments) | masterCategory (over garments) "
            "| masterCategory (mean over labels) | constrained |", "|---|---:|---:|---:|---:|---:|"]
     for name, r in report["variants"].items():

@@ -281,12 +281,14 @@ class Classifier:
                                 allowed: Sequence[AllowedPaths | None] | None = None,
                                 outside_weight: float = 0.0, constrained_kinds: frozenset[str] | None = None,
                                 whole_image_rows: Sequence[int] | None = None,
-                                context: GarmentContext | None = None) -> tuple[list[dict], np.ndarray]:
+                                context: GarmentContext | None = None,
+                                image_kinds: bool = False) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
         from the same forward pass. `constrained_kinds`, `whole_image_rows`: `allowed` holds only where
         the kind gate reads the whole image as one of those kinds (allowed_where). `context`: the
         garments' tags pooled with their whole image's (GarmentContext; the embeddings are not); a pooled
-        garment's tags say `category_read_with_image`."""
+        garment's tags say `category_read_with_image`. `image_kinds`: every row's tags say `image_kind`, how
+        the kind gate read its whole image (None without a gate)."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         garments = None if whole_image_rows is None else [whole != row for row, whole in enumerate(whole_image_rows)]
@@ -295,7 +297,7 @@ class Classifier:
         # nothing to constrain (product shots) and no garment to pool.
         constrains = allowed is not None and constrained_kinds is not None and any(p is not None for p in allowed)
         pools = context is not None and context.pooling != "off" and whole_image_rows is not None
-        read = self.image_kinds(features) if constrains or pools else None
+        read = self.image_kinds(features) if constrains or pools or image_kinds else None
         if constrains:
             # The detector's classes were learnt on street photos of people: a garment lying on a bed, in a
             # phone photo, is the classifier's to name. The whole image says which it is far better than a crop
@@ -308,6 +310,9 @@ class Classifier:
         tags = self.describe(in_context, allowed, outside_weight)
         for row in pooled:
             tags[row]["category_read_with_image"] = True
+        if image_kinds:
+            for row, whole in enumerate(whole_image_rows if whole_image_rows is not None else range(len(tags))):
+                tags[row]["image_kind"] = read[whole] if read is not None else None
         profile = probs
         if self.embedding_head is not None and self.embedding_head.profile_source == "served":
             # the tags' probabilities, unless rows from people's labels joined their vote

@@ -6,6 +6,7 @@ import pytest
 
 from app import create_app
 from app.config import Settings
+from app.fragments import GarmentFragments
 from app.pipeline import Pipeline
 from classification.bundle import garments_suffix
 from classification.detector_prior import DetectorPrior, allowed_paths
@@ -120,12 +121,15 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
     monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)
     monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
     monkeypatch.setattr("app.pipeline.Classifier", lambda *a, **k: pipeline.classifier)
-    *_, prior, garment_crop, context = Pipeline.load(settings.replace(garment_crop="masked")).args
+    *_, prior, garment_crop, context, fragments = Pipeline.load(settings.replace(garment_crop="masked")).args
     assert (prior.mode, prior.weight, prior.min_score, prior.kinds) == ("soft", 0.01, 0.8, frozenset({"street"}))
     assert garment_crop == "masked"
     assert context.name == "log:0.35/photo"  # chosen cross-half by bench/garment_context_probe.py
     settings = Settings.from_env({"GARMENT_CONTEXT": "linear:0.5", "GARMENT_CONTEXT_KINDS": "all"})
-    assert Pipeline.load(settings).args[-1].name == "linear:0.5"
+    assert Pipeline.load(settings).args[-2].name == "linear:0.5"
+    assert fragments.name == "0.8/photo"  # set by geometry: four fifths of a box inside a larger garment's
+    settings = Settings.from_env({"GARMENT_FRAGMENTS": "off"})
+    assert Pipeline.load(settings).args[-1].containment is None
 
 
 # ---- a garment read with its whole image ----------------------------------------------------------------
@@ -175,6 +179,41 @@ def test_the_garment_context_is_part_of_the_bundle_key(pipeline):
     assert pooled.bundle_key == f"{models_only}|context:log:0.35/photo|colours:no-backdrop|crop:box"
     assert pooled.bundles["garment_context"] == "log:0.35/photo"
     assert "garment_context" not in Pipeline(pipeline.detector, pipeline.classifier).bundles
+
+
+# ---- parts of one garment boxed again --------------------------------------------------------------------
+
+# A garment, a sleeve of it (wholly inside), and a garment beside it that overlaps it a little.
+PIECES = [Detection((10.0, 10.0, 100.0, 150.0), FULL, "top", 0.9),
+          Detection((12.0, 20.0, 40.0, 80.0), FULL, "dress", 0.7),
+          Detection((80.0, 100.0, 120.0, 160.0), FULL, "footwear", 0.6)]
+
+
+def test_parts_of_a_phone_photos_garment_are_not_reported_as_more_garments(pipeline, monkeypatch):
+    def analysed(spec, kind):  # the gate's reading of the whole image
+        monkeypatch.setattr(pipeline.classifier, "image_kinds", lambda features: [kind] * len(features))
+        checked = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0,
+                           fragments=GarmentFragments.parse(spec))
+        monkeypatch.setattr(checked.detector, "detect", lambda images: [list(PIECES) for _ in images])
+        return checked.analyse(PHOTO, {})
+
+    everything = analysed("off", "photo")
+    assert [i["detector"]["label"] for i in everything[1:]] == ["top", "dress", "footwear"]
+    photo = analysed("0.8", "photo")
+    assert [i["detector"]["label"] for i in photo[1:]] == ["top", "footwear"]  # the sleeve was part of the top
+    assert [i["position"] for i in photo] == [0, 1, 2]
+    for kept, same in ((photo[1], everything[1]), (photo[2], everything[3])):  # the rest read as before
+        assert kept["category"] == same["category"] and kept["box"] == same["box"]
+        np.testing.assert_allclose(kept["embedding"], same["embedding"], atol=1e-6)
+    # a street photo's garment inside another's box is usually a real one (a blouse under a coat)
+    assert [i["detector"]["label"] for i in analysed("0.8", "street")[1:]] == ["top", "dress", "footwear"]
+
+
+def test_the_garment_fragments_rule_is_part_of_the_bundle_key(pipeline):
+    checked = Pipeline(pipeline.detector, pipeline.classifier, fragments=GarmentFragments.parse("0.8"))
+    assert checked.bundle_key.endswith("|fragments:0.8/photo|colours:no-backdrop|crop:box")
+    assert checked.bundles["garment_fragments"] == "0.8/photo"
+    assert "garment_fragments" not in Pipeline(pipeline.detector, pipeline.classifier).bundles
 
 
 def test_the_mirror_view_setting_reaches_the_classifier_and_the_bundle_key(pipeline, monkeypatch):
@@ -236,9 +275,9 @@ def test_box_crops_keep_the_photo_around_the_garment_and_masked_crops_paint_it_w
     found = [Detection((30.0, 40.0, 90.0, 120.0), mask, "top", 0.9)]
     seen, classify = {}, pipeline.classifier.predict_with_embeddings
 
-    def recording(crops, *args):  # what the classifier is given
+    def recording(crops, *args, **options):  # what the classifier is given
         seen[style] = crops
-        return classify(crops, *args)
+        return classify(crops, *args, **options)
 
     monkeypatch.setattr(pipeline.detector, "detect", lambda images: [list(found) for _ in images])
     monkeypatch.setattr(pipeline.classifier, "predict_with_embeddings", recording)
