@@ -98,6 +98,8 @@ def main(argv=None) -> dict:
                         help="GARMENT_DETECTOR_PRIOR_KINDS: the garments the detector's class constrains (all: every one)")
     parser.add_argument("--garment-context", default=defaults.garment_context,
                         help="GARMENT_CONTEXT: how a garment's category pools with its whole photo's (off: its own)")
+    parser.add_argument("--detector-score-threshold", type=float, default=defaults.detector_score_threshold,
+                        help="DETECTOR_SCORE_THRESHOLD: the least score a detection is reported with (default: the bundle's)")
     parser.add_argument("--garment-fragments", default=defaults.garment_fragments,
                         help="GARMENT_FRAGMENTS: the share of a box inside a larger garment's that makes it a part "
                              "of that garment, dropped (off: every detection reported)")
@@ -107,6 +109,7 @@ def main(argv=None) -> dict:
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
                                 garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context,
                                 garment_fragments=args.garment_fragments,
+                                detector_score_threshold=args.detector_score_threshold,
                                 detector_compute_dtype=args.detector_compute_dtype)
     pipeline = Pipeline.load(settings)
     records = validation_photos(args, pipeline.classifier.taxonomy)
@@ -143,6 +146,7 @@ def main(argv=None) -> dict:
         "photos": len(photos),
         "detector_prior": pipeline.prior.name, "garment_context": pipeline.context.name,
         "garment_fragments": pipeline.fragments.name,
+        "detector_score_threshold": float(pipeline.detector.model.roi_heads.score_thresh),
         "labels": len(by_label), "seconds": round(seconds, 1),
         "whole_photos_read_as": dict(Counter(p["read_as"] for p in photos).most_common()),
         "product_group_accuracy_mean_over_labels": float(np.mean(
