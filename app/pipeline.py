@@ -124,7 +124,7 @@ class Pipeline:
             tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight,
                                                                        self.prior.kinds, whole_image_rows,
                                                                        self.context,
-                                                                       image_kinds=self.fragments.containment is not None)
+                                                                       tell_image_kind=self.fragments.containment is not None)
         results, row = [], 0
         with timed(timings, "colours"):
             for image, found in zip(images, detections):

@@ -282,12 +282,12 @@ class Classifier:
                                 outside_weight: float = 0.0, constrained_kinds: frozenset[str] | None = None,
                                 whole_image_rows: Sequence[int] | None = None,
                                 context: GarmentContext | None = None,
-                                image_kinds: bool = False) -> tuple[list[dict], np.ndarray]:
+                                tell_image_kind: bool = False) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
         from the same forward pass. `constrained_kinds`, `whole_image_rows`: `allowed` holds only where
         the kind gate reads the whole image as one of those kinds (allowed_where). `context`: the
         garments' tags pooled with their whole image's (GarmentContext; the embeddings are not); a pooled
-        garment's tags say `category_read_with_image`. `image_kinds`: every row's tags say `image_kind`, how
+        garment's tags say `category_read_with_image`. `tell_image_kind`: every row's tags say `image_kind`, how
         the kind gate read its whole image (None without a gate)."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
@@ -297,7 +297,7 @@ class Classifier:
         # nothing to constrain (product shots) and no garment to pool.
         constrains = allowed is not None and constrained_kinds is not None and any(p is not None for p in allowed)
         pools = context is not None and context.pooling != "off" and whole_image_rows is not None
-        read = self.image_kinds(features) if constrains or pools or image_kinds else None
+        read = self.image_kinds(features) if constrains or pools or tell_image_kind else None
         if constrains:
             # The detector's classes were learnt on street photos of people: a garment lying on a bed, in a
             # phone photo, is the classifier's to name. The whole image says which it is far better than a crop
@@ -310,7 +310,7 @@ class Classifier:
         tags = self.describe(in_context, allowed, outside_weight)
         for row in pooled:
             tags[row]["category_read_with_image"] = True
-        if image_kinds:
+        if tell_image_kind:
             for row, whole in enumerate(whole_image_rows if whole_image_rows is not None else range(len(tags))):
                 tags[row]["image_kind"] = read[whole] if read is not None else None
         profile = probs
