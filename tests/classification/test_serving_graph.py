@@ -139,3 +139,9 @@ def test_garment_crops_are_read_at_the_garment_size_and_whole_images_at_the_imag
     # told nothing about rows, every image is read at the images' size
     np.testing.assert_allclose(served.predict_with_embeddings(crops)[1],
                                at_image_size.predict_with_embeddings(crops)[1], atol=1e-5)
+    # asked, every row says how the kind gate read its whole image (what the pipeline's fragments rule reads)
+    tags, _ = served.predict_with_embeddings([photos[0], crops[0], photos[1]], whole_image_rows=[0, 0, 2],
+                                             tell_image_kind=True)
+    read = served.image_kinds(served.embedding_inputs([photos[0], photos[1]])[0])
+    assert [t["image_kind"] for t in tags] == [read[0], read[0], read[1]] and set(read) <= {"catalogue", "photo", "street"}
+    assert "image_kind" not in served.predict_with_embeddings(crops, whole_image_rows=[0, 1])[0][0]
