@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.data import load_images  # noqa: E402
-from classification.feature_heads import FeatureHeads  # noqa: E402
+from classification.feature_heads import FeatureHeads, load_heads  # noqa: E402
 from classification.fit_feature_heads import fit_label_head  # noqa: E402
 from classification.inference import Classifier  # noqa: E402
 from classification.train_embedding_head import add_data_arguments, read_records  # noqa: E402
@@ -47,7 +47,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     started = time.time()
     classifier = Classifier(args.bundle, feature_heads=False)  # the network and its neighbour vote, no heads
-    served = Classifier(args.bundle).feature_heads
+    # the served heads, read from the bundle as the Classifier reads them (its networks are loaded once, above)
+    served = load_heads(args.bundle, (classifier.manifest.get("feature_heads") or {}).get("version"))
     if served is None or not any(head.kind == KIND for head in served.label_heads):
         raise SystemExit(f"{args.bundle} has no {KIND} source-label head to compare with")
     split = json.loads((args.bundle / "split.json").read_text())

@@ -106,8 +106,12 @@ class Classifier:
     def predict_proba(self, images: Sequence[np.ndarray], garments: bool = False) -> dict[str, np.ndarray]:
         """Softmax outputs per task, (N, classes) each, computed in batches. `garments`: the images are
         garment crops, read as the pipeline reads a detection (by the network at garment_input_size)."""
-        model, size = (self.garment_model, self.garment_input_size) if garments else (self.model, self.input_size)
+        model, size = self._network(garments)
         return self.predict_proba_preprocessed(preprocess_batch(images, size), model)
+
+    def _network(self, garments: bool) -> tuple[keras.Model, tuple[int, int]]:
+        """The network that reads garment crops (`garments`) or whole images, and the size it reads them at."""
+        return (self.garment_model, self.garment_input_size) if garments else (self.model, self.input_size)
 
     def predict_proba_preprocessed(self, batch: np.ndarray, model: keras.Model | None = None) -> dict[str, np.ndarray]:
         """The served probabilities (with the neighbour vote and the feature heads, where the bundle has them)
@@ -348,10 +352,11 @@ class Classifier:
             outputs = self._forward(self._two_output_model(), preprocess_batch(images, self.input_size), names)
             return outputs.pop("embedding"), outputs
         outputs = {}
-        for model, size, rows in ((self.model, self.input_size, [i for i, g in enumerate(garments) if not g]),
-                                  (self.garment_model, self.garment_input_size, [i for i, g in enumerate(garments) if g])):
+        for as_garments in (False, True):  # whole images, then garments
+            rows = [i for i, g in enumerate(garments) if bool(g) == as_garments]
             if not rows:
                 continue
+            model, size = self._network(as_garments)
             part = self._forward(self._two_output_model(model), preprocess_batch([images[i] for i in rows], size), names)
             for name, values in part.items():
                 outputs.setdefault(name, np.zeros((len(images), values.shape[1]), np.float32))[rows] = values
