@@ -2,13 +2,25 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import threading
 import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+
+STREET_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "clothing-co-parsing" / "photos"
+
+
+def held_out_street_photo(pipeline) -> Path:
+    """A real street photo the committed detector never saw in training (the last of its validation split):
+    what a test needs where garments must be found (a drawn picture is not one the detector has to know)."""
+    split = json.loads((pipeline.detector.bundle_dir / "split.json").read_text())
+    return STREET_PHOTOS / f"{max(split['val']):04d}.jpg"
 
 
 def garment_photo(colour=(200, 30, 40), size=(300, 400), seed: int = 0) -> bytes:

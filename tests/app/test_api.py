@@ -1,6 +1,4 @@
 import io
-import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,7 @@ from app import db
 from app.models import Analysis, ImageRecord, Item
 
 from ..common.icc import DISPLAY_P3_COLORANTS, display_p3_to_srgb, rgb_profile
-from .servers import garment_photo
+from .servers import garment_photo, held_out_street_photo
 
 
 def counts(app):
@@ -24,12 +22,8 @@ def post_url(client, url, **extra):
     return client.post("/v1/analyses", json={"image_url": url, **extra})
 
 
-STREET_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "clothing-co-parsing" / "photos"
-
-
 def test_a_held_out_street_photo_yields_detected_and_classified_garments(client, pipeline):
-    split = json.loads((pipeline.detector.bundle_dir / "split.json").read_text())
-    photo = STREET_PHOTOS / f"{max(split['val']):04d}.jpg"  # never seen by the committed detector in training
+    photo = held_out_street_photo(pipeline)
     width, height = Image.open(photo).size
     response = client.post("/v1/analyses", data={"image": (io.BytesIO(photo.read_bytes()), photo.name)},
                            content_type="multipart/form-data")

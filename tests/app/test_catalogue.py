@@ -10,7 +10,7 @@ from app import create_app, db
 from app.models import Analysis, Item
 from app.models_api import tag_precision
 
-from .servers import garment_photo
+from .servers import garment_photo, held_out_street_photo
 from .test_auth import new_key
 
 
@@ -24,9 +24,11 @@ def csrf(page: str) -> str:
 
 
 @pytest.fixture
-def analysed(client, image_server):
-    return [client.post("/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}).json,
-            upload_api(client, garment_photo((30, 60, 200), seed=1))]
+def analysed(client, image_server, pipeline):
+    """A street photo with garments found in it, a product photo, and a photo fetched from a URL."""
+    return [upload_api(client, held_out_street_photo(pipeline).read_bytes()),
+            upload_api(client, garment_photo((30, 60, 200), seed=1)),
+            client.post("/v1/analyses", json={"image_url": image_server.url("/shirt.jpg")}).json]
 
 
 def test_grid_lists_items_with_thumbnails_never_the_source_url(client, analysed, image_server):
@@ -83,7 +85,7 @@ def test_detail_draws_boxes_and_masks_and_lists_tags_colours_and_similar_items(c
         assert f"<th>{task}</th>" in html
     assert analysis["items"][0]["colours"][0]["hex"] in html
     similar = re.search(r'<ul class="grid small" id="similar">(.*?)</ul>', html, re.S).group(1)
-    other = {i["id"] for i in analysed[1]["items"]}
+    other = {i["id"] for a in analysed[1:] for i in a["items"]}  # other images' items, never its own
     assert {int(i) for i in re.findall(r'data-item-id="(\d+)"', similar)} <= other and similar.strip()
     mask = client.get(f"/catalogue/items/{garments[0]['id']}/mask.png")
     assert mask.status_code == 200 and Image.open(io.BytesIO(mask.data)).mode == "RGBA"
@@ -227,6 +229,8 @@ def test_correct_tags_form_labels_the_selected_item_and_withdraws(client, analys
     item = analysis["items"][0]
     page = client.get(f"/catalogue/analyses/{analysis['id']}").get_data(as_text=True)
     assert 'id="correct-tags"' in page and 'id="withdraw-labels"' not in page
+    jeans_before = {i["id"] for i in client.get("/v1/items", query_string={"articleType": "Jeans"}).json["items"]}
+    assert item["id"] not in jeans_before  # the street photo's garments may be Jeans already
     response = client.post(f"/catalogue/items/{item['id']}/labels",
                            data={"csrf_token": csrf(page), "articleType": "Jeans", "gender": "", "usage": "Formal"})
     assert response.status_code == 302
@@ -236,8 +240,8 @@ def test_correct_tags_form_labels_the_selected_item_and_withdraws(client, analys
         item["id"]) in labelled
     assert labelled.count('class="labelled"') == 4 and f"model: {item['category']['articleType']['label']}" in labelled
     assert '<option selected>Jeans</option>' in labelled and 'id="withdraw-labels"' in labelled
-    api = client.get("/v1/items", query_string={"articleType": "Jeans"}).json["items"]
-    assert [i["id"] for i in api] == [item["id"]] and api[0]["labels"]["tags"]["usage"] == "Formal"
+    api = {i["id"]: i for i in client.get("/v1/items", query_string={"articleType": "Jeans"}).json["items"]}
+    assert set(api) == jeans_before | {item["id"]} and api[item["id"]]["labels"]["tags"]["usage"] == "Formal"
 
     wrong = client.post(f"/catalogue/items/{item['id']}/labels", data={"csrf_token": csrf(page)})
     assert wrong.status_code == 400 and "invalid_request" in wrong.get_data(as_text=True)

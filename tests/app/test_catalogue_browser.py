@@ -5,7 +5,6 @@ photo, corrects its tags and deletes it again. Saves screenshots (the pytest tmp
 Skipped only when no Chromium executable exists: CI (.ci/run) installs it."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,13 +16,12 @@ from werkzeug.serving import make_server
 
 from app import create_app
 
-from .servers import garment_photo
+from .servers import garment_photo, held_out_street_photo
 from .test_auth import new_key
 
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium executable at {CHROMIUM} "
                                 "(apt-get install chromium; CI installs it)")
-STREET_PHOTOS = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "clothing-co-parsing" / "photos"
 # Nothing but this machine: no update checks, sync, translation or other background traffic.
 QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
          "--disable-default-apps", "--disable-domain-reliability", "--disable-features=Translate,OptimizationHints,MediaRouter"]
@@ -37,8 +35,7 @@ def served(settings, pipeline):
     app.extensions["pipeline"].set(pipeline)
     _, key = new_key(app)
     client = app.test_client()
-    split = json.loads((pipeline.detector.bundle_dir / "split.json").read_text())
-    photo = STREET_PHOTOS / f"{max(split['val']):04d}.jpg"
+    photo = held_out_street_photo(pipeline)
     for data in (photo.read_bytes(), garment_photo((200, 30, 40)), garment_photo((30, 60, 200), seed=1)):
         response = client.post("/v1/analyses", headers={"Authorization": f"Bearer {key}"},
                                data={"image": (__import__("io").BytesIO(data), "p.jpg")}, content_type="multipart/form-data")
