@@ -5,6 +5,7 @@ photo, corrects its tags and deletes it again. Saves screenshots (the pytest tmp
 Skipped only when no Chromium executable exists: CI (.ci/run) installs it."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -38,7 +39,7 @@ def served(settings, pipeline):
     photo = held_out_street_photo(pipeline)
     for data in (photo.read_bytes(), garment_photo((200, 30, 40)), garment_photo((30, 60, 200), seed=1)):
         response = client.post("/v1/analyses", headers={"Authorization": f"Bearer {key}"},
-                               data={"image": (__import__("io").BytesIO(data), "p.jpg")}, content_type="multipart/form-data")
+                               data={"image": (io.BytesIO(data), "p.jpg")}, content_type="multipart/form-data")
         assert response.status_code == 201, response.json
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
