@@ -28,6 +28,9 @@ def _outputs(model, batch):
     return {name: keras.ops.convert_to_numpy(value) for name, value in model(batch, training=False).items()}
 
 
+# The copy is made on the torch backend only (Classifier serves it there): TensorFlow's CPU Conv2D takes
+# channels-first input only where oneDNN is on, and it is not on every CPU (off on an AMD EPYC here: 2026-12-07).
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="made and served on the torch backend")
 @pytest.mark.parametrize("trunk", ["vgg19", "efficientnet_lite0"])
 def test_the_copy_computes_what_the_network_does(trunk):
     model = build_model(TAXONOMY, input_size=(64, 48), width=0.25, head_units=16, trunk=trunk)
