@@ -23,14 +23,16 @@ TAXONOMY = Taxonomy.from_records([
     for g, m, s, a, c, e, u in [("Men", "Apparel", "Topwear", "Tshirts", "Red", "Summer", "Casual"),
                                 ("Women", "Footwear", "Shoes", "Flats", "Blue", "Winter", "Formal")]])
 
+# The copy is made, exported and served on the torch backend only (Classifier does so there): TensorFlow's CPU
+# Conv2D takes channels-first input only where oneDNN is on, and it is not on every CPU (off on an AMD EPYC here).
+TORCH_ONLY = pytest.mark.skipif(keras.backend.backend() != "torch", reason="made and served on the torch backend")
+
 
 def _outputs(model, batch):
     return {name: keras.ops.convert_to_numpy(value) for name, value in model(batch, training=False).items()}
 
 
-# The copy is made on the torch backend only (Classifier serves it there): TensorFlow's CPU Conv2D takes
-# channels-first input only where oneDNN is on, and it is not on every CPU (off on an AMD EPYC here: 2026-12-07).
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="made and served on the torch backend")
+@TORCH_ONLY
 @pytest.mark.parametrize("trunk", ["vgg19", "efficientnet_lite0"])
 def test_the_copy_computes_what_the_network_does(trunk):
     model = build_model(TAXONOMY, input_size=(64, 48), width=0.25, head_units=16, trunk=trunk)
@@ -50,7 +52,7 @@ def test_the_copy_computes_what_the_network_does(trunk):
         np.testing.assert_allclose(got[name], expected[name], atol=1e-5, err_msg=name)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="exported on the torch backend")
+@TORCH_ONLY
 @pytest.mark.parametrize("trunk", ["vgg19", "efficientnet_lite0"])
 def test_the_exported_copy_computes_what_the_network_does_at_any_batch_size(trunk):
     model = for_serving(build_model(TAXONOMY, input_size=(64, 48), width=0.25, head_units=16, trunk=trunk))
@@ -73,7 +75,7 @@ def test_a_network_the_copy_does_not_cover_is_refused():
         for_serving(keras.Model(inputs, {"out": keras.layers.Dense(2)(features)}))
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the serving copy is made on the torch backend")
+@TORCH_ONLY
 def test_the_served_bundle_tags_and_embeds_the_same_through_its_copy():
     images = [load_rgb(path) for path in sorted(CATALOGUE.glob("*.jpg"))[:4]] + [load_rgb(STREET / "0001.jpg")]
     served = Classifier(ROOT / "models" / "fashion-lite0")
@@ -108,7 +110,7 @@ def test_making_the_copy_does_not_import_tensorflow(tmp_path):
     assert result.stdout.strip().splitlines()[-1] == "False"
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="measured and served on the torch backend")
+@TORCH_ONLY
 def test_both_views_in_one_call_give_what_two_calls_give():
     images = [load_rgb(path) for path in sorted(CATALOGUE.glob("*.jpg"))[4:9]]
     one_call = Classifier(ROOT / "models" / "fashion-lite0", flip_average=True, neighbour_vote=False)
@@ -118,7 +120,7 @@ def test_both_views_in_one_call_give_what_two_calls_give():
         np.testing.assert_allclose(probs[task], probs_before[task], atol=1e-5, err_msg=task)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "torch", reason="measured and served on the torch backend")
+@TORCH_ONLY
 def test_garment_crops_are_read_at_the_garment_size_and_whole_images_at_the_images_size():
     photos = [load_rgb(STREET / "0001.jpg"), load_rgb(STREET / "0002.jpg")]
     crops = [photos[0][100:400, 100:300], photos[1][200:500, 50:350]]
