@@ -13,6 +13,10 @@ the CPU profile's cheap heads (a 128-channel FPN; 1.24 s per step of 2 photos at
         --optimizer sgd --lr 0.01 --fpn-channels 128 --mask-head-channels 128 --mask-head-layers 2 --roi-samples 128 \
         --rpn-train-proposals 600 300 --rpn-test-proposals 300 300 --class-agnostic-nms 0.7 --cache --workers 1
 
+`--garment-photos ../shared/datasets/clothing-dataset --garment-photo-split models/fashion-lite0/split.json`
+adds phone photos of one garment (a classifier bundle's training senders only), boxed and outlined by
+GrabCut (`garment_photos.py`), to the training split; the validation split stays street photos.
+
 A plain loop after torchvision's detection references: AdamW or SGD with warm-up and cosine decay,
 gradient clipping, AMP on a GPU, a checkpoint every epoch (--resume continues), a fixed seed, a
 loss-curve PNG, and a COCO evaluation of the validation split recorded in the bundle's manifest.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import shlex
 import sys
@@ -38,13 +43,15 @@ from common.images import load_rgb
 
 from .bundle import load_bundle, write_bundle
 from .evaluate import SUMMARY_SKIPS, evaluate, record_in_manifest
-from .inference import Detector
+from .garment_photos import LABEL_MAPS, PHOTO_ID_BASE, read_garment_photos
+from .inference import Detection, Detector
 from .model import DetectorConfig, backbone_info, build_detector
-from .plots import loss_curve
+from .plots import loss_curve, prediction_sheet
 from .records import READERS, DetectionRecord, split_records
 from .transforms import downscale, jitter_model_scale, load_sample, scale_jitter_sizes, train_transforms
 
 CHECKPOINT = "checkpoint.pt"
+GARMENT_PHOTOS_SHEET = "garment_photos.png"
 
 
 class DetectionDataset(Dataset):
@@ -67,6 +74,14 @@ class DetectionDataset(Dataset):
     def preload(self, workers: int) -> None:
         loader = DataLoader(_Decoded(self), batch_size=None, num_workers=workers, collate_fn=_as_is)
         self.cache = list(tqdm(loader, total=len(self), desc="decoding samples"))
+
+    def drop_empty(self) -> int:
+        """Forget preloaded samples without an instance (a garment photo GrabCut could not outline: trained
+        on, it would teach that the garment is background); returns how many."""
+        kept = [i for i, (_, instances) in enumerate(self.cache) if instances]
+        dropped = len(self.cache) - len(kept)
+        self.records, self.cache = [self.records[i] for i in kept], [self.cache[i] for i in kept]
+        return dropped
 
     def __getitem__(self, index):
         image, instances = self.cache[index] if self.cache is not None else self.decode(index)
@@ -144,7 +159,35 @@ def parse_args(argv):
                         help="start from this detector bundle's weights (same architecture and classes): "
                              "a further schedule on top of a finished run")
     parser.add_argument("--device", default="auto")
-    return parser.parse_args(argv)
+    photos = parser.add_argument_group("phone photos of one garment, added to the training split (detection.garment_photos)")
+    photos.add_argument("--garment-photos", type=Path, metavar="DIR", help="a clothing-dataset layout folder")
+    photos.add_argument("--garment-photo-label-map", type=Path, default=LABEL_MAPS / "clothing-dataset.json")
+    photos.add_argument("--garment-photo-split", type=Path, metavar="SPLIT_JSON",
+                        help="a classifier bundle's split.json: only its `photo.train` photos are used, so the "
+                             "senders it holds out stay unseen by both models")
+    photos.add_argument("--garment-photo-count", type=int, help="use this many of them, drawn with --seed")
+    args = parser.parse_args(argv)
+    if args.garment_photos and not args.cache:
+        parser.error("--garment-photos needs --cache (photos GrabCut cannot outline are dropped once decoded)")
+    return args
+
+
+def draw_garment_photos(train_set: DetectionDataset, classes, path: Path, count: int = 12) -> None:
+    """The first garment photos' GrabCut boxes and masks, as trained on: a person checks them at a glance."""
+    shown = [(image, [Detection(i.box, i.mask, classes[i.category - 1], 1.0) for i in instances])
+             for record, (image, instances) in zip(train_set.records, train_set.cache) if record.image_id >= PHOTO_ID_BASE]
+    prediction_sheet(shown[:count], path, columns=4)
+
+
+def garment_photo_records(args, classes) -> tuple[list[DetectionRecord], dict]:
+    ids = json.loads(args.garment_photo_split.read_text())["photo"]["train"] if args.garment_photo_split else None
+    records = read_garment_photos(args.garment_photos, args.garment_photo_label_map, classes, ids)
+    if args.garment_photo_count is not None and args.garment_photo_count < len(records):
+        chosen = np.random.default_rng(args.seed).choice(len(records), args.garment_photo_count, replace=False)
+        records = [records[i] for i in sorted(chosen)]
+    return records, {"path": str(args.garment_photos), "label_map": os.path.relpath(args.garment_photo_label_map),
+                     "split_file": str(args.garment_photo_split) if args.garment_photo_split else None,
+                     "photos": len(records)}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -161,10 +204,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     by_id = {r.image_id: r for r in records}
     sizes = scale_jitter_sizes(args.min_size, *args.scale_jitter) if args.scale_jitter else (args.min_size,)
     # Cached at the largest training size (at least 1.25x the serving size), so jitter never upsamples.
-    train_set = DetectionDataset([by_id[i] for i in split["train"]], train_transforms(args.min_size),
+    photo_records, photo_data = garment_photo_records(args, classes) if args.garment_photos else ([], None)
+    train_set = DetectionDataset([by_id[i] for i in split["train"]] + photo_records, train_transforms(args.min_size),
                                  cache_side=max(int(args.min_size * 1.25), max(sizes)) if args.cache else None)
     if args.cache:
         train_set.preload(args.workers)
+    if photo_data:
+        photo_data["dropped_without_mask"] = train_set.drop_empty()
+        print(f"garment photos: {photo_data['photos']} read, {photo_data['dropped_without_mask']} without a mask dropped")
+        draw_garment_photos(train_set, classes, args.run_dir / GARMENT_PHOTOS_SHEET)
     loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True, collate_fn=collate,
                         num_workers=args.workers, generator=torch.Generator().manual_seed(args.seed),
                         persistent_workers=args.workers > 0)
@@ -240,7 +288,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
     training = {
         "data": {"dataset": args.dataset, "path": str(args.data), "images": len(records),
-                 "split": {k: len(v) for k, v in split.items()}, "split_file": "split.json", "seed": args.seed},
+                 "split": {k: len(v) for k, v in split.items()}, "split_file": "split.json", "seed": args.seed,
+                 **({"garment_photos": photo_data} if photo_data else {})},
         "command": "python -m detection.train " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "device": f"{platform.machine()} {device.type}", "amp": device.type == "cuda",
         "epochs": args.epochs, "iterations_per_epoch": steps_per_epoch, "batch_size": args.batch_size,
@@ -256,8 +305,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         training["initialised_from"] = initialised_from
     manifest = write_bundle(args.bundle, model.cpu().float(), config, list(classes), {"training": training})
     (args.bundle / "split.json").write_text(json.dumps(split))
-    if (args.run_dir / "loss_curve.png").is_file():
-        (args.bundle / "loss_curve.png").write_bytes((args.run_dir / "loss_curve.png").read_bytes())
+    for sheet in ("loss_curve.png", GARMENT_PHOTOS_SHEET):
+        if (args.run_dir / sheet).is_file():
+            (args.bundle / sheet).write_bytes((args.run_dir / sheet).read_bytes())
     val = [by_id[i] for i in split["val"]]
     metrics = evaluate(Detector(args.bundle, score_threshold=0.05), val, args.bundle / "evaluation")
     # Serve at the score threshold with the best F1 on the validation split, not an arbitrary 0.5.
