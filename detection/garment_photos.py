@@ -31,6 +31,7 @@ LABEL_MAPS = Path(__file__).resolve().parent / "label_maps"
 PHOTO_ID_BASE = 1_000_000
 # A mask outside these shares of the photo is GrabCut failing (a speck, or the whole frame), not a garment.
 MASK_SHARE_RANGE = (0.05, 0.97)
+EXIF_ORIENTATION, QUARTER_TURNS = 0x0112, (5, 6, 7, 8)
 
 
 def read_photo_label_map(path: str | Path, classes: Sequence[str]) -> tuple[dict[str, int], set[str]]:
@@ -92,6 +93,8 @@ def read_garment_photos(root: str | Path, label_map: str | Path, classes: Sequen
 def _record(image_id: int, path: Path, category: int) -> DetectionRecord:
     with Image.open(path) as image:
         width, height = image.size
+        if image.getexif().get(EXIF_ORIENTATION) in QUARTER_TURNS:  # load_rgb turns the pixels upright
+            width, height = height, width
 
     def load() -> list[Instance]:
         mask = garment_mask(load_rgb(path))

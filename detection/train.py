@@ -165,7 +165,10 @@ def parse_args(argv):
     photos.add_argument("--garment-photo-split", type=Path, metavar="SPLIT_JSON",
                         help="a classifier bundle's split.json: only its `photo.train` photos are used, so the "
                              "senders it holds out stay unseen by both models")
-    photos.add_argument("--garment-photo-count", type=int, help="use this many of them, drawn with --seed")
+    photos.add_argument("--garment-photo-count", type=int, help="use this many of them, drawn with --garment-photo-seed")
+    photos.add_argument("--garment-photo-seed", type=int,
+                        help="draws the photos (default --seed; a run continuing another draws others with its own, "
+                             "while --seed keeps the street photos' split)")
     args = parser.parse_args(argv)
     if args.garment_photos and not args.cache:
         parser.error("--garment-photos needs --cache (photos GrabCut cannot outline are dropped once decoded)")
@@ -182,12 +185,14 @@ def draw_garment_photos(train_set: DetectionDataset, classes, path: Path, count:
 def garment_photo_records(args, classes) -> tuple[list[DetectionRecord], dict]:
     ids = json.loads(args.garment_photo_split.read_text())["photo"]["train"] if args.garment_photo_split else None
     records = read_garment_photos(args.garment_photos, args.garment_photo_label_map, classes, ids)
-    if args.garment_photo_count is not None and args.garment_photo_count < len(records):
-        chosen = np.random.default_rng(args.seed).choice(len(records), args.garment_photo_count, replace=False)
+    seed = args.seed if args.garment_photo_seed is None else args.garment_photo_seed
+    drawn = args.garment_photo_count is not None and args.garment_photo_count < len(records)
+    if drawn:
+        chosen = np.random.default_rng(seed).choice(len(records), args.garment_photo_count, replace=False)
         records = [records[i] for i in sorted(chosen)]
     return records, {"path": str(args.garment_photos), "label_map": os.path.relpath(args.garment_photo_label_map),
                      "split_file": str(args.garment_photo_split) if args.garment_photo_split else None,
-                     "photos": len(records)}
+                     "photos": len(records), "drawn_with_seed": seed if drawn else None}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -120,3 +120,15 @@ def test_garment_photos_need_the_cache(tmp_path):
     with pytest.raises(SystemExit):
         train.parse_args(["--dataset", "ccp", "--data", str(tmp_path), "--bundle", str(tmp_path / "b"),
                           "--run-dir", str(tmp_path / "r"), "--garment-photos", str(tmp_path)])
+
+
+def test_a_record_has_the_size_of_the_upright_photo_its_mask_is_cut_from(tmp_path):
+    root = write_garment_photos(tmp_path / "photos", [("a", 1, "Pants")])
+    path = root / "images" / "a.jpg"
+    with Image.open(path) as image:  # stored sideways, with the EXIF tag a phone writes to turn it upright
+        exif = image.getexif()
+        exif[0x0112] = 6
+        image.save(path, exif=exif)
+    (record,) = read_garment_photos(root, LABEL_MAPS / "clothing-dataset.json", CCP_CLASSES)
+    (trousers,) = record.instances()
+    assert trousers.mask.shape == (record.height, record.width) == (240, 320)
