@@ -102,16 +102,18 @@ class Settings:
     garment_detector_prior_kinds: str = "street"
     # A garment read together with its whole image (classification/garment_context.py): off, log:<w> or
     # linear:<w>, on the garments of images the kind gate reads as one of the kinds (default: phone photos,
-    # where the detector often boxes part of a garment lying flat). log:0.35 was chosen cross-half on the
-    # held-out phone photos and side-by-side pairs of them (bench/garment_context_probe.py, docs/detector.md).
+    # where the detector often boxes part of a garment lying flat, and catalogue thumbnails, where the garment
+    # found is the product the whole image shows). log:0.35 was chosen cross-half on the held-out phone
+    # photos and side-by-side pairs of them (bench/garment_context_probe.py, docs/detector.md).
     garment_context: str = "log:0.35"
-    garment_context_kinds: str = "photo"
+    garment_context_kinds: str = "photo,catalogue"
     # Parts of one garment boxed again as more garments (app/fragments.py): on images the kind gate reads as
-    # one of the kinds (default: phone photos), a garment whose box lies at least this share inside a larger
-    # garment's box is dropped; off: every detection is reported. 0.8 is set by geometry, not tuned: four
+    # one of the kinds (default: phone photos and catalogue thumbnails, photos of one product), a garment
+    # whose box lies at least this share inside a larger garment's box is dropped; off: every detection is
+    # reported. 0.8 is set by geometry, not tuned: four
     # fifths of its box inside another's (bench/photo_garments.py measures it, docs/detector.md).
     garment_fragments: str = "0.8"
-    garment_fragment_kinds: str = "photo"
+    garment_fragment_kinds: str = "photo,catalogue"
     # How a garment is cut out for the classifier (app/crops.py): box (its box with 10% of context, as the
     # classifier's street crops are cut) or masked (outside its mask painted white). Measured best: box.
     garment_crop: str = "box"

@@ -58,8 +58,8 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
     assert detector["version"].endswith("+bfloat16") == (detector["compute_dtype"] == "bfloat16")
     assert 0 < detector["held_out"]["box_AP50"] <= 1 and "box_AP_per_category" not in detector["held_out"]
     assert body["garment_crop"] == pipeline.garment_crop
-    assert body["garment_context"] == "log:0.35/photo" == pipeline.bundles["garment_context"]
-    assert body["garment_fragments"] == "0.8/photo" == pipeline.bundles["garment_fragments"]
+    assert body["garment_context"] == "log:0.35/catalogue+photo" == pipeline.bundles["garment_context"]
+    assert body["garment_fragments"] == "0.8/catalogue+photo" == pipeline.bundles["garment_fragments"]
 
 
 def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():

@@ -124,10 +124,11 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
     *_, prior, garment_crop, context, fragments = Pipeline.load(settings.replace(garment_crop="masked")).args
     assert (prior.mode, prior.weight, prior.min_score, prior.kinds) == ("soft", 0.01, 0.8, frozenset({"street"}))
     assert garment_crop == "masked"
-    assert context.name == "log:0.35/photo"  # chosen cross-half by bench/garment_context_probe.py
+    # the weight chosen cross-half by bench/garment_context_probe.py; phone photos and catalogue thumbnails
+    assert context.name == "log:0.35/catalogue+photo"
     settings = Settings.from_env({"GARMENT_CONTEXT": "linear:0.5", "GARMENT_CONTEXT_KINDS": "all"})
     assert Pipeline.load(settings).args[-2].name == "linear:0.5"
-    assert fragments.name == "0.8/photo"  # set by geometry: four fifths of a box inside a larger garment's
+    assert fragments.name == "0.8/catalogue+photo"  # set by geometry: four fifths of a box inside a larger garment's
     settings = Settings.from_env({"GARMENT_FRAGMENTS": "off"})
     assert Pipeline.load(settings).args[-1].containment is None
 
