@@ -107,7 +107,7 @@ def markdown(report: dict) -> str:
              f"detector {report['detector_version']}, garment context {report['garment_context']}, "
              f"garment fragments {report['garment_fragments']}", "", "| figure | value |", "|---|---:|",
              "| thumbnails with 0 / 1 / 2+ garment items | "
-             + " / ".join(str(counts.get(n, counts.get(str(n), 0))) for n in range(3)) + " |",
+             + " / ".join(str(counts.get(n, 0)) for n in range(3)) + " |",
              "| whole image: articleType / masterCategory | "
              + " / ".join(f"{report['product_accuracy'][t]:.4f}" for t in TASKS) + " |"]
     on = report["on_thumbnails_with_garments"]
