@@ -41,8 +41,7 @@ TASKS = ("articleType", "masterCategory")
 
 def main(argv=None) -> dict:
     defaults = Settings()
-    parser = photo_arguments(__doc__, defaults)
-    parser.set_defaults(data=CATALOGUE)
+    parser = photo_arguments(__doc__, defaults, CATALOGUE, "the catalogue (styles.csv + images/)")
     parser.add_argument("--seed", type=int, default=0, help="draws the --limit thumbnails from the test split")
     parser.add_argument("--garment-context-kinds", default=defaults.garment_context_kinds,
                         help="GARMENT_CONTEXT_KINDS: the images whose garments are read with the whole image")

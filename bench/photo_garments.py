@@ -71,13 +71,14 @@ def drawn(image: np.ndarray, garments: list[dict], allowed: set[str]) -> np.ndar
     return np.asarray(canvas)
 
 
-def photo_arguments(doc: str, defaults: Settings) -> argparse.ArgumentParser:
-    """The options every bench of the held-out phone photos through the pipeline takes."""
+def photo_arguments(doc: str, defaults: Settings, data: Path = PHOTOS,
+                    data_help: str = "the clothing dataset (images.csv + images/)") -> argparse.ArgumentParser:
+    """The options every bench of held-out images through the pipeline takes (phone photos by default)."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--classifier", type=Path, default=defaults.classifier_bundle)
     parser.add_argument("--detector", type=Path, default=defaults.detector_bundle)
-    parser.add_argument("--data", type=Path, default=PHOTOS, help="the clothing dataset (images.csv + images/)")
-    parser.add_argument("--limit", type=int, help="only the first N validation photos (a quick look)")
+    parser.add_argument("--data", type=Path, default=data, help=data_help)
+    parser.add_argument("--limit", type=int, help="only N of the held-out images (a quick look)")
     parser.add_argument("--detector-compute-dtype", choices=COMPUTE_DTYPES, default=defaults.detector_compute_dtype,
                         help="DETECTOR_COMPUTE_DTYPE: the detector backbone's arithmetic on the CPU")
     return parser
