@@ -107,6 +107,13 @@ class Settings:
     # photos and side-by-side pairs of them (bench/garment_context_probe.py, docs/detector.md).
     garment_context: str = "log:0.35"
     garment_context_kinds: str = "photo,catalogue"
+    # The other direction (classification/product_garment.py): an image's own category pooled with its one
+    # garment's reading (the garment cut out, read at the garment input size), on images the kind gate reads as
+    # these kinds whose detections leave exactly one garment once fragments are dropped. off, log:<w> or
+    # linear:<w> (w: the garment's share). log:0.35, the garment context's pooling the other way, is one of the
+    # two rules chosen cross-half on the held-out phone photos (bench/product_garment_probe.py, docs/detector.md).
+    product_garment: str = "log:0.35"
+    product_garment_kinds: str = "photo"
     # Parts of one garment boxed again as more garments (app/fragments.py): on images the kind gate reads as
     # one of the kinds (default: phone photos and catalogue thumbnails, photos of one product), a garment
     # whose box lies at least this share inside a larger garment's box is dropped; off: every detection is
@@ -215,6 +222,8 @@ class Settings:
                                           or defaults.garment_detector_prior_kinds),
             garment_context=env.get("GARMENT_CONTEXT") or defaults.garment_context,
             garment_context_kinds=env.get("GARMENT_CONTEXT_KINDS") or defaults.garment_context_kinds,
+            product_garment=env.get("PRODUCT_GARMENT") or defaults.product_garment,
+            product_garment_kinds=env.get("PRODUCT_GARMENT_KINDS") or defaults.product_garment_kinds,
             garment_fragments=env.get("GARMENT_FRAGMENTS") or defaults.garment_fragments,
             garment_fragment_kinds=env.get("GARMENT_FRAGMENT_KINDS") or defaults.garment_fragment_kinds,
             garment_crop=env.get("GARMENT_CROP") or defaults.garment_crop,

@@ -191,5 +191,6 @@ def read_models():
             "garment_crop": pipeline.garment_crop,
             "garment_context": pipeline.context.name if pipeline.context.pooling != "off" else None,
             "garment_fragments": pipeline.fragments.name if pipeline.fragments.containment is not None else None,
+            "product_garment": pipeline.product_garment.name if pipeline.product_garment.pooling != "off" else None,
             # this worker's count of labelled items in its neighbour vote (null: labels do not vote)
             "labelled_vote_rows": label_votes.rows if (label_votes := current_app.extensions.get("label_votes")) else None}

@@ -163,7 +163,7 @@ def spec() -> dict:
                                                "figures per source label (null when the bundle's evaluation is not "
                                                "the one its manifest's figures came from)"}],
                 "responses": {"200": {"description": "bundles, classifier, detector, detector_prior, garment_crop, "
-                                                     "garment_context, garment_fragments, labelled_vote_rows",
+                                                     "garment_context, garment_fragments, product_garment, labelled_vote_rows",
                                       "content": {"application/json": {"schema": {"type": "object", "properties": {
                                           "bundles": {"type": "object"}, "classifier": {"type": "object"},
                                           "detector": {"type": "object", "description":
@@ -179,6 +179,9 @@ def spec() -> dict:
                                               "the share of a garment's box inside a larger garment's above which "
                                               "it is dropped as a fragment of it, and on which kinds of image "
                                               "(null: every detection is reported)"},
+                                          "product_garment": {"type": ["string", "null"], "description":
+                                              "how an image's own category is pooled with its one garment's, and "
+                                              "on which kinds of image (null: never)"},
                                           "labelled_vote_rows": {"type": ["integer", "null"], "description":
                                               "items people labelled that this worker's neighbour vote holds "
                                               "(null: labels do not vote here)"}}}}}},
@@ -343,8 +346,9 @@ def spec() -> dict:
                     "description": "what besides the garment's crop steered its category: detector:<class> when "
                                    "the detector's class constrained the path (GARMENT_DETECTOR_PRIOR; confidences "
                                    "and top3 stay the classifier's own), image when it was read with its whole "
-                                   "image (GARMENT_CONTEXT; confidences and top3 are the pooled ones), both "
-                                   "joined by +"}}},
+                                   "image (GARMENT_CONTEXT; confidences and top3 are the pooled ones), for a "
+                                   "product item garment when it was read with the image's one garment "
+                                   "(PRODUCT_GARMENT; pooled the same way), joined by +"}}},
                 "style": {"type": "object"},
                 "colours": {"type": "array", "items": {"type": "object", "properties": {
                     "hex": {"type": "string"}, "name": {"type": "string"}, "share": {"type": "number"}}}},

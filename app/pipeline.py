@@ -16,6 +16,7 @@ import numpy as np
 from classification.detector_prior import DetectorPrior
 from classification.garment_context import GarmentContext
 from classification.inference import Classifier
+from classification.product_garment import ProductGarment
 from detection.inference import Detector
 from detection.records import encode_mask
 
@@ -46,13 +47,14 @@ class Pipeline:
     def __init__(self, detector: Detector, classifier: Classifier, batch_max_images: int = 1,
                  batch_max_wait: float = 0.005, garment_min_side: int = 16, prior: DetectorPrior | None = None,
                  garment_crop: str = "box", context: GarmentContext | None = None,
-                 fragments: GarmentFragments | None = None):
+                 fragments: GarmentFragments | None = None, product_garment: ProductGarment | None = None):
         self.detector, self.classifier = detector, classifier
         self.garment_min_side = garment_min_side
         self.garment_crop = check_style(garment_crop)
         self.prior = prior or DetectorPrior()
         self.context = context or GarmentContext()
         self.fragments = fragments or GarmentFragments()
+        self.product_garment = product_garment or ProductGarment()
         self.bundles = {"detector": detector.version, "classifier": classifier.versions}
         self.bundle_key = f"{detector.version}|{classifier.versions['category']}|{classifier.versions['style']}"
         if self.prior.mode != "off":  # the tags depend on it: a stored analysis made without it is not reused
@@ -64,6 +66,9 @@ class Pipeline:
         if self.fragments.containment is not None:  # which garments are reported depends on it
             self.bundles["garment_fragments"] = self.fragments.name
             self.bundle_key += f"|fragments:{self.fragments.name}"
+        if self.product_garment.pooling != "off":
+            self.bundles["product_garment"] = self.product_garment.name
+            self.bundle_key += f"|product-garment:{self.product_garment.name}"
         # The whole image's colours are read without its backdrop (app/colours.py): analyses stored when
         # they were not are made again.
         self.bundle_key += WHOLE_IMAGE_COLOURS
@@ -92,8 +97,9 @@ class Pipeline:
                                     settings.garment_detector_prior_min_score, settings.garment_detector_prior_kinds)
         context = GarmentContext.parse(settings.garment_context, settings.garment_context_kinds)
         fragments = GarmentFragments.parse(settings.garment_fragments, settings.garment_fragment_kinds)
+        product_garment = ProductGarment.parse(settings.product_garment, settings.product_garment_kinds)
         return cls(detector, classifier, settings.batch_max_images, settings.batch_max_wait_ms / 1000,
-                   settings.garment_min_side, prior, settings.garment_crop, context, fragments)
+                   settings.garment_min_side, prior, settings.garment_crop, context, fragments, product_garment)
 
     def warm_up(self) -> None:
         self.classifier.warm_up()  # both its networks: a blank image shows no garment to the one for garments
@@ -116,15 +122,24 @@ class Pipeline:
             detections = [[d for d in found if self._big_enough(d)] for found in self.detector.detect(images)]
         with timed(timings, "crop"):
             crops, allowed, whole_image_rows = [], [], []
+            boxes_of = {}  # a whole image's row -> its garments' boxes (theirs are the rows after it)
             for image, found in zip(images, detections):
+                boxes_of[len(crops)] = [d.box for d in found]
                 whole_image_rows += [len(crops)] * (1 + len(found))  # the kind gate reads the whole image
                 crops += [image] + [self.crop(image, d) for d in found]
                 allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
+
+        def kept_garments(row: int, kind: str | None) -> list[int]:
+            """The rows of the garments of the image at `row` that are not fragments (as reported below)."""
+            return [row + 1 + i for i in self.fragments.kept(boxes_of[row], kind)]
+
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
             tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight,
                                                                        self.prior.kinds, whole_image_rows,
                                                                        self.context,
-                                                                       tell_image_kind=self.fragments.containment is not None)
+                                                                       tell_image_kind=self.fragments.containment is not None,
+                                                                       product_garment=self.product_garment,
+                                                                       kept_garments=kept_garments)
         results, row = [], 0
         with timed(timings, "colours"):
             for image, found in zip(images, detections):
@@ -147,9 +162,10 @@ class Pipeline:
     @staticmethod
     def _item(position: int, tag: dict, image: np.ndarray, detection) -> dict:
         # What besides the crop steered the category: the detector's class (the prior), the whole image (the
-        # garment context).
+        # garment context), for a product its one garment (the product garment).
         steered = ([f"detector:{detection.label}"] if detection and tag.get("category_constrained") else []) + (
-            ["image"] if tag.get("category_read_with_image") else [])
+            ["image"] if tag.get("category_read_with_image") else []) + (
+            ["garment"] if tag.get("category_read_with_garment") else [])
         constrained_by = "+".join(steered) or None
         return {
             "position": position,

@@ -8,8 +8,9 @@ the serving pipeline as an upload would (`app.fetch.decode`, `Pipeline.analyse`:
 crops, the detector prior, the classifier). A photo's label (the clothing dataset's, through its label
 map) allows a set of articleTypes; reported:
 
-- the whole image's item (`kind: product`): articleType group accuracy, mean over labels and over photos
-  (the evaluate CLI's phone-photo figure, here through the pipeline);
+- the whole image's item (`kind: product`): articleType group accuracy, mean over labels and over photos,
+  with 95% bootstrap intervals (the evaluate CLI's phone-photo figure, here through the pipeline, where the
+  photo is read with its one garment), and its masterCategory accuracy;
 - how many garments the detector reports per photo, and how many of them carry an articleType the
   photo's label does not allow ("off-label": a second garment in the picture, or a wrong one);
 - on photos with garments, the largest garment's articleType group accuracy beside the whole image's
@@ -19,7 +20,9 @@ and a PNG of the photos with the most off-label garments, boxes drawn. Writes
 bench/results/photo-garments-<time>.json and prints Markdown. `--prior-kinds all` measures the prior on
 every garment (as served before the kind gate decided which); `--garment-context off` reads each garment
 on its own (as served before garments of phone photos were read with their photo); `--garment-fragments off`
-reports every detection (as served before parts of a garment were dropped: app/fragments.py).
+reports every detection (as served before parts of a garment were dropped: app/fragments.py);
+`--product-garment off` reads the whole photo on its own (as served before it was read with its one garment:
+classification/product_garment.py).
 """
 from __future__ import annotations
 
@@ -46,6 +49,7 @@ from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
 from bench.results import RESULTS, write_report  # noqa: E402
 from classification.evaluate import LABEL_MAPS  # noqa: E402
+from classification.intervals import accuracy_interval, mean_over_labels_interval  # noqa: E402
 from classification.label_map import LabelMap  # noqa: E402
 from classification.photo_datasets import read_labelled_photos  # noqa: E402
 from classification.plots import image_grid  # noqa: E402
@@ -104,10 +108,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--garment-fragments", default=defaults.garment_fragments,
                         help="GARMENT_FRAGMENTS: the share of a box inside a larger garment's that makes it a part "
                              "of that garment, dropped (off: every detection reported)")
+    parser.add_argument("--product-garment", default=defaults.product_garment,
+                        help="PRODUCT_GARMENT: how the whole photo's category pools with its one garment's (off: its own)")
     args = parser.parse_args(argv)
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
 
     settings = defaults.replace(classifier_bundle=args.classifier, detector_bundle=args.detector, device="cpu",
+                                product_garment=args.product_garment,
                                 garment_detector_prior_kinds=args.prior_kinds, garment_context=args.garment_context,
                                 garment_fragments=args.garment_fragments,
                                 detector_score_threshold=args.detector_score_threshold,
@@ -128,7 +135,10 @@ def main(argv=None) -> dict:
         # how the kind gate reads the whole photo (the detector prior holds for garments of street photos)
         kinds = pipeline.classifier.image_kinds(pipeline.classifier.embedding_inputs([image])[0])
         photos.append({"id": record.id, "label": record.source_label, "allowed": sorted(allowed),
-                       "product": items[0]["category"]["articleType"]["label"], "garments": garments,
+                       "product": items[0]["category"]["articleType"]["label"],
+                       "product_master_ok": items[0]["category"]["masterCategory"]["label"] in record.allowed["masterCategory"],
+                       "product_read_with_garment": items[0]["category"]["constrained_by"] == "garment",
+                       "garments": garments,
                        "read_as": kinds[0] if kinds else None})
     seconds = time.perf_counter() - started
 
@@ -142,17 +152,23 @@ def main(argv=None) -> dict:
     largest = {p["id"]: max(p["garments"], key=lambda g: g["area_share"]) for p in with_garments}
     garments = [(p, g) for p in photos for g in p["garments"]]
     off_label = [(p, g) for p, g in garments if not ok(p, g["articleType"])]
+    product_hits = np.array([ok(p, p["product"]) for p in photos], np.float64)
     report = {
         "classifier": str(args.classifier), "detector": str(args.detector), "detector_version": pipeline.detector.version,
         "photos": len(photos),
         "detector_prior": pipeline.prior.name, "garment_context": pipeline.context.name,
-        "garment_fragments": pipeline.fragments.name,
+        "garment_fragments": pipeline.fragments.name, "product_garment": pipeline.product_garment.name,
         "detector_score_threshold": float(pipeline.detector.model.roi_heads.score_thresh),
         "labels": len(by_label), "seconds": round(seconds, 1),
         "whole_photos_read_as": dict(Counter(p["read_as"] for p in photos).most_common()),
         "product_group_accuracy_mean_over_labels": float(np.mean(
             [np.mean([ok(p, p["product"]) for p in rows]) for rows in by_label.values()])),
-        "product_group_accuracy": float(np.mean([ok(p, p["product"]) for p in photos])),
+        "product_group_accuracy_mean_over_labels_interval_95":
+            mean_over_labels_interval(product_hits, [p["label"] for p in photos]),
+        "product_group_accuracy": float(product_hits.mean()),
+        "product_group_accuracy_interval_95": accuracy_interval(product_hits),
+        "product_masterCategory_accuracy": float(np.mean([p["product_master_ok"] for p in photos])),
+        "products_read_with_their_garment": sum(p["product_read_with_garment"] for p in photos),
         "garments_per_photo": dict(sorted(Counter(min(len(p["garments"]), 3) for p in photos).items())),
         "garments": len(garments),
         "constrained_by_the_detector_class": sum(g["constrained"] for _, g in garments),
@@ -192,10 +208,15 @@ def markdown(report: dict) -> str:
     with_garments = report["on_photos_with_garments"]
     lines = [f"{report['photos']} phone photos of unseen senders through the pipeline ({report['seconds']} s), "
              f"detector prior {report['detector_prior']}, garment context {report.get('garment_context', 'off')}, "
-             f"garment fragments {report.get('garment_fragments', 'off')}", "",
+             f"garment fragments {report.get('garment_fragments', 'off')}, "
+             f"product garment {report.get('product_garment', 'off')}", "",
              "| figure | value |", "|---|---:|",
              f"| whole image: articleType group, mean over {report['labels']} labels / over photos | "
              f"{report['product_group_accuracy_mean_over_labels']:.4f} / {report['product_group_accuracy']:.4f} |",
+             f"| the same, 95% intervals | {report['product_group_accuracy_mean_over_labels_interval_95']} / "
+             f"{report['product_group_accuracy_interval_95']} |",
+             f"| whole image: masterCategory / read with its one garment | "
+             f"{report['product_masterCategory_accuracy']:.4f} / {report['products_read_with_their_garment']} |",
              "| photos with 0 / 1 / 2 / 3+ garments | "
              + " / ".join(str(report["garments_per_photo"].get(n, 0)) for n in range(4)) + " |",
              f"| garments / constrained by the detector's class | {report['garments']} / "

@@ -83,13 +83,21 @@ class GarmentContext:
     def pool(self, probs: Mapping[str, np.ndarray], rows: Sequence[int],
              whole_image_rows: Sequence[int] | None) -> dict[str, np.ndarray]:
         """`probs` with the category tasks of `rows` (pooled_rows) pooled with their whole images' rows."""
+        return self.pool_pairs(probs, {row: whole_image_rows[row] for row in rows})
+
+    def pool_pairs(self, probs: Mapping[str, np.ndarray], pairs: Mapping[int, int],
+                   source: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """`probs` with the category tasks of each row of `pairs` pooled with its paired row, both read from
+        `source` (default `probs`: the rows as they were before any pooling, so two rules can pool the same
+        rows each way, every row with the other's own reading)."""
         out = dict(probs)
-        if not rows:
+        if not pairs:
             return out
-        wholes = [whole_image_rows[i] for i in rows]
+        source = probs if source is None else source
+        rows, others = list(pairs), list(pairs.values())
         for task in POOLED_TASKS:
             if task in out:
                 values = out[task].copy()
-                values[rows] = pooled(values[rows], values[wholes], self.weight, self.pooling)
+                values[rows] = pooled(source[task][rows], source[task][others], self.weight, self.pooling)
                 out[task] = values
         return out

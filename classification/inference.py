@@ -22,6 +22,7 @@ from .feature_heads import load_heads
 from .garment_context import GarmentContext
 from .neighbour_vote import NeighbourVote, load_vote, project
 from .preprocess import preprocess_batch
+from .product_garment import KeptGarments, ProductGarment
 from .serving_graph import ExportedNetwork, for_serving
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
 
@@ -286,13 +287,17 @@ class Classifier:
                                 outside_weight: float = 0.0, constrained_kinds: frozenset[str] | None = None,
                                 whole_image_rows: Sequence[int] | None = None,
                                 context: GarmentContext | None = None,
-                                tell_image_kind: bool = False) -> tuple[list[dict], np.ndarray]:
+                                tell_image_kind: bool = False,
+                                product_garment: ProductGarment | None = None,
+                                kept_garments: KeptGarments | None = None) -> tuple[list[dict], np.ndarray]:
         """What `predict` returns, plus each image's L2-normalised embedding, (N, embedding_dim) float32,
         from the same forward pass. `constrained_kinds`, `whole_image_rows`: `allowed` holds only where
         the kind gate reads the whole image as one of those kinds (allowed_where). `context`: the
         garments' tags pooled with their whole image's (GarmentContext; the embeddings are not); a pooled
         garment's tags say `category_read_with_image`. `tell_image_kind`: every row's tags say `image_kind`, how
-        the kind gate read its whole image (None without a gate)."""
+        the kind gate read its whole image (None without a gate). `product_garment`: a whole image's tags pooled
+        with its one garment's (ProductGarment; `kept_garments` says which garment rows of an image are kept);
+        such a whole image's tags say `category_read_with_garment`."""
         if not len(images):
             return [], np.zeros((0, self.embedding_dim), np.float32)
         garments = None if whole_image_rows is None else [whole != row for row, whole in enumerate(whole_image_rows)]
@@ -301,7 +306,9 @@ class Classifier:
         # nothing to constrain (product shots) and no garment to pool.
         constrains = allowed is not None and constrained_kinds is not None and any(p is not None for p in allowed)
         pools = context is not None and context.pooling != "off" and whole_image_rows is not None
-        read = self.image_kinds(features) if constrains or pools or tell_image_kind else None
+        reads_products = (product_garment is not None and product_garment.pooling != "off"
+                          and whole_image_rows is not None and kept_garments is not None)
+        read = self.image_kinds(features) if constrains or pools or reads_products or tell_image_kind else None
         if constrains:
             # The detector's classes were learnt on street photos of people: a garment lying on a bed, in a
             # phone photo, is the classifier's to name. The whole image says which it is far better than a crop
@@ -311,9 +318,14 @@ class Classifier:
         served = self.voted(features, probs)
         pooled = context.pooled_rows(read, whole_image_rows) if pools else []
         in_context = context.pool(served, pooled, whole_image_rows) if pooled else served
+        products = product_garment.pairs(read, whole_image_rows, kept_garments) if reads_products else {}
+        # each product pooled with its garment's reading from before the garment was pooled with the product
+        in_context = product_garment.pool_pairs(in_context, products, source=served) if products else in_context
         tags = self.describe(in_context, allowed, outside_weight)
         for row in pooled:
             tags[row]["category_read_with_image"] = True
+        for row in products:
+            tags[row]["category_read_with_garment"] = True
         if tell_image_kind:
             for row, whole in enumerate(whole_image_rows if whole_image_rows is not None else range(len(tags))):
                 tags[row]["image_kind"] = read[whole] if read is not None else None

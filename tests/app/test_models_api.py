@@ -60,6 +60,7 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
     assert body["garment_crop"] == pipeline.garment_crop
     assert body["garment_context"] == "log:0.35/catalogue+photo" == pipeline.bundles["garment_context"]
     assert body["garment_fragments"] == "0.8/catalogue+photo" == pipeline.bundles["garment_fragments"]
+    assert body["product_garment"] == "log:0.35/photo" == pipeline.bundles["product_garment"]
 
 
 def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():

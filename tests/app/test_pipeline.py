@@ -11,6 +11,7 @@ from app.pipeline import Pipeline
 from classification.bundle import garments_suffix
 from classification.detector_prior import DetectorPrior, allowed_paths
 from classification.garment_context import GarmentContext
+from classification.product_garment import ProductGarment
 from detection.inference import Detection, crop_detection
 
 from .servers import garment_photo
@@ -121,16 +122,22 @@ def test_settings_choose_the_prior(pipeline, monkeypatch):
     monkeypatch.setattr(Pipeline, "__init__", lambda self, *args: setattr(self, "args", args) or None)
     monkeypatch.setattr("app.pipeline.Detector", lambda *a, **k: pipeline.detector)
     monkeypatch.setattr("app.pipeline.Classifier", lambda *a, **k: pipeline.classifier)
-    *_, prior, garment_crop, context, fragments = Pipeline.load(settings.replace(garment_crop="masked")).args
+    *_, prior, garment_crop, context, fragments, product_garment = Pipeline.load(settings.replace(garment_crop="masked")).args
     assert (prior.mode, prior.weight, prior.min_score, prior.kinds) == ("soft", 0.01, 0.8, frozenset({"street"}))
     assert garment_crop == "masked"
     # the weight chosen cross-half by bench/garment_context_probe.py; phone photos and catalogue thumbnails
     assert context.name == "log:0.35/catalogue+photo"
     settings = Settings.from_env({"GARMENT_CONTEXT": "linear:0.5", "GARMENT_CONTEXT_KINDS": "all"})
-    assert Pipeline.load(settings).args[-2].name == "linear:0.5"
+    assert Pipeline.load(settings).args[-3].name == "linear:0.5"
     assert fragments.name == "0.8/catalogue+photo"  # set by geometry: four fifths of a box inside a larger garment's
     settings = Settings.from_env({"GARMENT_FRAGMENTS": "off"})
-    assert Pipeline.load(settings).args[-1].containment is None
+    assert Pipeline.load(settings).args[-2].containment is None
+    # chosen cross-half by bench/product_garment_probe.py, on phone photos only
+    assert product_garment.name == "log:0.35/photo"
+    settings = Settings.from_env({"PRODUCT_GARMENT": "off", "PRODUCT_GARMENT_KINDS": "all"})
+    assert Pipeline.load(settings).args[-1].pooling == "off"
+    with pytest.raises(ValueError, match="garment context"):
+        Pipeline.load(Settings.from_env({"PRODUCT_GARMENT": "log:2"}))
 
 
 # ---- a garment read with its whole image ----------------------------------------------------------------
@@ -180,6 +187,60 @@ def test_the_garment_context_is_part_of_the_bundle_key(pipeline):
     assert pooled.bundle_key == f"{models_only}|context:log:0.35/photo|colours:no-backdrop|crop:box"
     assert pooled.bundles["garment_context"] == "log:0.35/photo"
     assert "garment_context" not in Pipeline(pipeline.detector, pipeline.classifier).bundles
+
+
+# ---- a phone photo read with its one garment -------------------------------------------------------------
+
+def read_with_garment(pipeline, monkeypatch, spec, kind, found, fragments="0.8"):
+    """The committed models behind a pipeline pooling a product with its one garment by `spec`; the gate
+    reads every image as `kind` and the detector answers `found`."""
+    monkeypatch.setattr(pipeline.classifier, "image_kinds", lambda features: [kind] * len(features))
+    pooled = Pipeline(pipeline.detector, pipeline.classifier, garment_min_side=0,
+                      fragments=GarmentFragments.parse(fragments, "photo"),
+                      product_garment=ProductGarment.parse(spec, "photo"))
+    monkeypatch.setattr(pooled.detector, "detect", lambda images: [list(found) for _ in images])
+    return pooled.analyse(PHOTO, {})
+
+
+def test_a_phone_photos_own_tags_are_read_with_its_one_garment(pipeline, monkeypatch):
+    product, garment = read_with_garment(pipeline, monkeypatch, "off", "photo", PART)
+    assert product["category"]["constrained_by"] is None
+    # At weight 1 the photo's category reads exactly as its one garment did on its own; its style is its own.
+    as_garment, same_garment = read_with_garment(pipeline, monkeypatch, "log:1", "photo", PART)
+    for task in ("gender", "masterCategory", "subCategory", "articleType"):
+        assert as_garment["category"][task]["label"] == garment["category"][task]["label"]
+        assert as_garment["category"][task]["confidence"] == pytest.approx(garment["category"][task]["confidence"],
+                                                                           rel=1e-4)
+    assert as_garment["style"] == product["style"] and as_garment["colours"] == product["colours"]
+    assert as_garment["category"]["constrained_by"] == "garment"
+    np.testing.assert_allclose(as_garment["embedding"], product["embedding"], atol=1e-6)  # embeddings: untouched
+    assert same_garment["category"] == garment["category"]  # the garment keeps its own reading (no context here)
+
+
+def test_only_a_phone_photo_with_exactly_one_garment_is_read_with_it(pipeline, monkeypatch):
+    plain = read_with_garment(pipeline, monkeypatch, "off", "photo", PIECES)[0]
+    # Two garments once the sleeve is dropped as a fragment: the photo names no single one.
+    assert read_with_garment(pipeline, monkeypatch, "log:1", "photo", PIECES)[0]["category"] == plain["category"]
+    # The top and its sleeve: one garment once the sleeve is dropped, so the photo is read with the top.
+    top_and_sleeve = PIECES[:2]
+    items = read_with_garment(pipeline, monkeypatch, "log:1", "photo", top_and_sleeve)
+    assert [i["detector"]["label"] for i in items[1:]] == ["top"]
+    assert items[0]["category"]["constrained_by"] == "garment"
+    # Without the fragments rule both are garments: not read with either.
+    both = read_with_garment(pipeline, monkeypatch, "log:1", "photo", top_and_sleeve, fragments="off")
+    assert both[0]["category"]["constrained_by"] is None
+    # A street photo of one person in one garment keeps its own reading; so does a photo with no garment.
+    street = read_with_garment(pipeline, monkeypatch, "log:1", "street", PART)
+    assert street[0]["category"]["constrained_by"] is None
+    alone = read_with_garment(pipeline, monkeypatch, "log:1", "photo", [])
+    assert len(alone) == 1 and alone[0]["category"]["constrained_by"] is None
+
+
+def test_the_product_garment_rule_is_part_of_the_bundle_key(pipeline):
+    pooled = Pipeline(pipeline.detector, pipeline.classifier, product_garment=ProductGarment.parse("log:0.35"))
+    assert pooled.bundle_key.endswith("|product-garment:log:0.35/photo|colours:no-backdrop|crop:box")
+    assert pooled.bundles["product_garment"] == "log:0.35/photo"
+    assert "product_garment" not in Pipeline(pipeline.detector, pipeline.classifier).bundles
 
 
 # ---- parts of one garment boxed again --------------------------------------------------------------------
