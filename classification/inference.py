@@ -307,7 +307,7 @@ class Classifier:
         constrains = allowed is not None and constrained_kinds is not None and any(p is not None for p in allowed)
         pools = context is not None and context.pooling != "off" and whole_image_rows is not None
         reads_products = (product_garment is not None and product_garment.pooling != "off"
-                          and whole_image_rows is not None and kept_garments is not None)
+                          and kept_garments is not None and garments is not None and any(garments))
         read = self.image_kinds(features) if constrains or pools or reads_products or tell_image_kind else None
         if constrains:
             # The detector's classes were learnt on street photos of people: a garment lying on a bed, in a
