@@ -137,6 +137,19 @@ def pair_scores(pipeline, pairs: list[dict], w: float, pooling: str) -> dict:
     return {"garments": garments, "garment_group_accuracy": ok / max(garments, 1)}
 
 
+def cross_half(variants: list, senders: list, score, rng: np.random.Generator, rounds: int = 6) -> list[dict]:
+    """The senders halved at random `rounds` times; on each half the variant `score(variant, senders)` ranks
+    first is chosen and scored on the other half, both ways, beside the first variant (the rule off) there."""
+    runs = []
+    for _ in range(rounds):
+        half = set(rng.permutation(senders)[:len(senders) // 2].tolist())
+        for choose, measure in ((half, set(senders) - half), (set(senders) - half, half)):
+            best = max(variants, key=lambda v: score(v, choose))
+            runs.append({"chosen": f"{best[0]} {best[1]}", "measured": score(best, measure),
+                         "w0": score(variants[0], measure)})
+    return runs
+
+
 def main(argv=None) -> dict:
     defaults = Settings()
     parser = photo_arguments(__doc__, defaults)
@@ -189,14 +202,7 @@ def main(argv=None) -> dict:
         return (single_scores(pipeline, chosen_singles, variant[1], variant[0])["largest_garment_group_accuracy"]
                 + pair_scores(pipeline, chosen_pairs, variant[1], variant[0])["garment_group_accuracy"]) / 2
 
-    all_senders = sorted({s["sender"] for s in singles})
-    cross = []
-    for _ in range(6):
-        half = set(rng.permutation(all_senders)[:len(all_senders) // 2].tolist())
-        for choose, measure in ((half, set(all_senders) - half), (set(all_senders) - half, half)):
-            best = max(variants, key=lambda v: score(v, choose))
-            cross.append({"chosen": f"{best[0]} {best[1]}", "measured": score(best, measure),
-                          "w0": score(variants[0], measure)})
+    cross = cross_half(variants, sorted({s["sender"] for s in singles}), score, rng)
     report = {
         "classifier": str(args.classifier), "detector": str(args.detector), "photos": len(singles),
         "pairs": len(pairs), "seconds": round(seconds, 1),

@@ -46,7 +46,7 @@ from tqdm import tqdm  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
-from bench.garment_context_probe import MIXED_TASKS, POOLING, pooled, read  # noqa: E402
+from bench.garment_context_probe import MIXED_TASKS, POOLING, cross_half, pooled, read  # noqa: E402
 from bench.photo_garments import photo_arguments, validation_photos  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
@@ -188,15 +188,7 @@ def main(argv=None) -> dict:
         chosen = scores(pipeline, [p for p in photos if p["sender"] in senders], variant[1], variant[0])
         return (chosen["group_accuracy_mean_over_labels"] + chosen["group_accuracy"]) / 2
 
-    rng = np.random.default_rng(args.seed)
-    senders = sorted({p["sender"] for p in photos})
-    cross = []
-    for _ in range(6):
-        half = set(rng.permutation(senders)[:len(senders) // 2].tolist())
-        for choose, measure in ((half, set(senders) - half), (set(senders) - half, half)):
-            best = max(variants, key=lambda v: objective(v, choose))
-            cross.append({"chosen": f"{best[0]} {best[1]}", "measured": objective(best, measure),
-                          "w0": objective(variants[0], measure)})
+    cross = cross_half(variants, sorted({p["sender"] for p in photos}), objective, np.random.default_rng(args.seed))
     report = {
         "classifier": str(args.classifier), "detector": str(args.detector),
         "detector_version": pipeline.detector.version, "garment_fragments": pipeline.fragments.name,
