@@ -130,7 +130,7 @@ class Pipeline:
                 allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
 
         def kept_garments(row: int, kind: str | None) -> list[int]:
-            """The rows of the garments of the image at `row` that are not fragments (as reported below)."""
+            """The rows of the garments of the image at `row` that are not fragments: the ones reported."""
             return [row + 1 + i for i in self.fragments.kept(boxes_of[row], kind)]
 
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
@@ -144,8 +144,8 @@ class Pipeline:
         with timed(timings, "colours"):
             for image, found in zip(images, detections):
                 # the whole image's row, then its garments' (fragments of a larger garment left out: app/fragments.py)
-                kept = self.fragments.kept([d.box for d in found], tags[row].get("image_kind"))
-                rows = [(None, row)] + [(found[i], row + 1 + i) for i in kept]
+                kept = kept_garments(row, tags[row].get("image_kind"))
+                rows = [(None, row)] + [(found[r - row - 1], r) for r in kept]
                 results.append([self._item(position, tags[r], image, detection) | {"embedding": embeddings[r]}
                                 for position, (detection, r) in enumerate(rows)])
                 row += 1 + len(found)

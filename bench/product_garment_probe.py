@@ -50,6 +50,7 @@ from bench.garment_context_probe import MIXED_TASKS, POOLING, cross_half, pooled
 from bench.photo_garments import photo_arguments, validation_photos  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.catalogue import read_catalogue  # noqa: E402
+from classification.product_garment import ProductGarment  # noqa: E402
 
 WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65)
 CATALOGUE_WEIGHTS = (0.0, 0.1, 0.2, 0.35, 0.5)  # a thumbnail's garment read alone is the weaker view there
@@ -72,11 +73,12 @@ def product_tags(pipeline: Pipeline, reading: dict, w: float, pooling: str, kind
 
 def one_garment(pipeline: Pipeline, reading: dict, kind: str) -> int | None:
     """The index of the one garment an image the gate read as `kind` keeps once fragments are dropped; None
-    otherwise (as the pipeline decides it, the fragments rule included)."""
-    if reading["kind"] != kind or not reading["boxes"]:
-        return None
-    kept = pipeline.fragments.kept(reading["boxes"], reading["kind"])
-    return kept[0] if len(kept) == 1 else None
+    otherwise: the served rule's own pairing (ProductGarment.pairs) with the pipeline's fragments rule."""
+    rows = [0] * (1 + len(reading["boxes"]))  # the image, then its garments, all cut from row 0
+    pair = ProductGarment("log", 1.0, frozenset({kind})).pairs(
+        [reading["kind"]] * len(rows), rows,
+        lambda row, read_as: [1 + i for i in pipeline.fragments.kept(reading["boxes"], read_as)])
+    return pair[0] - 1 if pair else None
 
 
 def scores(pipeline: Pipeline, photos: list[dict], w: float, pooling: str) -> dict:
