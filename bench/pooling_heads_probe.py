@@ -148,6 +148,8 @@ def main(argv=None) -> dict:
     heads, gate = served.feature_heads, served.feature_heads.gate
     voted = Classifier(args.bundle, feature_heads=False)
     held_out = [key for key in readings if key[1] != "train"]
+    # the model's probabilities with the neighbour vote, before any head: what every candidate is mixed into
+    with_vote = {key: voted.voted(readings[key]["avg"], probs[key]) for key in held_out}
     report = {"bundle": str(args.bundle), "version": manifest["version"], "served features check": difference,
               "chosen_on": f"the task's accuracy on the catalogue validation split; C {C_GRID}, weight {WEIGHT_GRID}",
               "tasks": {}}
@@ -160,10 +162,8 @@ def main(argv=None) -> dict:
     for task in PROBED_TASKS:
         served_head = next(h for h in heads.heads if h.task == task)
         without = FeatureHeads(tuple(h for h in heads.heads if h.task != task), gate, heads.label_heads)
-        base = {key: without.mix(voted.voted(readings[key]["avg"], probs[key]), readings[key]["avg"])[task]
-                for key in held_out}
-        as_served = {key: heads.mix(voted.voted(readings[key]["avg"], probs[key]), readings[key]["avg"])[task]
-                     for key in held_out}
+        base = {key: without.mix(with_vote[key], readings[key]["avg"])[task] for key in held_out}
+        as_served = {key: heads.mix(with_vote[key], readings[key]["avg"])[task] for key in held_out}
         share = {key: (gate.catalogue_probability(readings[key]["avg"]) if served_head.gated
                        else np.ones(len(records[key]), np.float32))[:, None] for key in held_out}
         truth = {part: true_indices(records["catalogue", part], classifier, task) for part in ("train", "val", "test")}
