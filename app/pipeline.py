@@ -129,9 +129,13 @@ class Pipeline:
                 crops += [image] + [self.crop(image, d) for d in found]
                 allowed += [None] + [self.prior.for_detection(d.label, d.score) for d in found]  # products: never
 
+        def kept_detections(row: int, kind: str | None) -> list[int]:
+            """Which detections of the image at `row` are not fragments (the ones reported), by index."""
+            return self.fragments.kept(boxes_of[row], kind)
+
         def kept_garments(row: int, kind: str | None) -> list[int]:
-            """The rows of the garments of the image at `row` that are not fragments: the ones reported."""
-            return [row + 1 + i for i in self.fragments.kept(boxes_of[row], kind)]
+            """The same as rows of the classifier's batch (an image's garments follow its own row)."""
+            return [row + 1 + i for i in kept_detections(row, kind)]
 
         with timed(timings, "classify"):  # tags and embeddings from the same forward pass
             tags, embeddings = self.classifier.predict_with_embeddings(crops, allowed, self.prior.weight,
@@ -144,8 +148,8 @@ class Pipeline:
         with timed(timings, "colours"):
             for image, found in zip(images, detections):
                 # the whole image's row, then its garments' (fragments of a larger garment left out: app/fragments.py)
-                kept = kept_garments(row, tags[row].get("image_kind"))
-                rows = [(None, row)] + [(found[r - row - 1], r) for r in kept]
+                kept = kept_detections(row, tags[row].get("image_kind"))
+                rows = [(None, row)] + [(found[i], row + 1 + i) for i in kept]
                 results.append([self._item(position, tags[r], image, detection) | {"embedding": embeddings[r]}
                                 for position, (detection, r) in enumerate(rows)])
                 row += 1 + len(found)
