@@ -35,6 +35,9 @@ chose nothing. Probes:
    voting from fewer kinds of row: the held-out street crops with the served parameters, their vote drawn
    from every training row (served), from the phone photos' and street crops' rows only, and from the
    street crops' alone. A choice without a parameter, measured on the held-out crops.
+10. `gated_type_boost`: `type_boost` for the queries the kind gate reads as catalogue thumbnails only (the
+   served tags and profile: vote and feature heads), so that photos and garments keep their ranking; beta
+   chosen on the catalogue validation split, the other galleries measured with it.
 
 Writes bench/results/vote-probes-<time>.json.
 """
@@ -287,6 +290,26 @@ class Probes:
                                   for beta in (0.0, 0.05, 0.1, 0.2, 1.0)}
         return out
 
+    # ---- 10 ------------------------------------------------------------------------------------------
+
+    def gated_type_boost(self) -> dict:
+        """Neighbours sharing the query's served articleType (vote and feature heads, as stored) ranked up by
+        `beta`, for queries the kind gate reads as catalogue thumbnails; beta chosen on catalogue validation."""
+        served = self.served_classifier
+        out, betas = {}, (0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 1.0, 2.0)
+        for key in self.held_out:
+            vectors, names = self.gallery(key)
+            tags = self.profile_probs(key)
+            predicted = decoded_indices(self.classifier, self.classifier.describe(tags), "articleType")
+            catalogue_like = np.array([kind == "catalogue" for kind in served.image_kinds(self.features[key])])
+            same_type = (predicted[:, None] == predicted[None, :]) & catalogue_like[:, None]
+            found = expanded_queries(vectors, range(len(vectors)), 20) @ vectors.T  # as served: expansion first
+            out["/".join(key)] = {"read as catalogue": round(float(catalogue_like.mean()), 4),
+                                  **{f"beta {beta}": self.precision(found + beta * same_type, names) for beta in betas}}
+        validation = out["/".join(VAL)]
+        out["chosen on val"] = max(betas, key=lambda beta: validation[f"beta {beta}"])
+        return out
+
     # ---- 7 -------------------------------------------------------------------------------------------
 
     def served_mistakes(self, key, rows: np.ndarray) -> np.ndarray:
@@ -399,7 +422,7 @@ def main() -> None:
                         photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
                         run_dir=ROOT / "runs" / "knn")
     parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,"
-                                            "type_boost,own_labels,labelled_copies,garment_rows")
+                                            "type_boost,own_labels,labelled_copies,garment_rows,gated_type_boost")
     args = parser.parse_args()
     probes = Probes(args)
     report = {"bundle": str(args.bundle), "served_vote": probes.served, "chosen_on": "catalogue validation split"}
