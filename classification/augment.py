@@ -5,6 +5,9 @@ a texture or a patch of a real photo's background. Then, for every kind: a rando
 rotation, a perspective-like corner jitter, horizontal flip, brightness/contrast/saturation jitter
 (no hue: colour is a label), blur, downscale-then-upscale, letterboxing to the model input (the
 serving preprocessing) and JPEG artefacts. PIL + numpy, so both Keras backends share it.
+
+`catalogue_light`: thumbnails get only a mild crop and the flip, for a network that reads catalogue
+thumbnails alone (the photo look costs the catalogue its fit: docs/classifier-runs.md).
 """
 from __future__ import annotations
 
@@ -32,8 +35,10 @@ def background_mask(image: np.ndarray) -> np.ndarray:
 
 class PhotoAugmenter:
     def __init__(self, input_size: tuple[int, int], backgrounds: Sequence[np.ndarray] = (), seed: int = 0,
-                 background_probability: float = 0.6, street_margin: float = STREET_CROP_MARGIN):
+                 background_probability: float = 0.6, street_margin: float = STREET_CROP_MARGIN,
+                 catalogue_light: bool = False):
         self.input_size = input_size
+        self.catalogue_light = catalogue_light
         # Street crops carry `street_margin` of context on every side. The random crop keeps at least
         # 0.75 of a crop cut with the pipeline's margin (about the garment's box), whatever the margin.
         self.street_min_area = min(1.0, 0.75 * ((1 + 2 * STREET_CROP_MARGIN) / (1 + 2 * street_margin)) ** 2)
@@ -50,6 +55,8 @@ class PhotoAugmenter:
             self.pid = os.getpid()
             self.rng = np.random.default_rng([self.seed, self.pid, int(np.random.randint(2**31))])
         rng = self.rng
+        if kind == "catalogue" and self.catalogue_light:
+            return self.lightly(image)
         if kind == "catalogue" and rng.random() < self.background_probability:
             image = self.replace_background(image)
         pil = Image.fromarray(image)
@@ -76,6 +83,13 @@ class PhotoAugmenter:
             Image.fromarray(out).save(buffer, "JPEG", quality=int(rng.integers(30, 85)))
             out = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         return out
+
+    def lightly(self, image: np.ndarray) -> np.ndarray:
+        """A thumbnail as a catalogue reads it: at least 85% of it, maybe mirrored, letterboxed."""
+        pil = self.random_resized_crop(Image.fromarray(image), min_area=0.85)
+        if self.rng.random() < 0.5:
+            pil = pil.transpose(Image.FLIP_LEFT_RIGHT)
+        return letterbox(np.asarray(pil), *self.input_size)
 
     def replace_background(self, image: np.ndarray) -> np.ndarray:
         mask = background_mask(image)

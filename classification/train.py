@@ -173,6 +173,9 @@ def parse_args(argv):
     parser.add_argument("--photos-per-epoch", type=int, help="phone photos drawn per epoch (default: all; more repeats them)")
     parser.add_argument("--street-per-epoch", type=int, help="street crops drawn per epoch (default: all; more repeats them)")
     parser.add_argument("--val-catalogue", type=int, default=1500, help="catalogue validation images scored each epoch")
+    parser.add_argument("--catalogue-augmentation", choices=["photo", "light"], default="photo",
+                        help="photo: thumbnails made to look like photos (backgrounds, rotation, blur, JPEG...); "
+                             "light: a mild crop and the flip only, for a network that reads thumbnails alone")
     parser.add_argument("--seed", type=int, default=1234, help="the training order and augmentation (--split-seed: the split)")
     parser.add_argument("--limit", type=int, help="use only this many catalogue rows (smoke runs)")
     parser.add_argument("--balance-labels", type=float, default=0.0, metavar="POWER",
@@ -283,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     street_margin = data_info.get("street_train_margin", STREET_CROP_MARGIN)  # packs made before it: the default
     train_images, train_labels, train_kinds = subset(train_index)
     train = MixedBatches(train_images, train_labels, train_kinds, input_size, args.batch_size,
-                         PhotoAugmenter(input_size, backgrounds, seed=args.seed, street_margin=street_margin),
+                         PhotoAugmenter(input_size, backgrounds, seed=args.seed, street_margin=street_margin,
+                                        catalogue_light=args.catalogue_augmentation == "light"),
                          per_epoch={"catalogue": args.catalogue_per_epoch, "photo": args.photos_per_epoch,
                                     "street": args.street_per_epoch}, seed=args.seed,
                          draw_weights=(label_balance_weights([table[i] for i in train_index], args.balance_labels)

@@ -115,6 +115,22 @@ def test_augmenter_returns_model_sized_images_for_every_kind():
     assert np.mean([(o >= 250).all(axis=2).mean() for o in outputs[:8]]) < 0.3
 
 
+def test_light_catalogue_augmentation_keeps_the_white_and_the_product():
+    rng = np.random.default_rng(0)
+    backgrounds = [rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)]
+    augmenter = PhotoAugmenter((64, 48), backgrounds, seed=3, background_probability=1.0, catalogue_light=True)
+    thumbnail = np.full((80, 60, 3), 255, np.uint8)
+    thumbnail[20:60, 15:45] = (20, 20, 200)
+    outputs = [augmenter(thumbnail, "catalogue") for _ in range(8)]
+    assert all(o.shape == (64, 48, 3) and o.dtype == np.uint8 for o in outputs)
+    # No background replaced, no colour jitter: still mostly white, the product's blue as it was.
+    assert np.mean([(o >= 250).all(axis=2).mean() for o in outputs]) > 0.5
+    assert all(((np.abs(o.astype(int) - (20, 20, 200)) <= 2).all(axis=2)).any() for o in outputs)
+    # Photos are still made to look like other photos.
+    photo = rng.integers(0, 255, (150, 100, 3), dtype=np.uint8)
+    assert augmenter(photo, "photo").shape == (64, 48, 3)
+
+
 def test_held_out_leaks_counts_the_earlier_held_out_ids_a_split_trains_on():
     earlier = {"train": ["a", "b"], "val": ["c"], "test": ["d", "e"],
                "photo": {"train": ["p1"], "val": ["p2", "p3"]}, "street": {"train": ["s1"], "val": ["s2"]}}
