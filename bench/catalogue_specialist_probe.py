@@ -1,0 +1,95 @@
+"""Would a second network that reads catalogue thumbnails alone lift the catalogue's tags, mixed in where
+the kind gate says an image is a thumbnail?
+
+    nice -n 5 .venv/bin/python bench/catalogue_specialist_probe.py --specialist runs/cat-light/fashion-lite0
+
+The served network is trained to read thumbnails, phone photos and street crops alike, thumbnails made to
+look like photos (backgrounds, rotation, blur, JPEG), and it fits the catalogue's training thumbnails little
+better than its test ones. The specialist is a bundle trained from the served weights on thumbnails alone
+(`python -m classification.train ... --init-from models/fashion-lite0 --catalogue-augmentation light`). Its
+probabilities (both mirror views, as served) are mixed into the served ones (neighbour vote and feature
+heads) in proportion to the served kind gate's catalogue probability, p = (1 - w g) served + w g specialist,
+and, second, the specialist's probabilities put through the served stack (the served vote and feature heads, which
+find neighbours and read features in the served trunk's space) and mixed in the same way; w chosen on the
+catalogue **validation** split (the sum of its seven accuracies); the test split, the
+validation senders' phone photos and the held-out street crops choose nothing. Features of the served bundle
+come from the cache of classification.build_neighbour_vote (`runs/knn`), the specialist's are cached in
+`--run-dir`. Writes bench/results/catalogue-specialist-<time>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from classification import runtime  # noqa: E402,F401  (torch before TensorFlow, the backend first)
+
+import numpy as np  # noqa: E402
+
+from bench.results import write_report  # noqa: E402
+from classification.build_neighbour_vote import scores  # noqa: E402
+from classification.inference import Classifier  # noqa: E402
+from classification.taxonomy import TASKS  # noqa: E402
+from classification.train_embedding_head import add_data_arguments, bundle_features, embedding_inputs  # noqa: E402
+
+DATASETS = ROOT.parent / "shared" / "datasets"
+WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
+HELD_OUT = (("catalogue", "val"), ("catalogue", "test"), ("photo", "val"), ("street", "val"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser, required=False)
+    parser.set_defaults(bundle=ROOT / "models" / "fashion-lite0", catalogue=DATASETS / "fashion-product-images-small",
+                        photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
+                        run_dir=ROOT / "runs" / "knn")
+    parser.add_argument("--specialist", type=Path, required=True, help="a bundle trained on thumbnails alone")
+    parser.add_argument("--specialist-run-dir", type=Path, default=ROOT / "runs" / "catalogue-specialist")
+    args = parser.parse_args()
+    started = time.time()
+    _, classifier, records, features, probs = bundle_features(args)
+    served = Classifier(args.bundle)  # the vote and feature heads as served
+    specialist = Classifier(args.specialist, flip_average=served.flip_average, neighbour_vote=False,
+                            feature_heads=False)  # read with the served mirror view
+    special_args = argparse.Namespace(**{**vars(args), "run_dir": args.specialist_run_dir})
+    special_args.run_dir.mkdir(parents=True, exist_ok=True)
+
+    report = {"bundle": str(args.bundle), "specialist": str(args.specialist),
+              "specialist_version": specialist.manifest["version"],
+              "specialist_training": specialist.manifest.get("training", {}).get("command"),
+              "chosen_on": "the sum of the seven task accuracies on the catalogue validation split", "sets": {}}
+    mixed_by_weight, stacked_by_weight = {w: {} for w in WEIGHTS}, {w: {} for w in WEIGHTS}
+    for key in HELD_OUT:
+        served_probs = served.profile_probabilities(features[key], probs[key])  # vote and feature heads
+        _, special_probs = embedding_inputs(specialist, special_args, *key, records[key], None)
+        # The specialist's probabilities in the served stack too: voted and mixed with the feature heads as
+        # the served model's are (the vote finds neighbours, the heads read features, in the served trunk's space).
+        special_stacked = served.voted(features[key], special_probs)
+        gate = served.feature_heads.gate.catalogue_probability(features[key])[:, None]
+        report["sets"]["/".join(key)] = {
+            "images": len(records[key]), "mean catalogue probability": round(float(gate.mean()), 4),
+            "served model alone": scores(classifier, key, records[key], probs[key]),
+            "specialist alone": scores(classifier, key, records[key], special_probs),
+            "served": scores(classifier, key, records[key], served_probs),
+            "served stack on the specialist's probabilities": scores(classifier, key, records[key], special_stacked)}
+        for w in WEIGHTS:
+            mixed = {t: (1 - w * gate) * served_probs[t] + w * gate * special_probs[t] for t in TASKS}
+            mixed_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], mixed)
+            stacked = {t: (1 - w * gate) * served_probs[t] + w * gate * special_stacked[t] for t in TASKS}
+            stacked_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], stacked)
+        print(key, report["sets"]["/".join(key)], flush=True)
+    for name, by_weight in (("specialist mixed in", mixed_by_weight), ("specialist's stack mixed in", stacked_by_weight)):
+        chosen = max(WEIGHTS, key=lambda w: (round(sum(by_weight[w]["catalogue/val"].values()), 6), -w))
+        report[name] = {"weights": {str(w): figures for w, figures in by_weight.items()}, "chosen_weight": chosen,
+                        "chosen": by_weight[chosen]}
+        print(name, "chosen weight", chosen, by_weight[chosen], flush=True)
+    report["seconds"] = round(time.time() - started, 1)
+    write_report("catalogue-specialist", report)
+
+
+if __name__ == "__main__":
+    main()
