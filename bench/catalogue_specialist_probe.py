@@ -28,25 +28,20 @@ sys.path.insert(0, str(ROOT))
 
 from classification import runtime  # noqa: E402,F401  (torch before TensorFlow, the backend first)
 
-import numpy as np  # noqa: E402
-
 from bench.results import write_report  # noqa: E402
+from bench.served_data import add_served_data_arguments  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.inference import Classifier  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
-from classification.train_embedding_head import add_data_arguments, bundle_features, embedding_inputs  # noqa: E402
+from classification.train_embedding_head import bundle_features, embedding_inputs  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
 WEIGHTS = (0.0, 0.2, 0.35, 0.5, 0.65, 0.8, 1.0)
 HELD_OUT = (("catalogue", "val"), ("catalogue", "test"), ("photo", "val"), ("street", "val"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser, required=False)
-    parser.set_defaults(bundle=ROOT / "models" / "fashion-lite0", catalogue=DATASETS / "fashion-product-images-small",
-                        photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
-                        run_dir=ROOT / "runs" / "knn")
+    add_served_data_arguments(parser)
     parser.add_argument("--specialist", type=Path, required=True, help="a bundle trained on thumbnails alone")
     parser.add_argument("--specialist-run-dir", type=Path, default=ROOT / "runs" / "catalogue-specialist")
     args = parser.parse_args()

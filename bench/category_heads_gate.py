@@ -32,14 +32,14 @@ from classification import runtime  # noqa: E402,F401  (torch before TensorFlow,
 import numpy as np  # noqa: E402
 
 from bench.results import write_report  # noqa: E402
+from bench.served_data import add_served_data_arguments  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.evaluate import true_indices  # noqa: E402
 from classification.feature_heads import fit_gate, fit_head  # noqa: E402
 from classification.inference import Classifier  # noqa: E402
 from classification.taxonomy import HIERARCHY_LEVELS  # noqa: E402
-from classification.train_embedding_head import add_data_arguments, bundle_features  # noqa: E402
+from classification.train_embedding_head import bundle_features  # noqa: E402
 
-DATASETS = ROOT.parent / "shared" / "datasets"
 HELD_OUT = (("catalogue", "val"), ("catalogue", "test"), ("photo", "val"), ("street", "val"))
 LEVEL_SETS = (("articleType",), ("articleType", "subCategory"), ("articleType", "subCategory", "masterCategory"))
 WEIGHTS = (0.3, 0.5, 0.7)
@@ -47,10 +47,7 @@ WEIGHTS = (0.3, 0.5, 0.7)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser, required=False)
-    parser.set_defaults(bundle=ROOT / "models" / "fashion-lite0", catalogue=DATASETS / "fashion-product-images-small",
-                        photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
-                        run_dir=ROOT / "runs" / "knn")
+    add_served_data_arguments(parser)
     args = parser.parse_args()
     manifest, classifier, records, features, probs = bundle_features(args)
     served = Classifier(args.bundle, feature_heads=False)

@@ -61,6 +61,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.results import write_report  # noqa: E402
+from bench.served_data import add_served_data_arguments  # noqa: E402
 from bench.retrieval_quality import expanded_queries  # noqa: E402
 from classification.build_neighbour_vote import scores  # noqa: E402
 from classification.embedding_head import l2_normalise  # noqa: E402
@@ -69,10 +70,9 @@ from classification.evaluate import allowed_set_scores, decoded_indices, true_in
 from classification.inference import Classifier  # noqa: E402
 from classification.neighbour_vote import NeighbourVote, project, vote_of, vote_rows  # noqa: E402
 from classification.taxonomy import TASKS  # noqa: E402
-from classification.train_embedding_head import (add_data_arguments, bundle_features, embedding_inputs,  # noqa: E402
+from classification.train_embedding_head import (bundle_features, embedding_inputs,  # noqa: E402
                                                  features_path)
 
-DATASETS = ROOT.parent / "shared" / "datasets"
 VAL, TEST = ("catalogue", "val"), ("catalogue", "test")
 PHOTOS, STREET = ("photo", "val"), ("street", "val")  # the validation senders' photos, the held-out street crops
 GRID = {"k": (3, 5, 10, 20), "temperature": (0.02, 0.05, 0.1), "weight": (0.2, 0.35, 0.5, 0.65)}
@@ -417,10 +417,7 @@ def re_uploaded(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_arguments(parser, required=False)  # every path has a default here
-    parser.set_defaults(bundle=ROOT / "models" / "fashion-lite0", catalogue=DATASETS / "fashion-product-images-small",
-                        photos=DATASETS / "clothing-dataset", street=DATASETS / "clothing-co-parsing",
-                        run_dir=ROOT / "runs" / "knn")
+    add_served_data_arguments(parser)
     parser.add_argument("--probes", default="joint_gender,vote_space,style_parameters,query_expansion,own_photos,"
                                             "type_boost,own_labels,labelled_copies,garment_rows,gated_type_boost")
     args = parser.parse_args()
