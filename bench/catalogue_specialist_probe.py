@@ -57,6 +57,10 @@ def main() -> None:
               "specialist_version": specialist.manifest["version"],
               "specialist_training": specialist.manifest.get("training", {}).get("command"),
               "chosen_on": "the sum of the seven task accuracies on the catalogue validation split", "sets": {}}
+    # How well the served weights fit the thumbnails they trained on: against their test figure, a network that
+    # memorised its training images or one that does not fit them.
+    train = ("catalogue", "train")
+    report["served model alone on the catalogue training split"] = scores(classifier, train, records[train], probs[train])
     mixed_by_weight, stacked_by_weight = {w: {} for w in WEIGHTS}, {w: {} for w in WEIGHTS}
     for key in HELD_OUT:
         served_probs = served.profile_probabilities(features[key], probs[key])  # vote and feature heads
