@@ -63,7 +63,7 @@ def main() -> None:
     report["served model alone on the catalogue training split"] = scores(classifier, train, records[train], probs[train])
     mixed_by_weight, stacked_by_weight = {w: {} for w in WEIGHTS}, {w: {} for w in WEIGHTS}
     for key in HELD_OUT:
-        served_probs = served.profile_probabilities(features[key], probs[key])  # vote and feature heads
+        served_probs = served.voted(features[key], probs[key])  # the served tags: vote and feature heads
         _, special_probs = embedding_inputs(specialist, special_args, *key, records[key], None)
         # The specialist's probabilities in the served stack too: voted and mixed with the feature heads as
         # the served model's are (the vote finds neighbours, the heads read features, in the served trunk's space).
