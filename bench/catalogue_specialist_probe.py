@@ -10,7 +10,8 @@ better than its test ones. The specialist is a bundle trained from the served we
 probabilities (both mirror views, as served) are mixed into the served ones (neighbour vote and feature
 heads) in proportion to the served kind gate's catalogue probability, p = (1 - w g) served + w g specialist,
 and, second, the specialist's probabilities put through the served stack (the served vote and feature heads, which
-find neighbours and read features in the served trunk's space) and mixed in the same way; w chosen on the
+find neighbours and read features in the served trunk's space) and mixed in the same way, and, third, when the
+specialist's bundle has a vote or feature heads of its own, its probabilities with them; w chosen on the
 catalogue **validation** split (the sum of its seven accuracies); the test split, the
 validation senders' phone photos and the held-out street crops choose nothing. Features of the served bundle
 come from the cache of classification.build_neighbour_vote (`runs/knn`), the specialist's are cached in
@@ -50,6 +51,9 @@ def main() -> None:
     served = Classifier(args.bundle)  # the vote and feature heads as served
     specialist = Classifier(args.specialist, flip_average=served.flip_average, neighbour_vote=False,
                             feature_heads=False)  # read with the served mirror view
+    # A specialist given a vote and feature heads of its own (fitted in its own feature space) is scored with them too.
+    own_stack = Classifier(args.specialist, flip_average=served.flip_average) if (
+        specialist.manifest.get("neighbour_vote") or specialist.manifest.get("feature_heads")) else None
     special_args = argparse.Namespace(**{**vars(args), "run_dir": args.specialist_run_dir})
     special_args.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -61,10 +65,10 @@ def main() -> None:
     # memorised its training images or one that does not fit them.
     train = ("catalogue", "train")
     report["served model alone on the catalogue training split"] = scores(classifier, train, records[train], probs[train])
-    mixed_by_weight, stacked_by_weight = {w: {} for w in WEIGHTS}, {w: {} for w in WEIGHTS}
+    mixed_by_weight, stacked_by_weight, own_by_weight = ({w: {} for w in WEIGHTS} for _ in range(3))
     for key in HELD_OUT:
         served_probs = served.voted(features[key], probs[key])  # the served tags: vote and feature heads
-        _, special_probs = embedding_inputs(specialist, special_args, *key, records[key], None)
+        special_features, special_probs = embedding_inputs(specialist, special_args, *key, records[key], None)
         # The specialist's probabilities in the served stack too: voted and mixed with the feature heads as
         # the served model's are (the vote finds neighbours, the heads read features, in the served trunk's space).
         special_stacked = served.voted(features[key], special_probs)
@@ -75,13 +79,20 @@ def main() -> None:
             "specialist alone": scores(classifier, key, records[key], special_probs),
             "served": scores(classifier, key, records[key], served_probs),
             "served stack on the specialist's probabilities": scores(classifier, key, records[key], special_stacked)}
+        if own_stack is not None:
+            special_own = own_stack.voted(special_features, special_probs)
+            report["sets"]["/".join(key)]["specialist with its own stack"] = scores(classifier, key, records[key], special_own)
         for w in WEIGHTS:
             mixed = {t: (1 - w * gate) * served_probs[t] + w * gate * special_probs[t] for t in TASKS}
             mixed_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], mixed)
             stacked = {t: (1 - w * gate) * served_probs[t] + w * gate * special_stacked[t] for t in TASKS}
             stacked_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], stacked)
+            if own_stack is not None:
+                own = {t: (1 - w * gate) * served_probs[t] + w * gate * special_own[t] for t in TASKS}
+                own_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], own)
         print(key, report["sets"]["/".join(key)], flush=True)
-    for name, by_weight in (("specialist mixed in", mixed_by_weight), ("specialist's stack mixed in", stacked_by_weight)):
+    mixtures = [("specialist mixed in", mixed_by_weight), ("specialist's stack mixed in", stacked_by_weight)]
+    for name, by_weight in mixtures + ([("specialist's own stack mixed in", own_by_weight)] if own_stack else []):
         chosen = max(WEIGHTS, key=lambda w: (round(sum(by_weight[w]["catalogue/val"].values()), 6), -w))
         report[name] = {"weights": {str(w): figures for w, figures in by_weight.items()}, "chosen_weight": chosen,
                         "chosen": by_weight[chosen]}
