@@ -65,38 +65,39 @@ def main() -> None:
     # memorised its training images or one that does not fit them.
     train = ("catalogue", "train")
     report["served model alone on the catalogue training split"] = scores(classifier, train, records[train], probs[train])
-    mixed_by_weight, stacked_by_weight, own_by_weight = ({w: {} for w in WEIGHTS} for _ in range(3))
+    by_weight = {}  # mixture -> weight -> held-out set -> figures
     for key in HELD_OUT:
+        name = "/".join(key)
         served_probs = served.voted(features[key], probs[key])  # the served tags: vote and feature heads
         special_features, special_probs = embedding_inputs(specialist, special_args, *key, records[key], None)
-        # The specialist's probabilities in the served stack too: voted and mixed with the feature heads as
-        # the served model's are (the vote finds neighbours, the heads read features, in the served trunk's space).
-        special_stacked = served.voted(features[key], special_probs)
         gate = served.feature_heads.gate.catalogue_probability(features[key])[:, None]
-        report["sets"]["/".join(key)] = {
+        # What is mixed in: the specialist's probabilities as they come; the same voted and mixed with the served
+        # feature heads (the vote finds neighbours, the heads read features, in the served trunk's space); and,
+        # when it has them, with its own vote and heads.
+        candidates = {"specialist mixed in": special_probs,
+                      "specialist's stack mixed in": served.voted(features[key], special_probs)}
+        if own_stack is not None:
+            candidates["specialist's own stack mixed in"] = own_stack.voted(special_features, special_probs)
+        report["sets"][name] = {
             "images": len(records[key]), "mean catalogue probability": round(float(gate.mean()), 4),
             "served model alone": scores(classifier, key, records[key], probs[key]),
             "specialist alone": scores(classifier, key, records[key], special_probs),
             "served": scores(classifier, key, records[key], served_probs),
-            "served stack on the specialist's probabilities": scores(classifier, key, records[key], special_stacked)}
+            "served stack on the specialist's probabilities":
+                scores(classifier, key, records[key], candidates["specialist's stack mixed in"])}
         if own_stack is not None:
-            special_own = own_stack.voted(special_features, special_probs)
-            report["sets"]["/".join(key)]["specialist with its own stack"] = scores(classifier, key, records[key], special_own)
-        for w in WEIGHTS:
-            mixed = {t: (1 - w * gate) * served_probs[t] + w * gate * special_probs[t] for t in TASKS}
-            mixed_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], mixed)
-            stacked = {t: (1 - w * gate) * served_probs[t] + w * gate * special_stacked[t] for t in TASKS}
-            stacked_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], stacked)
-            if own_stack is not None:
-                own = {t: (1 - w * gate) * served_probs[t] + w * gate * special_own[t] for t in TASKS}
-                own_by_weight[w]["/".join(key)] = scores(classifier, key, records[key], own)
-        print(key, report["sets"]["/".join(key)], flush=True)
-    mixtures = [("specialist mixed in", mixed_by_weight), ("specialist's stack mixed in", stacked_by_weight)]
-    for name, by_weight in mixtures + ([("specialist's own stack mixed in", own_by_weight)] if own_stack else []):
-        chosen = max(WEIGHTS, key=lambda w: (round(sum(by_weight[w]["catalogue/val"].values()), 6), -w))
-        report[name] = {"weights": {str(w): figures for w, figures in by_weight.items()}, "chosen_weight": chosen,
-                        "chosen": by_weight[chosen]}
-        print(name, "chosen weight", chosen, by_weight[chosen], flush=True)
+            report["sets"][name]["specialist with its own stack"] = scores(
+                classifier, key, records[key], candidates["specialist's own stack mixed in"])
+        for mixture, other in candidates.items():
+            for w in WEIGHTS:
+                mixed = {t: (1 - w * gate) * served_probs[t] + w * gate * other[t] for t in TASKS}
+                by_weight.setdefault(mixture, {}).setdefault(w, {})[name] = scores(classifier, key, records[key], mixed)
+        print(key, report["sets"][name], flush=True)
+    for mixture, figures in by_weight.items():
+        chosen = max(WEIGHTS, key=lambda w: (round(sum(figures[w]["catalogue/val"].values()), 6), -w))
+        report[mixture] = {"weights": {str(w): f for w, f in figures.items()}, "chosen_weight": chosen,
+                           "chosen": figures[chosen]}
+        print(mixture, "chosen weight", chosen, figures[chosen], flush=True)
     report["seconds"] = round(time.time() - started, 1)
     write_report("catalogue-specialist", report)
 
