@@ -65,6 +65,9 @@ class Settings:
     # Mix some tasks with logistic regressions on the pooled features when the bundle has feature heads
     # (classification/feature_heads.py; docs/classifier.md, "Feature heads"). Embeddings are unchanged.
     classifier_feature_heads: bool = True
+    # Mix in a second network, trained on catalogue thumbnails alone, for the whole images the kind gate reads
+    # as thumbnails, when the bundle has one (classification/thumbnail_specialist.py). Embeddings are unchanged.
+    classifier_thumbnail_specialist: bool = True
     # On the torch backend the classifier runs a channels-first copy of its network with the batch
     # normalisations folded (classification/serving_graph.py): the same outputs, a faster classify stage.
     classifier_serving_graph: bool = True
@@ -203,6 +206,8 @@ class Settings:
             classifier_flip_average=_mirror_view(env.get("CLASSIFIER_FLIP_AVERAGE"), defaults.classifier_flip_average),
             classifier_neighbour_vote=_bool(env.get("CLASSIFIER_NEIGHBOUR_VOTE"), defaults.classifier_neighbour_vote),
             classifier_feature_heads=_bool(env.get("CLASSIFIER_FEATURE_HEADS"), defaults.classifier_feature_heads),
+            classifier_thumbnail_specialist=_bool(env.get("CLASSIFIER_THUMBNAIL_SPECIALIST"),
+                                                  defaults.classifier_thumbnail_specialist),
             classifier_serving_graph=_bool(env.get("CLASSIFIER_SERVING_GRAPH"), defaults.classifier_serving_graph),
             garment_input_size=_input_size(env.get("GARMENT_INPUT_SIZE")) or defaults.garment_input_size,
             label_vote=_bool(env.get("LABEL_VOTE"), defaults.label_vote),

@@ -105,6 +105,18 @@ def heads_version(classifier) -> str | None:
     return classifier.feature_heads.version if classifier.feature_heads else None
 
 
+def specialist_version(classifier) -> str | None:
+    return classifier.specialist_settings.version if classifier.specialist else None
+
+
+def specialist_card(classifier) -> dict | None:
+    """The second network for catalogue thumbnails (classification.thumbnail_specialist): its version, how far
+    it is mixed in, and the least catalogue probability of the kind gate it reads an image at; None without."""
+    settings = classifier.specialist_settings if classifier.specialist else None
+    return ({"version": settings.version, "weight": settings.weight, "min_gate": settings.min_gate,
+             "weights": classifier.specialist.manifest["version"]} if settings else None)
+
+
 def heads_tasks(classifier) -> dict[str, dict] | None:
     """Each task the feature heads mix into: the regression's weight, and whether it is gated (mixed in only
     as far as the image looks like a catalogue thumbnail: classification.feature_heads)."""
@@ -122,11 +134,12 @@ def source_label_heads(classifier) -> dict[str, dict] | None:
 
 def measured_as_served(classifier) -> bool:
     """Whether the classifier's held-out figures were measured the way it serves now (mirror view, vote,
-    feature heads, the size street crops were read at)."""
+    feature heads, thumbnail specialist, the size street crops were read at)."""
     measured_as = classifier.manifest.get("inference") or {}
     return (measured_as.get("flip_average") == classifier.flip_average
             and measured_as.get("neighbour_vote") == vote_version(classifier)
             and measured_as.get("feature_heads") == heads_version(classifier)
+            and measured_as.get("thumbnail_specialist") == specialist_version(classifier)
             and garment_input_size_of(classifier.manifest) == tuple(classifier.garment_input_size))
 
 
@@ -154,6 +167,7 @@ def classifier_json(pipeline: Pipeline, per_label: bool = False) -> dict:
         "mirror_view": classifier.flip_average, "neighbour_vote": vote_version(classifier),
         "feature_heads": heads_version(classifier), "feature_head_tasks": heads_tasks(classifier),
         "source_label_heads": source_label_heads(classifier),
+        "thumbnail_specialist": specialist_card(classifier),
         "held_out": held_out,
         "embedding": embedding_card(pipeline),
     }

@@ -91,6 +91,7 @@ class Pipeline:
         classifier = Classifier(settings.classifier_bundle, flip_average=settings.classifier_flip_average,
                                 neighbour_vote=settings.classifier_neighbour_vote,
                                 feature_heads=settings.classifier_feature_heads,
+                                thumbnail_specialist=settings.classifier_thumbnail_specialist,
                                 serving_graph=settings.classifier_serving_graph,
                                 garment_input_size=settings.garment_input_size)
         prior = DetectorPrior.parse(settings.garment_detector_prior, classifier.taxonomy,

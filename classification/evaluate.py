@@ -335,7 +335,9 @@ def evaluate_bundle(bundle_dir: Path, records: Mapping[str, Sequence[LabelledIma
         # (keeping what else the bundle says about serving: the size garments are read at)
         manifest["inference"] = {**(manifest.get("inference") or {}), "flip_average": classifier.flip_average,
                                  "neighbour_vote": classifier.neighbour_vote.version if classifier.neighbour_vote else None,
-                                 "feature_heads": classifier.feature_heads.version if classifier.feature_heads else None}
+                                 "feature_heads": classifier.feature_heads.version if classifier.feature_heads else None,
+                                 "thumbnail_specialist": (classifier.specialist_settings.version
+                                                          if classifier.specialist else None)}
         manifest["metrics"] = {**summary(reports), "intervals_95": intervals_summary(reports),
                                "confidence": confidence_summaries(reports), "report": "evaluation/report.md",
                                "definitions": {

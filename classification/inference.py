@@ -25,6 +25,7 @@ from .preprocess import preprocess_batch
 from .product_garment import KeptGarments, ProductGarment
 from .serving_graph import ExportedNetwork, for_serving
 from .taxonomy import HIERARCHY_LEVELS, MODEL_GROUPS, TASKS
+from .thumbnail_specialist import corrected, rows_to_read, settings_of, specialist_suffix
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,8 @@ def needs_mirror_view(article_type_probs: np.ndarray, flip_average: bool | float
 class Classifier:
     def __init__(self, bundle_dir: str | Path, batch_size: int = 64, input_size: tuple[int, int] | None = None,
                  flip_average: bool | float | None = None, neighbour_vote: bool = True, serving_graph: bool = True,
-                 feature_heads: bool = True, garment_input_size: tuple[int, int] | None = None):
+                 feature_heads: bool = True, garment_input_size: tuple[int, int] | None = None,
+                 thumbnail_specialist: bool = True):
         """`flip_average` (None: as the bundle's manifest says) averages every output over each image and
         its left-right mirror: garments are mirror-symmetric in their labels, so the two views are two
         honest looks at the same item (twice the compute). A confidence in (0, 1) instead gives the second
@@ -56,7 +58,10 @@ class Classifier:
         `garment_input_size` (height, width): garment crops (the rows predict_with_embeddings is told are not
         whole images) are read by the same weights at this size; the trunk pools globally, and a garment cut
         out of a photo has more detail to show than a whole image's letterbox (docs/detector.md). None: the
-        manifest's inference.garment_input_size, or `input_size` when that is given (a size being measured)."""
+        manifest's inference.garment_input_size, or `input_size` when that is given (a size being measured).
+        `thumbnail_specialist` (when the bundle has one, and a kind gate is loaded to say where it speaks): the
+        whole images the gate reads as catalogue thumbnails are also read by a second network trained on
+        thumbnails alone, mixed in (classification.thumbnail_specialist)."""
         self.bundle_dir = Path(bundle_dir)
         self.model, self.taxonomy, self.manifest = load_bundle(self.bundle_dir, input_size=input_size)
         trained = self.model
@@ -87,13 +92,26 @@ class Classifier:
                                if neighbour_vote else None)
         self.feature_heads = (load_heads(self.bundle_dir, (self.manifest.get("feature_heads") or {}).get("version"))
                               if feature_heads else None)
+        self.specialist_settings = (settings_of(self.bundle_dir, self.manifest)
+                                    if thumbnail_specialist and self.feature_heads is not None
+                                    and self.feature_heads.gate is not None else None)
+        self.specialist: Classifier | None = None
+        if self.specialist_settings is not None:  # read with the same mirror view and graph as this network
+            self.specialist = Classifier(self.specialist_settings.folder, batch_size=batch_size,
+                                         input_size=input_size, flip_average=self.flip_average,
+                                         serving_graph=serving_graph, thumbnail_specialist=False)
+            if self.specialist.input_size != self.input_size:
+                raise ValueError(f"{self.specialist_settings.folder}: the thumbnail specialist reads "
+                                 f"{self.specialist.input_size}, this network {self.input_size}")
         # what the served probabilities gain over the model's: the vote and heads this classifier loaded
         # (how the network reads garments first, then what is mixed into what it reads)
         extras = (garments_suffix(self.garment_input_size, self.input_size)
                   + vote_suffix(self.neighbour_vote.version if self.neighbour_vote else None)
                   + heads_suffix(self.feature_heads.version if self.feature_heads else None))
+        # tags only: the specialist never changes an embedding
+        tag_extras = extras + specialist_suffix(self.specialist_settings.version if self.specialist else None)
         # the category's tags also name the slip paths shown as their articleType's commonest (Taxonomy.slips)
-        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}{extras}"
+        self.versions = {group: f"{served_version(self.manifest, self.flip_average)}{tag_extras}"
                                 f"{slips_suffix(self.taxonomy) if group == 'category' else ''}/{group}"
                          for group in MODEL_GROUPS}
         # Where the vote comes from at each call: the bundle's, unless a server adds rows to it (the items
@@ -108,26 +126,53 @@ class Classifier:
         """Softmax outputs per task, (N, classes) each, computed in batches. `garments`: the images are
         garment crops, read as the pipeline reads a detection (by the network at garment_input_size)."""
         model, size = self._network(garments)
-        return self.predict_proba_preprocessed(preprocess_batch(images, size), model)
+        return self.predict_proba_preprocessed(preprocess_batch(images, size), model, whole_images=not garments)
 
     def _network(self, garments: bool) -> tuple[keras.Model, tuple[int, int]]:
         """The network that reads garment crops (`garments`) or whole images, and the size it reads them at."""
         return (self.garment_model, self.garment_input_size) if garments else (self.model, self.input_size)
 
-    def predict_proba_preprocessed(self, batch: np.ndarray, model: keras.Model | None = None) -> dict[str, np.ndarray]:
-        """The served probabilities (with the neighbour vote and the feature heads, where the bundle has them)
-        of a batch preprocessed for `model` (None: the whole images' network)."""
+    def predict_proba_preprocessed(self, batch: np.ndarray, model: keras.Model | None = None,
+                                   whole_images: bool | None = None) -> dict[str, np.ndarray]:
+        """The served probabilities (with the neighbour vote, the feature heads and the thumbnail specialist,
+        where the bundle has them) of a batch preprocessed for `model` (None: the whole images' network).
+        `whole_images` (None: when `model` is the whole images' network): the rows are whole images, not
+        garment crops, and so may be read by the thumbnail specialist."""
         model = self.model if model is None else model
         if not len(batch):
             return {task: np.zeros((0, self.taxonomy.num_classes(task)), np.float32) for task in TASKS}
         if self.neighbour_vote is None and self.feature_heads is None:
             return self._forward(model, batch, TASKS)
         outputs = self._forward(self._two_output_model(model), batch, (*TASKS, "embedding"))
-        return self.voted(outputs.pop("embedding"), outputs)
+        features = outputs.pop("embedding")
+        served = self.voted(features, outputs)
+        whole = model is self.model if whole_images is None else whole_images
+        return self.with_specialist(served, features, outputs, np.arange(len(batch)) if whole else np.zeros(0, int),
+                                    lambda rows: batch[rows])
+
+    def with_specialist(self, served: dict[str, np.ndarray], features: np.ndarray, probs: dict[str, np.ndarray],
+                        whole_rows: np.ndarray, preprocessed: Callable[[np.ndarray], np.ndarray]
+                        ) -> dict[str, np.ndarray]:
+        """`served` (what voted gave for `features` and the model's `probs`) with the thumbnail specialist's
+        reading of the `whole_rows` (whole images) the kind gate reads as thumbnails mixed in
+        (classification.thumbnail_specialist); `preprocessed(rows)`: those rows' images preprocessed at
+        input_size. As it was without a specialist."""
+        if self.specialist is None or not len(whole_rows):
+            return served
+        gate = np.zeros(len(features), np.float32)
+        gate[whole_rows] = self.feature_heads.gate.catalogue_probability(features[whole_rows])
+        rows = rows_to_read(gate, self.specialist_settings.min_gate)
+        if not len(rows):
+            return served
+        own = self.specialist.predict_proba_preprocessed(preprocessed(rows))
+        # what rows from people's labels moved in the served vote stays moved (the specialist's vote has none)
+        without_people = served if self.vote_source is None else self._served_with(self.neighbour_vote, features, probs)
+        return corrected(served, without_people, own, rows, gate, self.specialist_settings.weight)
 
     def voted(self, features: np.ndarray, probs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The served probabilities from the model's and the images' pooled features: mixed with the
-        neighbour vote, then with the feature heads (each where the bundle has them)."""
+        neighbour vote, then with the feature heads (each where the bundle has them); without the thumbnail
+        specialist, which reads the images themselves (with_specialist)."""
         vote = self.vote_source() if self.vote_source is not None else self.neighbour_vote
         return self._served_with(vote, features, probs)
 
@@ -201,6 +246,8 @@ class Classifier:
         them ready (exporting, first-call allocations) is not paid by a request."""
         blank = np.full((*self.input_size, 3), 255, np.uint8)
         self.embedding_inputs([blank, blank], garments=[False, True])
+        if self.specialist is not None:
+            self.specialist.warm_up()
 
     def _runnable(self, model: keras.Model) -> keras.Model | ExportedNetwork:
         """`model`, or its exported graph where this classifier serves exported (made once per network)."""
@@ -316,11 +363,14 @@ class Classifier:
             # photos as photos).
             allowed = allowed_where(allowed, read, constrained_kinds, whole_image_rows)
         served = self.voted(features, probs)
+        whole = np.asarray([row for row in range(len(images)) if garments is None or not garments[row]], int)
+        tagged = self.with_specialist(served, features, probs, whole,
+                                      lambda rows: preprocess_batch([images[i] for i in rows], self.input_size))
         pooled = context.pooled_rows(read, whole_image_rows) if pools else []
-        in_context = context.pool(served, pooled, whole_image_rows) if pooled else served
+        in_context = context.pool(tagged, pooled, whole_image_rows) if pooled else tagged
         products = product_garment.pairs(read, whole_image_rows, kept_garments) if reads_products else {}
         # each product pooled with its garment's reading from before the garment was pooled with the product
-        in_context = product_garment.pool_pairs(in_context, products, source=served) if products else in_context
+        in_context = product_garment.pool_pairs(in_context, products, source=tagged) if products else in_context
         tags = self.describe(in_context, allowed, outside_weight)
         for row in pooled:
             tags[row]["category_read_with_image"] = True
@@ -331,7 +381,8 @@ class Classifier:
                 tags[row]["image_kind"] = read[whole] if read is not None else None
         profile = probs
         if self.embedding_head is not None and self.embedding_head.profile_source == "served":
-            # the tags' probabilities, unless rows from people's labels joined their vote
+            # the tags' probabilities before the thumbnail specialist (it never moves an embedding), and
+            # without rows from people's labels in their vote
             bundles = served if self.vote_source is None else self._served_with(self.neighbour_vote, features, probs)
             profile = self.constrained(bundles, allowed, outside_weight)
         return tags, self.embedding_of(features, probs, profile)

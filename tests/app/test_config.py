@@ -33,6 +33,8 @@ def test_settings_from_the_environment():
         with pytest.raises(ValueError, match="GARMENT_INPUT_SIZE"):
             Settings.from_env({"GARMENT_INPUT_SIZE": bad})
     assert Settings.from_env({"CLASSIFIER_FEATURE_HEADS": "0"}).classifier_feature_heads is False
+    assert Settings.from_env({}).classifier_thumbnail_specialist is True
+    assert Settings.from_env({"CLASSIFIER_THUMBNAIL_SPECIALIST": "0"}).classifier_thumbnail_specialist is False
 
 
 def test_embedded_defaults():

@@ -69,7 +69,8 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
                   "inference": {"flip_average": True, "neighbour_vote": "abc"}},
         versions={"category": "c:v/category"}, input_size=(160, 120), garment_input_size=(160, 120),
         flip_average=True, embedding_dim=8,
-        embedding_head=None, neighbour_vote=None, feature_heads=None)  # served with CLASSIFIER_NEIGHBOUR_VOTE=0
+        embedding_head=None, neighbour_vote=None, feature_heads=None,  # served with CLASSIFIER_NEIGHBOUR_VOTE=0
+        specialist=None, specialist_settings=None)
     card = classifier_json(SimpleNamespace(classifier=classifier, embedding_model="c:v+head"))
     assert card["held_out"]["as_served"] is False and card["neighbour_vote"] is None
     classifier.neighbour_vote = SimpleNamespace(version="abc")
@@ -87,6 +88,15 @@ def test_figures_measured_another_way_than_the_classifier_serves_are_flagged():
     assert card["held_out"]["as_served"] is False and card["feature_heads"] == "def"
     assert card["feature_head_tasks"] == {"gender": {"weight": 0.5, "gated": False}}
     assert card["source_label_heads"] == {"photo": {"weight": 0.35, "labels": 2}}
+    assert card["thumbnail_specialist"] is None
+    classifier.manifest["inference"]["feature_heads"] = "def"
+    classifier.specialist = SimpleNamespace(manifest={"version": "w"})  # a specialist the evaluation did not serve with
+    classifier.specialist_settings = SimpleNamespace(version="thumbs1", weight=1.0, min_gate=0.5)
+    card = classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))
+    assert card["held_out"]["as_served"] is False
+    assert card["thumbnail_specialist"] == {"version": "thumbs1", "weight": 1.0, "min_gate": 0.5, "weights": "w"}
+    classifier.manifest["inference"]["thumbnail_specialist"] = "thumbs1"
+    assert classifier_json(SimpleNamespace(classifier=classifier, embedding_model="e"))["held_out"]["as_served"] is True
 
 
 def test_models_need_a_key_when_keys_are_on_and_are_in_the_openapi_document(keyed_app, client):
