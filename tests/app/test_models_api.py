@@ -36,6 +36,9 @@ def test_models_say_what_tags_the_images_and_how_well_it_scored(client, pipeline
     assert held_out["as_served"] is True and classifier["neighbour_vote"] == manifest["neighbour_vote"]["version"]
     # which tasks the feature heads mix into, as the fit chose them; the category levels only for thumbnails
     assert classifier["feature_heads"] == manifest["feature_heads"]["version"]
+    # the second network for thumbnails, as the bundle names it
+    assert classifier["thumbnail_specialist"]["version"] == manifest["thumbnail_specialist"]["version"]
+    assert classifier["thumbnail_specialist"]["min_gate"] == manifest["thumbnail_specialist"]["min_gate"]
     assert classifier["feature_head_tasks"] == {
         task: {"weight": chosen["weight"], "gated": chosen["gated"]}
         for task, chosen in manifest["feature_heads"]["tasks"].items() if chosen["weight"] > 0}

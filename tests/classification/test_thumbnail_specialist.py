@@ -102,3 +102,54 @@ def test_attach_copies_what_serves_and_remove_takes_it_out(tmp_path):
     assert "thumbnail_specialist" not in json.loads((bundle / "manifest.json").read_text())
     shutil.rmtree(bundle)
 
+
+
+# ---- the served bundle's specialist ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served():
+    from classification.inference import Classifier
+    return Classifier(BUNDLE), Classifier(BUNDLE, thumbnail_specialist=False)
+
+
+def _held_out_images(datasets: Path) -> list[np.ndarray]:
+    """Three held-out catalogue thumbnails and three phone photos of the bundle's validation senders."""
+    from PIL import Image
+
+    split = json.loads((BUNDLE / "split.json").read_text())
+    thumbnails = [datasets / "fashion-product-images-small" / "images" / f"{i}.jpg" for i in split["test"][:3]]
+    photos = [datasets / "clothing-dataset" / "images" / f"{i}.jpg" for i in split["photo"]["val"][:3]]
+    return [np.asarray(Image.open(path).convert("RGB")) for path in thumbnails + photos]
+
+
+def test_the_served_bundle_reads_thumbnails_with_its_specialist_and_nothing_else(served, shared_datasets):
+    with_it, without = served
+    assert with_it.specialist is not None and without.specialist is None
+    images = _held_out_images(shared_datasets)
+    features = with_it.embedding_inputs(images)[0]
+    gate = with_it.feature_heads.gate.catalogue_probability(features)
+    read = gate >= with_it.specialist_settings.min_gate
+    assert read.tolist() == [True] * 3 + [False] * 3  # the gate tells these thumbnails from these photos
+    plain = without.predict_proba(images)
+    expected = corrected(plain, plain, with_it.specialist.predict_proba(images[:3]), np.arange(3), gate,
+                         with_it.specialist_settings.weight)
+    got = with_it.predict_proba(images)
+    for task in got:
+        np.testing.assert_allclose(got[task], expected[task], atol=1e-5)
+        np.testing.assert_allclose(got[task][3:], plain[task][3:], atol=1e-5)  # photos: as served without it
+    assert not np.allclose(got["articleType"][:3], plain["articleType"][:3], atol=1e-3)
+    # garments never reach it: the same picture read as a crop of the first is tagged as without it
+    tags, embeddings = with_it.predict_with_embeddings([images[0], images[0]], whole_image_rows=[0, 0])
+    plain_tags, plain_embeddings = without.predict_with_embeddings([images[0], images[0]], whole_image_rows=[0, 0])
+    _same_tags(tags[1], plain_tags[1])
+    _same_tags(tags[0], with_it.describe({t: v[:1] for t, v in got.items()})[0])
+    np.testing.assert_allclose(embeddings, plain_embeddings, atol=1e-5)  # embeddings never change with it
+    assert with_it.embedding_version == without.embedding_version
+    assert all("+thumbs-" in v for v in with_it.versions.values())
+    assert not any("+thumbs-" in v for v in without.versions.values())
+
+
+def _same_tags(a: dict, b: dict) -> None:
+    """The same label per task, the same confidence to float rounding (batches of another size)."""
+    for task in ("gender", "masterCategory", "subCategory", "articleType", "baseColour", "season", "usage"):
+        assert a[task]["label"] == b[task]["label"] and a[task]["confidence"] == pytest.approx(b[task]["confidence"], abs=1e-4)
