@@ -225,13 +225,15 @@ def test_evaluating_with_the_mirror_view_makes_the_bundle_serve_with_it(trained_
     shutil.copytree(trained_bundle["bundle"], bundle)
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--flip-average", "--update-manifest"])
     manifest = json.loads((bundle / "manifest.json").read_text())
-    assert manifest["inference"] == {"flip_average": True, "neighbour_vote": None, "feature_heads": None}
+    assert manifest["inference"] == {"flip_average": True, "neighbour_vote": None, "feature_heads": None,
+                                     "thumbnail_specialist": None}
     assert "no neighbour vote" in (bundle / "evaluation" / "report.md").read_text()
     assert Classifier(bundle).flip_average and not Classifier(bundle, flip_average=False).flip_average
     evaluate.main(["--bundle", str(bundle), "--catalogue", str(tiny_catalogue), "--flip-below", "0.8",
                    "--update-manifest"])
     inference = json.loads((bundle / "manifest.json").read_text())["inference"]
-    assert inference == {"flip_average": 0.8, "neighbour_vote": None, "feature_heads": None}
+    assert inference == {"flip_average": 0.8, "neighbour_vote": None, "feature_heads": None,
+                         "thumbnail_specialist": None}
     assert Classifier(bundle).flip_average == 0.8 and "under 0.8" in (bundle / "evaluation" / "report.md").read_text()
     # what else the manifest says about serving (the size garments are read at) survives a new evaluation
     manifest = json.loads((bundle / "manifest.json").read_text())
