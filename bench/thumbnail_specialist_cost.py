@@ -28,16 +28,11 @@ from tqdm import tqdm  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.fetch import decode  # noqa: E402
 from app.pipeline import Pipeline  # noqa: E402
-from bench.pipeline import peak_rss_mb  # noqa: E402
+from bench.pipeline import peak_rss_mb, percentile  # noqa: E402
 from bench.results import write_report  # noqa: E402
 from classification.evaluate import held_out_records  # noqa: E402
 
 CATALOGUE = ROOT.parent / "shared" / "datasets" / "fashion-product-images-small"
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
 def main(argv=None) -> dict:
@@ -78,7 +73,7 @@ def main(argv=None) -> dict:
               "read_by_the_specialist": int((gate >= served.specialist_settings.min_gate).sum()),
               "articleType_changed": sum(a != b for a, b in zip(labels["with"], labels["without"])),
               "peak_rss_mb_both_loaded": round(peak_rss_mb()),
-              "request_ms": {name: {"p50": round(statistics.median(v), 1), "p90": round(percentile(v, 0.9), 1)}
+              "request_ms": {name: {"p50": round(statistics.median(v), 1), "p90": round(percentile(v, 90), 1)}
                              for name, v in times.items()},
               "classify_ms": {name: {"p50": round(statistics.median(v), 1)} for name, v in classify.items()}}
     report["request_ms_added_p50"] = round(report["request_ms"]["with"]["p50"] - report["request_ms"]["without"]["p50"], 1)
